@@ -1,0 +1,3 @@
+from dissam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Box prompts.
+
+Convention everywhere in dissam: a box is ``(x0, y0, x1, y1)`` (XYXY) in pixels of the original
+image, where ``(x1, y1)`` is the last pixel column/row **inside** the box (inclusive), exactly as
+the authors derive boxes from masks (``np.where`` minima and maxima). Arrays of boxes are ``N x 4``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from dissam.errors import BoxError
+
+BoxFormat = Literal["xyxy", "xywh"]
+
+
+def as_boxes(boxes, fmt: BoxFormat = "xyxy") -> np.ndarray:
+    """Convert one box or a list of boxes to an ``N x 4`` float64 XYXY array (no validation)."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise BoxError(f"a box has 4 numbers (x0, y0, x1, y1); got an array of shape {np.shape(boxes)}")
+    if fmt == "xywh":
+        arr = np.stack([arr[:, 0], arr[:, 1], arr[:, 0] + arr[:, 2], arr[:, 1] + arr[:, 3]], axis=1)
+    elif fmt != "xyxy":
+        raise BoxError(f"unknown box format {fmt!r}: use 'xyxy' or 'xywh'")
+    return arr
+
+
+def validate_boxes(boxes, image_hw: tuple[int, int], fmt: BoxFormat = "xyxy") -> np.ndarray:
+    """Check and clip boxes for an image of size ``image_hw = (H, W)``.
+
+    Returns an ``N x 4`` float64 XYXY array clipped to ``[0, W-1] x [0, H-1]``. Raises
+    :class:`BoxError` for non-finite numbers, inverted or empty boxes (``x1 <= x0`` or
+    ``y1 <= y0``) and boxes that lie entirely outside the image.
+    """
+    arr = as_boxes(boxes, fmt)
+    h, w = int(image_hw[0]), int(image_hw[1])
+    for i, (x0, y0, x1, y1) in enumerate(arr):
+        desc = f"box {i} ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+        if not np.all(np.isfinite([x0, y0, x1, y1])):
+            raise BoxError(f"{desc} has non-finite coordinates")
+        if x1 <= x0 or y1 <= y0:
+            raise BoxError(
+                f"{desc} is inverted or empty: boxes are XYXY (x0, y0, x1, y1) with x1 > x0 and y1 > y0"
+                + (" (did you mean --box-format xywh?)" if fmt == "xyxy" else "")
+            )
+        if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
+            raise BoxError(f"{desc} lies entirely outside the {w}x{h} image")
+    out = arr.copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w - 1)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h - 1)
+    return out
+
+
+def box_from_mask(mask: np.ndarray, threshold: float = 0) -> np.ndarray | None:
+    """Tight XYXY box (inclusive pixel indices) of ``mask > threshold``; ``None`` if empty."""
+    ys, xs = np.nonzero(np.asarray(mask) > threshold)
+    if ys.size == 0:
+        return None
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)

@@ -1,0 +1,28 @@
+"""Exception types. Every error a user can cause derives from :class:`DisSamError`, and its
+message says what was wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class DisSamError(Exception):
+    """Base class of dissam's user-facing errors."""
+
+
+class CheckpointError(DisSamError):
+    """A checkpoint is missing, truncated, unsafe, or does not match the model."""
+
+
+class ImageReadError(DisSamError):
+    """An image or mask file cannot be read or has an unsupported layout."""
+
+
+class BoxError(DisSamError, ValueError):
+    """A box prompt is malformed, inverted, empty or entirely outside the image."""
+
+
+class DatasetError(DisSamError):
+    """A dataset folder is missing files or has files that do not pair up."""
+
+
+class OfflineError(DisSamError):
+    """Something has to be downloaded, but the machine is offline (or the hub refused)."""

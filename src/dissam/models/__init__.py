@@ -1,0 +1,1 @@
+"""Network definitions (modules only: no file I/O, no downloads)."""
