@@ -1,0 +1,79 @@
+"""Image reading for odd inputs, and box validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dissam.boxes import as_boxes, box_from_mask, validate_boxes
+from dissam.errors import BoxError, ImageReadError
+from dissam.io import read_image, read_mask, write_png
+
+
+def _rgb(h=20, w=30):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_rgb_png_round_trip(tmp_path):
+    a = _rgb()
+    write_png(tmp_path / "a.png", a)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), a)
+
+
+def test_grayscale_rgba_16bit_float_bool(tmp_path):
+    g = _rgb()[:, :, 0]
+    Image.fromarray(g).save(tmp_path / "g.png")
+    out = read_image(tmp_path / "g.png")
+    assert out.shape == (20, 30, 3) and np.array_equal(out[:, :, 2], g)
+    rgba = np.dstack([_rgb(), np.full((20, 30), 7, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), rgba[:, :, :3])
+    g16 = (g.astype(np.uint16) * 257)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png")[:, :, 0], g)
+    np.testing.assert_array_equal(read_mask(g16), g)
+    np.testing.assert_array_equal(read_mask(np.array([[True, False]] * 2)), [[255, 0]] * 2)
+    np.testing.assert_array_equal(read_mask(np.array([[1.0, 0.0]] * 2)), [[255, 0]] * 2)
+
+
+def test_exif_orientation_applied(tmp_path):
+    a = _rgb(10, 16)
+    img = Image.fromarray(a)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    img.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    out = read_image(tmp_path / "r.jpg")
+    assert out.shape == (16, 10, 3)
+
+
+def test_unreadable_and_missing(tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="cannot read image"):
+        read_image(tmp_path / "bad.jpg")
+    with pytest.raises(ImageReadError, match="not found"):
+        read_image(tmp_path / "nope.png")
+    with pytest.raises(ImageReadError, match="shape"):
+        read_image(np.zeros((2, 2, 2, 2), np.uint8))
+
+
+def test_boxes_clip_and_errors():
+    out = validate_boxes([[-5, 3, 50, 10]], (20, 30))
+    np.testing.assert_array_equal(out, [[0, 3, 29, 10]])
+    np.testing.assert_array_equal(as_boxes([1, 2, 3, 4], "xywh"), [[1, 2, 4, 6]])
+    with pytest.raises(BoxError, match="inverted or empty"):
+        validate_boxes([10, 10, 5, 20], (20, 30))
+    with pytest.raises(BoxError, match="outside"):
+        validate_boxes([40, 0, 50, 10], (20, 30))
+    with pytest.raises(BoxError, match="4 numbers"):
+        validate_boxes([1, 2, 3], (20, 30))
+    with pytest.raises(BoxError, match="non-finite"):
+        validate_boxes([0, 0, np.nan, 3], (20, 30))
+
+
+def test_box_from_mask_inclusive():
+    m = np.zeros((10, 12), np.uint8)
+    m[2:5, 3:9] = 255
+    np.testing.assert_array_equal(box_from_mask(m), [3, 2, 8, 4])
+    assert box_from_mask(np.zeros((3, 3))) is None
