@@ -173,7 +173,8 @@ def load_refiner(
         name = str(path)
         config = None
         if path.suffix == ".safetensors":
-            model, _meta = load_checkpoint(path, device=device)
+            model, info = load_checkpoint(path, device=device)
+            model.dissam_info = info  # config + metadata (e.g. the input size it was trained at)
             return model.eval() if eval_mode else model
         sd = read_state_dict(path)
     config = config or infer_refiner_config(sd)
