@@ -1,0 +1,403 @@
+"""The SAM stage of DIS-SAM: box prompt -> coarse mask, on Hugging Face ``transformers``' ``SamModel``.
+
+* :func:`load_sam` builds a :class:`SamStage` from an official Meta ``sam_vit_*.pth`` (converted by
+  our own key map, :mod:`dissam.models.sam_convert`, sizes inferred from the tensors), a local
+  Hugging Face folder (``SamModel`` or ``SamHQModel``), or a hub id.
+* :class:`SamStage` mirrors ``segment_anything.SamPredictor``: ``set_image`` once (the image
+  embedding is kept), then ``predict`` / ``predict_batch`` / ``coarse_masks`` many times. The numpy
+  layer validates and converts; :meth:`SamStage.predict_torch` is the batched torch layer.
+
+Pre- and post-processing are done here (PIL/numpy/torch), exactly as the official predictor does
+them, not by ``SamProcessor``: longest side resized to 1024 with PIL bilinear
+(``int(old * 1024 / max(H, W) + 0.5)``), normalised with the SAM pixel mean/std, zero-padded at the
+bottom and right to 1024x1024; boxes scaled by ``new/old`` per axis; low-resolution logits
+upsampled to 1024 (bilinear, ``align_corners=False``), cropped to the resized image, upsampled to the
+original size, thresholded at logit > 0.
+
+Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive (see
+:mod:`dissam.boxes`). Sizes are ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dissam.boxes import validate_boxes
+from dissam.errors import CheckpointError, DisSamError, OfflineError
+from dissam.io import ImageLike, read_image
+
+__all__ = ["SamStage", "load_sam", "build_sam_from_state_dict", "PIXEL_MEAN", "PIXEL_STD", "MASK_SELECTIONS"]
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+MASK_THRESHOLD = 0.0
+MASK_SELECTIONS = ("first", "best", "single")
+Selection = Literal["first", "best", "single"]
+
+# official file names (https://dl.fbaipublicfiles.com/segment_anything/<name>) and HF ids per size
+OFFICIAL_FILES = {
+    "vit_b": ("sam_vit_b_01ec64.pth", "facebook/sam-vit-base"),
+    "vit_l": ("sam_vit_l_0b3195.pth", "facebook/sam-vit-large"),
+    "vit_h": ("sam_vit_h_4b8939.pth", "facebook/sam-vit-huge"),
+}
+OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+
+
+def preprocess_shape(old_h: int, old_w: int, long_side: int = 1024) -> tuple[int, int]:
+    """``(H', W')`` of the resized image: the official ``ResizeLongestSide.get_preprocess_shape``."""
+    scale = long_side * 1.0 / max(old_h, old_w)
+    return int(old_h * scale + 0.5), int(old_w * scale + 0.5)
+
+
+def preprocess_image(image: np.ndarray, size: int = 1024) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``H x W x 3`` uint8 RGB -> ``(1, 3, size, size)`` float32 model input and the resized ``(H', W')``.
+
+    PIL bilinear resize of the longest side to ``size``, ``(x - mean) / std``, zero padding at the
+    bottom and right (after normalisation, as the official ``Sam.preprocess``)."""
+    h, w = image.shape[:2]
+    nh, nw = preprocess_shape(h, w, size)
+    resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+    x = (resized - np.asarray(PIXEL_MEAN, np.float32)) / np.asarray(PIXEL_STD, np.float32)
+    out = np.zeros((size, size, 3), np.float32)
+    out[:nh, :nw] = x
+    return torch.from_numpy(out).permute(2, 0, 1)[None].contiguous(), (nh, nw)
+
+
+def _is_hq_config(config: Any) -> bool:
+    return getattr(config, "model_type", "") == "sam_hq"
+
+
+class SamStage:
+    """Box-prompted SAM with the ``SamPredictor`` interface.
+
+    Attributes:
+        model: the ``transformers`` ``SamModel`` / ``SamHQModel`` (eval mode, on ``device``).
+        device: ``torch.device`` of the model.
+        encoder_calls: number of image-encoder runs so far (one per :meth:`set_image`).
+        original_size: ``(H, W)`` of the current image, or ``None``.
+        input_size: ``(H', W')`` of the resized image inside the 1024x1024 input, or ``None``.
+        image_embedding: ``(1, 256, 64, 64)`` float32 tensor of the current image, or ``None``.
+        source: what the model was loaded from.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model"
+    ) -> None:
+        from dissam.utils import resolve_device
+
+        self.device = resolve_device(str(device) if isinstance(device, torch.device) else device)
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.source = source
+        self.is_hq = _is_hq_config(model.config)
+        self.image_size = int(model.config.vision_config.image_size)
+        self.encoder_calls = 0
+        self.reset_image()
+
+    # ----------------------------------------------------------------- image
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.image_embedding: torch.Tensor | None = None
+        self._intermediate: list[torch.Tensor] | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    @property
+    def is_image_set(self) -> bool:
+        return self.image_embedding is not None
+
+    def set_image(self, image: ImageLike) -> SamStage:
+        """Compute and keep the image embedding of ``image`` (path, PIL image or array; gray, RGBA
+        and 16-bit are converted by :func:`dissam.io.read_image`). Runs the image encoder once."""
+        arr = read_image(image)
+        pixels, input_size = preprocess_image(arr, self.image_size)
+        with torch.inference_mode():
+            out = self.model.vision_encoder(pixel_values=pixels.to(self.device))
+        self.encoder_calls += 1
+        self.image_embedding = out.last_hidden_state
+        self._intermediate = list(out.intermediate_embeddings) if self.is_hq else None
+        self.original_size = (int(arr.shape[0]), int(arr.shape[1]))
+        self.input_size = input_size
+        return self
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise DisSamError("no image is set: call set_image(image) before predict / coarse_masks")
+
+    # ----------------------------------------------------------------- boxes
+    def transform_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """Original-image XYXY boxes ``(N, 4)`` -> boxes in the 1024 input frame (official
+        ``ResizeLongestSide.apply_boxes``: x * W'/W, y * H'/H)."""
+        h, w = self.original_size
+        nh, nw = self.input_size
+        out = np.asarray(boxes, np.float64).reshape(-1, 2, 2).copy()
+        out[..., 0] = out[..., 0] * (nw / w)
+        out[..., 1] = out[..., 1] * (nh / h)
+        return out.reshape(-1, 4)
+
+    # ----------------------------------------------------------------- torch layer
+    def predict_torch(
+        self, boxes: torch.Tensor, multimask_output: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder for ``N`` boxes of the current image in one call.
+
+        Args:
+            boxes: ``(N, 4)`` float XYXY boxes already in the 1024 input frame.
+            multimask_output: three masks per box (mask tokens 1..3) or one (token 0).
+        Returns:
+            ``low_res_logits`` ``(N, C, 256, 256)`` and ``iou_predictions`` ``(N, C)``, C = 3 or 1.
+        """
+        self._require_image()
+        kwargs: dict[str, Any] = {}
+        if self.is_hq:
+            kwargs = {"intermediate_embeddings": self._intermediate, "hq_token_only": False}
+        with torch.inference_mode():
+            out = self.model(
+                image_embeddings=self.image_embedding,
+                input_boxes=boxes.to(self.device, torch.float32)[None],
+                multimask_output=multimask_output,
+                **kwargs,
+            )
+        return out.pred_masks[0], out.iou_scores[0]
+
+    def postprocess_masks(self, low_res: torch.Tensor) -> torch.Tensor:
+        """``(N, C, 256, 256)`` logits -> ``(N, C, H, W)`` logits at the original size (bilinear to
+        1024, crop to the resized image, bilinear to ``original_size``; ``align_corners=False``)."""
+        import torch.nn.functional as F
+
+        nh, nw = self.input_size
+        with torch.inference_mode():
+            x = F.interpolate(
+                low_res, (self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
+            x = x[..., :nh, :nw]
+            return F.interpolate(x, self.original_size, mode="bilinear", align_corners=False)
+
+    # ----------------------------------------------------------------- numpy layer
+    def predict_batch(
+        self, boxes, multimask_output: bool = True, return_logits: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for ``N`` boxes of the current image with a single decoder call.
+
+        Args:
+            boxes: ``(N, 4)`` (or ``(4,)``) XYXY pixels of the original image; clipped to the image,
+                inverted/empty/outside boxes raise :class:`~dissam.errors.BoxError`.
+            multimask_output: 3 masks per box (True) or SAM's single-output token (False).
+            return_logits: return float32 logits instead of ``logit > 0`` booleans.
+        Returns:
+            ``masks`` ``(N, C, H, W)`` bool (or float32 logits), ``iou_predictions`` ``(N, C)`` float32,
+            ``low_res_logits`` ``(N, C, 256, 256)`` float32.
+        """
+        self._require_image()
+        valid = validate_boxes(boxes, self.original_size)
+        scaled = torch.as_tensor(self.transform_boxes(valid), dtype=torch.float32)
+        low_res, iou = self.predict_torch(scaled, multimask_output)
+        masks = self.postprocess_masks(low_res)
+        if not return_logits:
+            masks = masks > MASK_THRESHOLD
+        return masks.cpu().numpy(), iou.float().cpu().numpy(), low_res.float().cpu().numpy()
+
+    def predict(
+        self, box=None, multimask_output: bool = True, return_logits: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``SamPredictor.predict`` with a single box prompt.
+
+        Args:
+            box: ``(4,)`` XYXY pixels of the original image (required: only box prompts are supported).
+        Returns:
+            ``masks`` ``(C, H, W)`` bool (or float32 logits), ``iou_predictions`` ``(C,)``,
+            ``low_res_logits`` ``(C, 256, 256)``; C = 3 with ``multimask_output`` else 1.
+        """
+        self._require_image()
+        if box is None:
+            raise DisSamError("predict needs a box prompt (x0, y0, x1, y1); point prompts are not supported")
+        arr = np.asarray(box, dtype=np.float64)
+        if arr.size != 4:
+            raise DisSamError(f"predict takes one box of 4 numbers, got shape {arr.shape}; use predict_batch")
+        masks, iou, low = self.predict_batch(arr.reshape(1, 4), multimask_output, return_logits)
+        return masks[0], iou[0], low[0]
+
+    def coarse_masks(self, boxes, selection: Selection = "first") -> np.ndarray:
+        """One coarse mask per box: ``(N, H, W)`` bool at the original size.
+
+        ``selection``:
+            * ``"first"`` (DIS-SAM default, the authors' choice): ``multimask_output=True``, mask 0 of
+              the three (decoder mask token 1), regardless of the predicted IoU;
+            * ``"best"``: ``multimask_output=True``, the mask with the highest predicted IoU;
+            * ``"single"``: ``multimask_output=False`` (SAM's single-output token 0).
+        """
+        if selection not in MASK_SELECTIONS:
+            raise DisSamError(
+                f"unknown mask selection {selection!r}: use one of {', '.join(MASK_SELECTIONS)}"
+            )
+        masks, iou, _ = self.predict_batch(boxes, multimask_output=selection != "single")
+        if selection == "best":
+            idx = iou.argmax(axis=1)
+        else:
+            idx = np.zeros(len(masks), dtype=np.int64)
+        return masks[np.arange(len(masks)), idx]
+
+    # ----------------------------------------------------------------- saving
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the (converted) model as a Hugging Face folder (``config.json`` +
+        ``model.safetensors``) that :func:`load_sam` reads back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(folder))
+        return folder
+
+    def __repr__(self) -> str:
+        v = self.model.config.vision_config
+        kind = "SamHQModel" if self.is_hq else "SamModel"
+        return (
+            f"SamStage({kind}, hidden={v.hidden_size}, depth={v.num_hidden_layers}, "
+            f"global={list(v.global_attn_indexes)}, device={self.device}, source={self.source!r})"
+        )
+
+
+# --------------------------------------------------------------------- loading
+def build_sam_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict") -> torch.nn.Module:
+    """``SamModel`` from an official SAM state dict: sizes inferred, keys converted, strict load.
+
+    Raises :class:`CheckpointError` naming unconverted official keys, missing model keys and shape
+    mismatches."""
+    from transformers import SamConfig, SamModel
+
+    from dissam.checkpoints import load_state_dict_strict
+    from dissam.models.sam_convert import convert_official_sam, infer_sam_config
+
+    hq_keys = [
+        k for k in sd if any(s in k for s in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder"))
+    ]
+    if hq_keys:
+        raise CheckpointError(
+            f"{source} is an official HQ-SAM checkpoint (keys {', '.join(hq_keys[:4])}, ...); dissam converts "
+            "only plain SAM .pth files. Load HQ-SAM from its Hugging Face folder or hub id instead."
+        )
+    config = SamConfig(**infer_sam_config(sd))
+    converted, unconsumed = convert_official_sam(sd)
+    if unconsumed:
+        raise CheckpointError(
+            f"{source}: {len(unconsumed)} key(s) of the checkpoint match no part of SAM: "
+            + ", ".join(unconsumed[:20])
+            + (" ..." if len(unconsumed) > 20 else "")
+        )
+    model = SamModel(config)
+    load_state_dict_strict(model, converted, source)
+    return model.float().eval()
+
+
+def _looks_like_path(source: str) -> bool:
+    s = str(source)
+    return (
+        s.lower().endswith(_STATE_DICT_SUFFIXES)
+        or s.startswith((".", "/", "~"))
+        or s.strip("/").count("/") >= 2
+        or "\\" in s
+    )
+
+
+def _download_hint(source: str) -> str:
+    name = str(source).lower()
+    size = (
+        "vit_h"
+        if "huge" in name or "vit_h" in name
+        else "vit_b"
+        if "base" in name or "vit_b" in name
+        else "vit_l"
+    )
+    fname, repo = OFFICIAL_FILES[size]
+    hub_id = str(source) if "/" in str(source) and not _looks_like_path(str(source)) else repo
+    local = "models/" + hub_id.split("/")[-1]
+    return (
+        f"Download it once on a machine with internet, then pass the local copy:\n"
+        f"  huggingface-cli download {hub_id} --local-dir {local}   ->  load_sam('{local}')\n"
+        f"or the official checkpoint {OFFICIAL_URL}{fname} (put it e.g. in models/{fname}  ->  "
+        f"load_sam('models/{fname}')).\n"
+        "With HF_HUB_OFFLINE=1 only the local Hugging Face cache (HF_HOME, ~/.cache/huggingface) is used."
+    )
+
+
+def _check_hq(is_hq: bool, hq: bool | None, source: str) -> None:
+    if hq is True and not is_hq:
+        raise CheckpointError(f"{source} is a plain SAM model, but hq=True asked for HQ-SAM")
+    if hq is False and is_hq:
+        raise CheckpointError(f"{source} is an HQ-SAM model, but hq=False asked for plain SAM")
+
+
+def _from_pretrained(source: str, hq: bool | None, **kwargs) -> torch.nn.Module:
+    from transformers import AutoConfig, SamHQModel, SamModel
+
+    config = AutoConfig.from_pretrained(source, **kwargs)
+    model_type = getattr(config, "model_type", "")
+    if model_type not in ("sam", "sam_hq"):
+        raise CheckpointError(
+            f"{source} holds a {model_type!r} model, not SAM (model_type 'sam' or 'sam_hq')"
+        )
+    _check_hq(model_type == "sam_hq", hq, source)
+    cls = SamHQModel if model_type == "sam_hq" else SamModel
+    return cls.from_pretrained(source, dtype=torch.float32, **kwargs).eval()
+
+
+def load_sam(
+    source: str | os.PathLike, device: str | torch.device | None = "cpu", hq: bool | None = None
+) -> SamStage:
+    """Load the SAM stage.
+
+    Args:
+        source: one of
+            * an official Meta checkpoint file (``sam_vit_l_0b3195.pth``; any ``.pth``/``.pt``/
+              ``.safetensors`` plain state dict with official keys): converted by our key map, sizes
+              inferred from the tensors, loaded with ``weights_only=True`` and strict key checks;
+            * a local Hugging Face folder (``config.json`` + weights) of a ``SamModel`` or
+              ``SamHQModel`` (detected from ``model_type``), e.g. one written by
+              :meth:`SamStage.save_pretrained`;
+            * a hub id (``facebook/sam-vit-large``, an HQ-SAM id) loaded with ``from_pretrained``
+              (uses the hub cache; ``HF_HUB_OFFLINE=1`` uses only the cache).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``None``/``"auto"``.
+        hq: ``None`` accepts either model; ``True`` requires HQ-SAM; ``False`` requires plain SAM.
+
+    Raises:
+        CheckpointError: unreadable file, not a SAM checkpoint, or keys/shapes that do not match.
+        OfflineError: a hub id that is neither cached nor downloadable (says what to download).
+    """
+    src = os.fspath(source)
+    path = Path(src).expanduser()
+    if path.is_file():
+        from dissam.checkpoints import read_state_dict
+
+        _check_hq(False, hq, src)
+        model = build_sam_from_state_dict(read_state_dict(path), str(path))
+        return SamStage(model, device, source=str(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(
+                f"{path} is a folder without config.json: give a Hugging Face SAM folder (config.json + "
+                "model.safetensors, e.g. from `huggingface-cli download facebook/sam-vit-large --local-dir DIR`) "
+                "or the official .pth file itself"
+            )
+        try:
+            model = _from_pretrained(str(path), hq)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot load the Hugging Face SAM folder {path}: {exc}") from exc
+        return SamStage(model, device, source=str(path))
+    if _looks_like_path(src):
+        raise CheckpointError(f"SAM checkpoint not found: {src}\n{_download_hint(src)}")
+    try:
+        model = _from_pretrained(src, hq)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # hub errors: offline, not cached, unknown repo, HTTP failures
+        raise OfflineError(
+            f"cannot load SAM {src!r} from the Hugging Face hub or its local cache "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).\n{_download_hint(src)}"
+        ) from exc
+    return SamStage(model, device, source=src)
