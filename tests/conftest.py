@@ -16,3 +16,27 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def isnet_manifest() -> dict:
     return json.loads((FIXTURES / "isnet" / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_path(tmp_path_factory) -> Path:
+    """The fixtures' tiny SAM (official key names) saved as a plain state dict, like sam_vit_*.pth."""
+    import torch
+
+    from dissam.testing import sam_fixture_state_dict
+
+    rows = json.loads((FIXTURES / "sam" / "manifest.json").read_text())
+    path = tmp_path_factory.mktemp("tiny_sam") / "sam_tiny.pth"
+    torch.save(sam_fixture_state_dict(rows), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_refiner():
+    """A deterministic compact 5-channel refiner (eval mode)."""
+    import torch
+
+    from dissam.models.isnet import build_refiner
+
+    torch.manual_seed(1234)
+    return build_refiner("dis-sam-compact").eval()
