@@ -154,9 +154,13 @@ def _evaluate_pair(job: tuple[str, Path, Path], computer: _Computer | None = Non
 
 
 def _mp_context():
-    methods = mp.get_all_start_methods()
-    # a fresh interpreter per worker: safe with threads in the parent (torch, OpenCV, tqdm)
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # workers come from a fresh interpreter, not a fork of this one: safe with threads in the
+    # parent (torch, OpenCV, tqdm); the fork server imports the metric stack once for all workers
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["dissam.metrics", "dissam.evaluate"])
+        return ctx
+    return mp.get_context("spawn")
 
 
 def _run_jobs(jobs, metrics, skeleton_cache, workers: int, progress: bool, desc: str):
