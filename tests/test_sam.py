@@ -84,6 +84,28 @@ def test_sizes_inferred_from_tensors(sam_rows):
     assert d["attention_downsample_rate"] == 2 and d["iou_head_depth"] == 3
 
 
+@pytest.mark.parametrize(
+    "dim, depth, heads, global_idx",
+    [(768, 12, 12, [2, 5, 8, 11]), (1024, 24, 16, [5, 11, 17, 23]), (1280, 32, 16, [7, 15, 23, 31])],
+    ids=["vit_b", "vit_l", "vit_h"],
+)
+def test_released_sizes_inferred(sam_rows, dim, depth, heads, global_idx):
+    """Official ViT-B/L/H image-encoder shapes (meta tensors: no memory) give the released configs."""
+    sd = {k: torch.empty(s, device="meta") for k, s, _ in sam_rows if not k.startswith("image_encoder.")}
+    e = "image_encoder."
+    sd[e + "pos_embed"] = torch.empty(1, 64, 64, dim, device="meta")
+    sd[e + "patch_embed.proj.weight"] = torch.empty(dim, 3, 16, 16, device="meta")
+    sd[e + "neck.0.weight"] = torch.empty(256, dim, 1, 1, device="meta")
+    for b in range(depth):
+        rows = 127 if b in global_idx else 27
+        sd[e + f"blocks.{b}.attn.rel_pos_h"] = torch.empty(rows, dim // heads, device="meta")
+        sd[e + f"blocks.{b}.attn.qkv.bias"] = torch.empty(3 * dim, device="meta")
+        sd[e + f"blocks.{b}.mlp.lin1.weight"] = torch.empty(4 * dim, dim, device="meta")
+    v = infer_sam_config(sd)["vision_config"]
+    assert (v["hidden_size"], v["num_hidden_layers"], v["num_attention_heads"]) == (dim, depth, heads)
+    assert v["global_attn_indexes"] == global_idx and v["window_size"] == 14 and v["mlp_dim"] == 4 * dim
+
+
 def test_key_map_consumes_every_official_key(sam_rows):
     converted, unconsumed = convert_official_sam({k: torch.zeros(1) for k, _, _ in sam_rows})
     assert unconsumed == []

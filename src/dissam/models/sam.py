@@ -319,7 +319,8 @@ def _download_hint(source: str) -> str:
     local = "models/" + hub_id.split("/")[-1]
     return (
         f"Download it once on a machine with internet, then pass the local copy:\n"
-        f"  huggingface-cli download {hub_id} --local-dir {local}   ->  load_sam('{local}')\n"
+        f"  hf download {hub_id} --local-dir {local}   ->  load_sam('{local}')\n"
+        "  (huggingface_hub < 1.0 names the command `huggingface-cli download`)\n"
         f"or the official checkpoint {OFFICIAL_URL}{fname} (put it e.g. in models/{fname}  ->  "
         f"load_sam('models/{fname}')).\n"
         "With HF_HUB_OFFLINE=1 only the local Hugging Face cache (HF_HOME, ~/.cache/huggingface) is used."
@@ -381,7 +382,7 @@ def load_sam(
         if not (path / "config.json").is_file():
             raise CheckpointError(
                 f"{path} is a folder without config.json: give a Hugging Face SAM folder (config.json + "
-                "model.safetensors, e.g. from `huggingface-cli download facebook/sam-vit-large --local-dir DIR`) "
+                "model.safetensors, e.g. from `hf download facebook/sam-vit-large --local-dir DIR`) "
                 "or the official .pth file itself"
             )
         try:
