@@ -224,6 +224,9 @@ def test_box_errors(stage):
         stage.predict_batch([[1, 2, 3]])
     with pytest.raises(DisSamError, match="box"):
         stage.predict(box=None)
+    masks, iou, low = stage.predict_batch(np.zeros((0, 4)))
+    assert masks.shape == (0, 3, H, W) and iou.shape == (0, 3) and low.shape == (0, 3, 256, 256)
+    assert stage.coarse_masks(np.zeros((0, 4))).shape == (0, H, W)
 
 
 def test_predict_before_set_image(stage):

@@ -198,6 +198,14 @@ class SamStage:
         """
         self._require_image()
         valid = validate_boxes(boxes, self.original_size)
+        if len(valid) == 0:  # nothing to decode: empty arrays of the documented shapes
+            c, (h, w) = (3 if multimask_output else 1), self.original_size
+            dtype = np.float32 if return_logits else bool
+            return (
+                np.zeros((0, c, h, w), dtype),
+                np.zeros((0, c), np.float32),
+                np.zeros((0, c, 256, 256), np.float32),
+            )
         scaled = torch.as_tensor(self.transform_boxes(valid), dtype=torch.float32)
         low_res, iou = self.predict_torch(scaled, multimask_output)
         masks = self.postprocess_masks(low_res)
