@@ -525,5 +525,6 @@ def generate_dataset(
             bar.close()
     path = out / "boxes.json"
     boxes = dict(sorted(boxes.items()))
-    atomic_write_bytes(path, (json.dumps(boxes, indent=0) + "\n").encode())
+    rows = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in boxes.items())
+    atomic_write_bytes(path, ("{\n" + rows + "\n}\n").encode())
     return boxes

@@ -1,0 +1,58 @@
+"""``dissam synth``: write a synthetic DIS-like data set (im/, gt/, boxes.json, optional mask/)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "generate synthetic DIS-like training data (fine structures, exact soft GT, box prompts)"
+
+DESCRIPTION = """\
+Write N synthetic samples in the DIS-5K layout (see docs/synthetic.md):
+  OUT/im/synth_000000.jpg   RGB image
+  OUT/gt/synth_000000.png   8-bit soft ground truth of the target object only
+  OUT/boxes.json            {stem: [x0, y0, x1, y1]} target box, inclusive pixels
+  OUT/mask/synth_000000.png coarse stage-1 mask, with --masks degrade|grabcut
+
+Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
+    parser.add_argument("-n", type=int, default=100, metavar="N", help="number of samples (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
+    parser.add_argument("--size-min", type=int, default=320, help="smallest image side in px (default 320)")
+    parser.add_argument("--size-max", type=int, default=512, help="largest image side in px (default 512)")
+    parser.add_argument(
+        "--masks",
+        choices=("degrade", "grabcut", "none"),
+        default="none",
+        help="also write OUT/mask/ coarse masks: 'degrade' (SAM-like degraded GT), "
+        "'grabcut' (OpenCV GrabCut from the box, slow), 'none' (default)",
+    )
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dissam.data.synthetic import generate_dataset
+    from dissam.errors import DatasetError
+
+    if args.n < 1:
+        raise DatasetError(f"-n must be at least 1, got {args.n}")
+    if args.workers < 1:
+        raise DatasetError(f"--workers must be at least 1, got {args.workers}")
+    boxes = generate_dataset(
+        args.out_dir,
+        args.n,
+        seed=args.seed,
+        size_range=(args.size_min, args.size_max),
+        masks=args.masks,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {len(boxes)} samples to {args.out_dir} (im/, gt/, boxes.json"
+        + (", mask/)" if args.masks != "none" else ")")
+    )
+    return 0
