@@ -297,13 +297,28 @@ def _photos() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def background(h: int, w: int, rng: np.random.Generator, use_photos: bool = True) -> np.ndarray:
-    """A procedural (or photo) background ``(h, w, 3)`` float32 in [0, 255]."""
-    kinds = ["gradient", "noise", "stripes", "checker", "clutter"]
+BACKGROUNDS = ("gradient", "noise", "stripes", "checker", "clutter", "photo")
+
+
+def background(
+    h: int, w: int, rng: np.random.Generator, use_photos: bool = True, kind: str | None = None
+) -> np.ndarray:
+    """A procedural (or photo) background ``(h, w, 3)`` float32 in [0, 255].
+
+    ``kind`` forces one of ``BACKGROUNDS`` (the random draw still happens, so the rest of the
+    sample's random stream is unchanged); ``"photo"`` falls back to ``"clutter"`` without photos.
+    """
+    kinds = list(BACKGROUNDS[:-1])
     photos = _photos() if use_photos else ()
     if photos:
         kinds.append("photo")
-    kind = kinds[int(rng.integers(len(kinds)))]
+    drawn = kinds[int(rng.integers(len(kinds)))]
+    if kind is None:
+        kind = drawn
+    elif kind not in BACKGROUNDS:
+        raise DatasetError(f"unknown background {kind!r}; choose one of {', '.join(BACKGROUNDS)}")
+    elif kind == "photo" and not photos:
+        kind = "clutter"
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     a = rng.uniform(0, 2 * np.pi)
     proj = (np.cos(a) * xx + np.sin(a) * yy) / max(h, w)
@@ -399,6 +414,7 @@ def generate_sample(
     *,
     size_range: tuple[int, int] = (320, 512),
     kind: str | None = None,
+    background_kind: str | None = None,
     use_photos: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``index`` of ``seed``.
@@ -407,6 +423,8 @@ def generate_sample(
         size: ``None`` (height and width drawn independently from ``size_range``), an int (square)
             or ``(H, W)``.
         kind: force the target's kind (one of ``KINDS``); default random.
+        background_kind: force the background (one of ``BACKGROUNDS``); default random.
+        use_photos: allow the bundled public-domain/CC0 ``skimage.data`` photos as backgrounds.
     Returns:
         ``image`` ``HxWx3`` uint8 RGB, ``gt`` ``HxW`` uint8 (coverage * 255 of the target only) and
         ``box`` int64 ``[x0, y0, x1, y1]`` = ``box_from_mask(gt > 0)`` (inclusive pixels).
@@ -418,7 +436,7 @@ def generate_sample(
         kind = _pick_kind(rng)
     elif kind not in KINDS:
         raise DatasetError(f"unknown object kind {kind!r}; choose one of {sorted(KINDS)}")
-    img = background(h, w, rng, use_photos)
+    img = background(h, w, rng, use_photos, background_kind)
     for _ in range(int(rng.integers(1, 4))):  # distractors behind the target
         dh = int(h * rng.uniform(0.15, 0.45))
         dw = int(w * rng.uniform(0.15, 0.45))
