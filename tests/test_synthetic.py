@@ -136,3 +136,22 @@ def test_cli_synth(tmp_path, capsys):
     assert not (out / "mask").exists()
     assert main(["synth", str(tmp_path / "x"), "-n", "0"]) == 1
     assert "-n must be at least 1" in capsys.readouterr().err
+
+
+def test_bundled_examples_match_the_generator():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    spec = importlib.util.spec_from_file_location("make_examples", root / "make_examples.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    prompts = json.loads((root / "prompts.json").read_text())
+    assert sorted(prompts) == sorted(f"{stem}.jpg" for stem, *_ in mod.EXAMPLES)
+    for stem, index, kind, bg in mod.EXAMPLES:
+        image, gt, box = generate_sample(index, mod.SEED, size=(480, 640), kind=kind, background_kind=bg)
+        assert prompts[f"{stem}.jpg"] == [box.tolist()]
+        np.testing.assert_array_equal(read_mask(root / "gt" / f"{stem}.png"), gt)
+        bundled = read_image(root / "images" / f"{stem}.jpg").astype(np.int16)
+        assert bundled.shape == image.shape
+        assert np.abs(bundled - image).mean() < 4  # JPEG q88 of the same pixels
