@@ -364,6 +364,8 @@ class _Runner:
             return []
         try:
             ctx = self._context(item, todo)
+        except ImportError:
+            raise  # a broken installation, not a bad image
         except Exception as exc:  # noqa: BLE001 - reported per image, the run goes on
             return self._fail(item, [method_name(m, p) for m, p in todo], exc)
         failures = []
@@ -375,6 +377,8 @@ class _Runner:
 
                 write_png(self.pred_path(col, item), out)
                 self.stats["computed"] += 1
+            except ImportError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 failures += self._fail(item, [col], exc)
         return failures
