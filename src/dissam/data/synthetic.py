@@ -104,7 +104,7 @@ def _draw_tree(c: np.ndarray, h: int, w: int, rng: np.random.Generator, s: int) 
             grow(
                 x2,
                 y2,
-                ang + rng.uniform(-0.8, 0.8),
+                float(np.clip(ang + rng.uniform(-0.8, 0.8), 0.1 * np.pi, 0.9 * np.pi)),
                 length * rng.uniform(0.55, 0.8),
                 max(min_w, width * rng.uniform(0.5, 0.72)),
                 d - 1,
@@ -114,7 +114,7 @@ def _draw_tree(c: np.ndarray, h: int, w: int, rng: np.random.Generator, s: int) 
         w / 2 + rng.uniform(-0.1, 0.1) * w,
         h - 1,
         np.pi / 2 + rng.uniform(-0.2, 0.2),
-        h * rng.uniform(0.22, 0.32),
+        h * rng.uniform(0.26, 0.34),
         base,
         depth,
     )
@@ -187,8 +187,11 @@ def _draw_text(c: np.ndarray, h: int, w: int, rng: np.random.Generator, s: int) 
     for i in range(lines):
         n = max(2, int(w / (size * 0.55)))
         text = "".join(rng.choice(list(alphabet), n))
+        x = rng.uniform(0, 0.05) * w * s
+        while len(text) > 1 and x + font.getlength(text) + stroke > w * s:  # no letter cut by the box
+            text = text[:-1]
         draw.text(
-            (rng.uniform(0, 0.05) * w * s, (i * h / lines) * s),
+            (x, (i * h / lines) * s),
             text,
             fill=255,
             font=font,
