@@ -573,10 +573,15 @@ def _gather(report: dict, cfg: BenchmarkConfig, shard_dir: Path) -> list[dict] |
 
         import torch.distributed as dist
 
-        if not dist.is_initialized():
+        own = not dist.is_initialized()
+        if own:
             dist.init_process_group("gloo", timeout=timedelta(seconds=cfg.barrier_timeout_s))
         gathered = [None] * cfg.world_size if cfg.rank == 0 else None
-        dist.gather_object(report, gathered, dst=0)
+        try:
+            dist.gather_object(report, gathered, dst=0)
+        finally:
+            if own:
+                dist.destroy_process_group()
         return gathered if cfg.rank == 0 else None
     atomic_write_bytes(shard_dir / f"rank{cfg.rank}.json", json.dumps(report).encode())
     if cfg.rank != 0:
