@@ -487,8 +487,8 @@ class _Runner:
         if method == "isnet":
             x = x[:3]
         with torch.inference_mode():
-            d1 = net(x[None].to(self.device))[0][0]
-            pred = postprocess(d1.float(), hw)
+            d1 = net(x[None].to(self.device))[0][0]  # side output 1: (1, 1, S, S) probabilities
+            pred = postprocess(d1[0, 0].float(), hw)  # (H, W)
         return to_authors_png(pred)
 
 
