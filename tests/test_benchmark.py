@@ -494,3 +494,23 @@ def test_torchrun_two_ranks_gloo(tmp_path, masked_root):
     assert set(table["results"]["sam"]) == {"DIS-VD", "DIS-TE1"}
     assert len(list((run_dir / "predictions" / "sam").rglob("*.png"))) == 6
     assert not (run_dir / "shards").exists()  # the gloo gather, not the file barrier
+
+
+def test_changed_settings_refused(tmp_path, masked_root, refiner_path, isnet_path):
+    run_dir = tmp_path / "run"
+    base = dict(
+        data=str(masked_root), run_dir=str(run_dir), splits=["DIS-VD"], progress=False, evaluate=False
+    )
+    run_benchmark(BenchmarkConfig(**base, methods=["sam"]))
+    # adding weights is fine (a None setting is not a change); the settings file remembers them
+    run_benchmark(BenchmarkConfig(**base, methods=["isnet"], isnet=str(isnet_path), size=64, device="cpu"))
+    settings = json.loads((run_dir / "settings.json").read_text())
+    assert settings["isnet"] == str(isnet_path.resolve()) and settings["size"] == 64
+    with pytest.raises(DisSamError, match="other settings.*size"):
+        run_benchmark(
+            BenchmarkConfig(**base, methods=["isnet"], isnet=str(isnet_path), size=128, device="cpu")
+        )
+    with pytest.raises(DisSamError, match="isnet"):
+        run_benchmark(
+            BenchmarkConfig(**base, methods=["isnet"], isnet=str(refiner_path), size=64, device="cpu")
+        )

@@ -638,6 +638,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     cols = columns(methods, cfg.jitters)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(cfg, methods)
     mine = shard(items, cfg.rank, cfg.world_size)
     runner = _Runner(cfg, methods)
     failures: list[dict] = []
@@ -670,6 +671,43 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     if cfg.evaluate:
         out["table"] = evaluate_run(cfg, splits, cols, metrics, all_failures, by_split)
     return out
+
+
+_SETTINGS = ("data", "sam", "refiner", "hq_sam", "isnet", "size", "jitter_seed")
+
+
+def _source_id(value) -> Any:
+    if isinstance(value, str) and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS) -> dict:
+    """Guard the resumable run against mixing models: ``RUN_DIR/settings.json`` records the data
+    root, the weights, the size and the jitter seed of the first run; a later run that changes one of
+    them (a setting the run does not use is not a change) raises DisSamError instead of silently reusing maps made
+    with other settings. Returns the recorded settings."""
+    path = Path(cfg.run_dir) / "settings.json"
+    now = {k: _source_id(getattr(cfg, k)) for k in _SETTINGS}
+    if not any(m in ("dis-sam", "isnet") for m in methods):
+        now["size"] = None  # only the refiner and IS-Net depend on it
+    if not cfg.jitters:
+        now["jitter_seed"] = None
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    changed = [
+        f"{k}: {old[k]!r} -> {now[k]!r}"
+        for k in _SETTINGS
+        if old.get(k) is not None and now[k] is not None and old[k] != now[k]
+    ]
+    if changed:
+        raise DisSamError(
+            f"{cfg.run_dir} holds predictions made with other settings ({'; '.join(changed)}); "
+            "use a new --run-dir (or delete the predictions/ folders you want recomputed and settings.json)"
+        )
+    merged = {k: now[k] if now[k] is not None else old.get(k) for k in _SETTINGS}
+    if merged != old:
+        _write_json(path, merged)
+    return merged
 
 
 def _write_json(path: Path, obj) -> None:
