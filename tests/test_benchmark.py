@@ -514,3 +514,31 @@ def test_changed_settings_refused(tmp_path, masked_root, refiner_path, isnet_pat
         run_benchmark(
             BenchmarkConfig(**base, methods=["isnet"], isnet=str(refiner_path), size=64, device="cpu")
         )
+
+
+def test_test_mean_column_over_four_test_splits(tmp_path):
+    root = tmp_path / "data"
+    for k, split in enumerate(("DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-VD")):
+        kinds = ["rect", "two"] if k % 2 else ["ellipse", "rect"]
+        stems = [f"{split.lower()}_{i}_{kind}" for i, kind in enumerate(kinds)]
+        masks = {s: _coarse_like(_gt(kind), 2 + k + i) for i, (s, kind) in enumerate(zip(stems, kinds))}
+        _make_split(root, split, kinds, 40 + k, masks=masks)
+    (root / "DIS-TR" / "im").mkdir(parents=True)  # the training split is not a default benchmark split
+    (root / "DIS-TR" / "gt").mkdir(parents=True)
+    out = run_benchmark(
+        BenchmarkConfig(
+            data=str(root),
+            run_dir=str(tmp_path / "run"),
+            methods=["sam"],
+            metrics=["MAE", "mIoU"],
+            progress=False,
+        )
+    )
+    t = out["table"]
+    assert t["splits"] == ["DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE(1-4)"]
+    res = t["results"]["sam"]
+    for metric in ("MAE", "mIoU"):
+        assert res["DIS-TE(1-4)"][metric] == pytest.approx(
+            np.mean([res[f"DIS-TE{i}"][metric] for i in range(1, 5)])
+        )
+    assert "DIS-TE(1-4)" in (tmp_path / "run" / "table.md").read_text()
