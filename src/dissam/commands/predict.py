@@ -1,0 +1,140 @@
+"""``dissam predict``: boxes in, hair-fine masks and cut-outs out."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+from pathlib import Path
+
+HELP = "segment the objects in boxes (SAM + refiner) and write masks, cut-outs and overlays"
+DESCRIPTION = """\
+Segment the object inside each box prompt with DIS-SAM and write, for box k of image STEM:
+  STEM_k.png          binary mask (0/255)
+  STEM_k_soft.png     8-bit soft map            (--soft)
+  STEM_k_cutout.png   RGBA cut-out              (--rgba)
+  STEM_k_overlay.png  mask and box on the image (--overlay)
+  STEM_k_coarse.png   the stage-1 (SAM) mask    (--save-coarse)
+
+Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.json with boxes per
+image (see the README for the schema; rembg-style rectangle entries are accepted). Coordinates are
+pixels of the image as displayed (EXIF orientation applied), XYXY by default.
+
+Without --refiner the built-in demonstration refiner is used; without --sam a weight-free GrabCut
+stage 1 (lower quality). One failing image is reported and the others continue; the exit status is
+non-zero if any image failed.
+"""
+
+log = logging.getLogger("dissam.predict")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--out", default="dissam_out", help="output folder (default: dissam_out)")
+    p.add_argument("--sam", help="SAM weights: official sam_vit_*.pth, a Hugging Face folder or hub id")
+    p.add_argument("--refiner", help="refiner checkpoint (DIS-SAM .pth or dissam .safetensors); default: built-in")
+    p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
+                   help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
+    p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box prompt (repeatable)")
+    p.add_argument("--prompts", help="JSON file with boxes per image")
+    p.add_argument("--box-format", choices=["xyxy", "xywh"], default="xyxy")
+    p.add_argument("--full-image-box", action="store_true", help="use the whole image as the box when none is given")
+    p.add_argument("--rgba", action="store_true", help="write RGBA cut-outs")
+    p.add_argument("--overlay", action="store_true", help="write overlay pictures")
+    p.add_argument("--soft", action="store_true", help="write 8-bit soft maps")
+    p.add_argument("--save-coarse", action="store_true", help="write the coarse (stage-1) masks")
+    p.add_argument("--threshold", default="0.5", help="probability threshold for the binary mask, or 'otsu'")
+    p.add_argument("--mask-selection", choices=["first", "best", "single"], default="first",
+                   help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
+    p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="refiner compute precision")
+
+
+def _expand_inputs(items: list[str]) -> list[Path]:
+    from dissam.errors import DisSamError
+    from dissam.io import list_images
+
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                raise DisSamError(f"no images found in folder {p}")
+            paths.extend(found)
+        elif p.exists():
+            paths.append(p)
+        elif any(c in item for c in "*?["):
+            found = sorted(Path(x) for x in glob.glob(item, recursive=True) if Path(x).is_file())
+            if not found:
+                raise DisSamError(f"no files match {item!r}")
+            paths.extend(found)
+        else:
+            paths.append(p)  # reported as a per-image failure, so the others still run
+    stems: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in stems and stems[p.stem] != p:
+            raise DisSamError(f"two inputs share the name {p.stem!r} ({stems[p.stem]} and {p}); outputs would collide")
+        stems[p.stem] = p
+    return list(dict.fromkeys(paths))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from dissam.boxes import as_boxes
+    from dissam.errors import DisSamError
+    from dissam.io import write_png
+    from dissam.predictor import DisSamPredictor
+    from dissam.prompts import boxes_for_image, load_prompts, parse_box
+    from dissam.visualize import cutout, overlay
+
+    cli_boxes = [parse_box(b) for b in args.box]
+    prompts = load_prompts(args.prompts) if args.prompts else None
+    images = _expand_inputs(args.images)
+    threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    predictor = DisSamPredictor.from_pretrained(
+        sam=args.sam, refiner=args.refiner, device=args.device, coarse=args.coarse, size=args.size,
+        threshold=threshold, mask_selection=args.mask_selection, dtype=dtype,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[tuple[Path, str]] = []
+    written = 0
+    for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 2):
+        try:
+            boxes = boxes_for_image(path, prompts, cli_boxes)
+            predictor.set_image(path)
+            h, w = predictor.image.shape[:2]
+            if not boxes:
+                if not args.full_image_box:
+                    raise DisSamError("no box given for this image (use --box, --prompts or --full-image-box)")
+                boxes, fmt = [[0, 0, w - 1, h - 1]], "xyxy"
+            else:
+                fmt = args.box_format
+            preds = predictor.predict(boxes=as_boxes(boxes, fmt), box_format="xyxy")
+            for k, pr in enumerate(preds):
+                stem = f"{path.stem}_{k}"
+                write_png(out / f"{stem}.png", pr.mask.astype("uint8") * 255)
+                written += 1
+                if args.soft:
+                    write_png(out / f"{stem}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
+                if args.rgba:
+                    write_png(out / f"{stem}_cutout.png", cutout(predictor.image, pr.soft))
+                if args.overlay:
+                    write_png(out / f"{stem}_overlay.png", overlay(predictor.image, [pr.mask], [pr.box]))
+                if args.save_coarse:
+                    write_png(out / f"{stem}_coarse.png", pr.coarse.astype("uint8") * 255)
+        except (DisSamError, OSError, ValueError) as exc:
+            failures.append((path, str(exc)))
+            log.error("%s: %s", path, exc)
+    print(f"dissam predict: {written} mask(s) for {len(images) - len(failures)} image(s) written to {out}")
+    if failures:
+        print(f"dissam predict: {len(failures)} image(s) failed:")
+        for p, msg in failures:
+            print(f"  {p}: {msg}")
+        return 1
+    return 0
