@@ -542,3 +542,15 @@ def test_test_mean_column_over_four_test_splits(tmp_path):
             np.mean([res[f"DIS-TE{i}"][metric] for i in range(1, 5)])
         )
     assert "DIS-TE(1-4)" in (tmp_path / "run" / "table.md").read_text()
+
+
+def test_wrong_weights_stop_the_run(tmp_path, masked_root, isnet_path, capsys):
+    base = ["benchmark", "--data", masked_root, "--splits", "DIS-VD", "--device", "cpu", "--size", "64"]
+    base += ["--metrics", "MAE", "--no-progress", "--methods", "dis-sam", "-o", tmp_path / "run"]
+    assert _cli(*base, "--refiner", isnet_path) == 1  # a 3-channel net given as the refiner
+    err = capsys.readouterr().err
+    assert "3-channel network; expected 5" in err and "failed" not in err
+    assert not (tmp_path / "run" / "predictions").exists()
+    assert not (tmp_path / "run" / "settings.json").exists()  # nothing recorded: the fixed run may go on
+    assert _cli(*base, "--refiner", tmp_path / "missing.pth") == 1
+    assert "not found" in capsys.readouterr().err

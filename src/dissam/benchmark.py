@@ -291,6 +291,24 @@ def columns(methods: Sequence[str], jitters: Sequence[float]) -> list[str]:
 # the per-image runner
 
 
+class _FatalError(DisSamError):
+    """A model could not be loaded: stops the run instead of failing every image."""
+
+
+def _fatal(loader):
+    def wrapped(self):
+        try:
+            return loader(self)
+        except _FatalError:
+            raise
+        except Exception as exc:  # a wrong path, checkpoint or hub id is the user's, not the image's
+            raise _FatalError(
+                str(exc) if isinstance(exc, DisSamError) else f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    return wrapped
+
+
 class _Runner:
     """Lazily loaded models and the per-image work of one rank."""
 
@@ -301,7 +319,7 @@ class _Runner:
         self._sam = self._hq = self._refiner = self._isnet = None
         self._device = None
         self.stats = {"computed": 0, "reused": 0, "sam_calls": 0, "failed": 0}
-        self.done: list[str] = []
+        self._settings_written = False
 
     # ---------------------------------------------------------------- models
     @property
@@ -312,6 +330,7 @@ class _Runner:
             self._device = resolve_device(self.cfg.device)
         return self._device
 
+    @_fatal
     def sam(self):
         if self._sam is None:
             if self.cfg.sam is None:
@@ -321,6 +340,7 @@ class _Runner:
             self._sam = load_sam(self.cfg.sam, self.device, hq=None)
         return self._sam
 
+    @_fatal
     def hq(self):
         if self._hq is None:
             from dissam.models.sam import load_sam
@@ -328,11 +348,13 @@ class _Runner:
             self._hq = load_sam(self.cfg.hq_sam, self.device, hq=True)
         return self._hq
 
+    @_fatal
     def refiner(self):
         if self._refiner is None:
             self._refiner = _load_net(self.cfg.refiner, self.device, 5, "--refiner")
         return self._refiner
 
+    @_fatal
     def isnet(self):
         if self._isnet is None:
             self._isnet = _load_net(self.cfg.isnet, self.device, 3, "--isnet")
@@ -364,8 +386,8 @@ class _Runner:
             return []
         try:
             ctx = self._context(item, todo)
-        except ImportError:
-            raise  # a broken installation, not a bad image
+        except (ImportError, _FatalError):
+            raise  # a broken installation or wrong weights, not a bad image
         except Exception as exc:  # noqa: BLE001 - reported per image, the run goes on
             return self._fail(item, [method_name(m, p) for m, p in todo], exc)
         failures = []
@@ -375,9 +397,12 @@ class _Runner:
                 out = self._predict(m, pct, item, ctx)
                 from dissam.io import write_png
 
+                if not self._settings_written:
+                    check_settings(self.cfg, self.methods, write=True)
+                    self._settings_written = True
                 write_png(self.pred_path(col, item), out)
                 self.stats["computed"] += 1
-            except ImportError:
+            except (ImportError, _FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001
                 failures += self._fail(item, [col], exc)
@@ -638,7 +663,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     cols = columns(methods, cfg.jitters)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_settings(cfg, methods)
+    check_settings(cfg, methods, write=False)
     mine = shard(items, cfg.rank, cfg.world_size)
     runner = _Runner(cfg, methods)
     failures: list[dict] = []
@@ -682,11 +707,13 @@ def _source_id(value) -> Any:
     return value
 
 
-def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS) -> dict:
+def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS, write: bool = True) -> dict:
     """Guard the resumable run against mixing models: ``RUN_DIR/settings.json`` records the data
     root, the weights, the size and the jitter seed of the first run; a later run that changes one of
     them (a setting the run does not use is not a change) raises DisSamError instead of silently reusing maps made
-    with other settings. Returns the recorded settings."""
+    with other settings. ``write=False`` only checks (the runner records the settings just before its
+    first new prediction, so a run that fails to load its weights records nothing). Returns the
+    merged settings."""
     path = Path(cfg.run_dir) / "settings.json"
     now = {k: _source_id(getattr(cfg, k)) for k in _SETTINGS}
     if not any(m in ("dis-sam", "isnet") for m in methods):
@@ -705,7 +732,7 @@ def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS) -> di
             "use a new --run-dir (or delete the predictions/ folders you want recomputed and settings.json)"
         )
     merged = {k: now[k] if now[k] is not None else old.get(k) for k in _SETTINGS}
-    if merged != old:
+    if write and merged != old:
         _write_json(path, merged)
     return merged
 
