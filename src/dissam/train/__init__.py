@@ -1,0 +1,15 @@
+"""DIS-SAM training: typed config, the two-stage trainer, torchrun support (see docs/training.md)."""
+
+from dissam.train.config import TrainConfig, apply_overrides, config_from_dict, load_config
+from dissam.train.trainer import Trainer, TrainingError, authors_u8, train
+
+__all__ = [
+    "TrainConfig",
+    "load_config",
+    "apply_overrides",
+    "config_from_dict",
+    "Trainer",
+    "TrainingError",
+    "train",
+    "authors_u8",
+]
