@@ -152,7 +152,9 @@ def test_whole_gt_box_components():
     diag[np.arange(60), np.arange(60)] = 255  # 8-connected diagonal = one component of 60 px
     box, fb = whole_gt_box(diag)
     assert box.tolist() == [0, 0, 59, 59] and not fb
-    assert whole_gt_box(np.full((H, W), 127, np.uint8)) == (None, False)
+    box, fb = whole_gt_box(np.full((H, W), 127, np.uint8))  # nothing >= 128: the box of gt > 0
+    assert box.tolist() == [0, 0, W - 1, H - 1] and fb
+    assert whole_gt_box(np.zeros((H, W), np.uint8)) == (None, False)
 
 
 def test_jitter_reproducible_and_bounded():

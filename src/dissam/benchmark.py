@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from dissam.boxes import box_from_mask
 from dissam.errors import DatasetError, DisSamError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,6 @@ PROMPTED = ("dis-sam", "sam", "hq-sam")
 DIS5K_SPLITS = ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
 SAM_SELECTION = "first"  # the authors: masks[0] of the multimask output
 HQ_SELECTION = "single"  # HQ-SAM's predictor default: multimask_output=False
-MIN_COMPONENT_FRACTION = 0.004  # §2.6: components under 0.4% of the image area are dropped
 MAX_JITTER = 50.0
 
 
@@ -81,32 +79,13 @@ class Item:
     mask: Path | None = None
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
-    from dissam.io import list_images
-
-    if not folder.is_dir():
-        return {}
-    out: dict[str, Path] = {}
-    for p in list_images(folder):
-        out.setdefault(p.stem, p)
-    return out
-
-
 def split_items(root: str | os.PathLike, split: str) -> list[Item]:
-    """The images of ``ROOT/<split>/im`` paired with ``gt/`` (and ``mask/`` if present) by stem,
-    sorted by stem. Raises DatasetError for a missing folder or an image without ground truth."""
-    d = Path(root) / split
-    if not (d / "im").is_dir() or not (d / "gt").is_dir():
-        raise DatasetError(f"split folder {d} needs im/ and gt/ sub-folders")
-    images, gts, masks = _by_stem(d / "im"), _by_stem(d / "gt"), _by_stem(d / "mask")
-    if not images:
-        raise DatasetError(f"{d / 'im'} holds no image files")
-    no_gt = sorted(images.keys() - gts.keys())
-    if no_gt:
-        raise DatasetError(
-            f"{len(no_gt)} image(s) of {d / 'im'} have no ground truth in {d / 'gt'}: {', '.join(no_gt[:10])}"
-        )
-    return [Item(split, s, images[s], gts[s], masks.get(s)) for s in sorted(images)]
+    """The images of ``ROOT/<split>/im`` with their ``gt/`` (and ``mask/`` if present), sorted by
+    stem (:func:`dissam.data.layout.discover_split`; an image without ground truth is an error)."""
+    from dissam.data.layout import discover_split
+
+    samples = discover_split(Path(root) / split, require_gt=True)
+    return sorted((Item(split, s.name, s.image, s.gt, s.mask) for s in samples), key=lambda it: it.stem)
 
 
 def discover_splits(root: str | os.PathLike, splits: Sequence[str] | None = None) -> list[str]:
@@ -134,27 +113,25 @@ def discover_splits(root: str | os.PathLike, splits: Sequence[str] | None = None
 # prompts
 
 
-def whole_gt_box(
-    gt: np.ndarray, min_fraction: float = MIN_COMPONENT_FRACTION
-) -> tuple[np.ndarray | None, bool]:
+def whole_gt_box(gt: np.ndarray) -> tuple[np.ndarray | None, bool]:
     """The SAM prompt box of a ground truth (§2.6): ``((4,) float64 XYXY inclusive, fallback)``.
 
     ``gt`` is ``H x W`` uint8 (0..255). Binarised at ``>= 128``; 8-connected components with an area of
-    at least ``min_fraction * H * W`` survive; one survivor -> its box; several -> the box of the whole
-    binarised mask. With no survivor (the authors make no sample) the box of the whole binarised mask
-    is returned with ``fallback=True``. ``(None, False)`` for a GT without any pixel ``>= 128``.
+    at least 0.4% of the image survive; one survivor -> its box; several -> the box of the whole
+    binarised mask (:mod:`dissam.data.enrich`). With no survivor (the authors make no sample) the box
+    of ``gt >= 128`` (else ``gt > 0``) is returned with ``fallback=True``
+    (:func:`dissam.data.enrich.whole_box`). ``(None, False)`` for an all-zero GT.
     """
-    from scipy import ndimage
+    from dissam.data.enrich import component_box, components, whole_box
 
-    binary = np.asarray(gt) >= 128
-    if not binary.any():
+    comps = components(gt)
+    if comps:
+        box, fallback = component_box(comps[0] if 0 in comps else next(iter(comps.values()))), False
+    else:
+        box, fallback = whole_box(gt), True
+    if box is None:
         return None, False
-    labels, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    keep = np.flatnonzero(areas >= binary.size * min_fraction) + 1
-    if len(keep) == 1:
-        return box_from_mask(labels == keep[0]), False
-    return box_from_mask(binary), len(keep) == 0
+    return np.asarray(box, dtype=np.float64), fallback
 
 
 def jitter_box(
@@ -426,7 +403,7 @@ class _Runner:
             )
         box, fallback = whole_gt_box(gt)
         if box is None:
-            raise DatasetError(f"ground truth {item.gt.name} is empty (no pixel >= 128): no prompt box")
+            raise DatasetError(f"ground truth {item.gt.name} is empty (all zero): no prompt box")
         hw = image.shape[:2]
         boxes = {None: box}
         for pct in self.cfg.jitters:
