@@ -236,7 +236,7 @@ def _overlay(obj, values: dict, prefix: str = "") -> None:
     for key, value in values.items():
         if key not in names:
             raise DisSamError(
-                f"unknown config key {prefix}{key!r}; known keys under {prefix.rstrip('.') or 'the top level'}: "
+                f"unknown config key {(prefix + key)!r}; known keys under {prefix.rstrip('.') or 'the top level'}: "
                 + ", ".join(names)
             )
         current = getattr(obj, key)
