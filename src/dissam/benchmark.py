@@ -427,8 +427,6 @@ class _Runner:
         need_hq = sorted({pct or 0 for m, pct in todo if m == "hq-sam"})
         ctx["sam"] = self._coarse("sam", [p or None for p in need_sam], item, image, boxes)
         ctx["hq"] = self._coarse("hq", [p or None for p in need_hq], item, image, boxes)
-        if any(m in ("dis-sam", "isnet") for m, _ in todo):
-            ctx["faithful"] = {}
         if item.mask is not None and any(pct is None and m in ("dis-sam", "sam") for m, pct in todo):
             mask = read_mask(item.mask)
             if mask.shape != gt.shape:
@@ -472,40 +470,40 @@ class _Runner:
             return ctx["hq"][pct]
         import torch
 
-        from dissam.transforms import faithful_sample, postprocess, to_authors_png
+        from dissam.transforms import postprocess, to_authors_png
 
-        hw = ctx["hw"]
-        mask = ctx["sam"].get(pct) if method == "dis-sam" else np.zeros(hw, np.uint8)
-        key = pct if method == "dis-sam" else "isnet"
-        if key not in ctx["faithful"]:
-            sample = faithful_sample(ctx["image"], ctx["gt"], mask, size=self.cfg.size)
-            x = torch.as_tensor(sample["image"], dtype=torch.float32)
-            if pct:
-                x = x.clone()
-                x[4] = _box_channel(ctx["boxes"][pct], hw, self.cfg.size)
-            ctx["faithful"][key] = x
-        x = ctx["faithful"][key]
+        x = self._input(method, pct, ctx)
         net = self.refiner() if method == "dis-sam" else self.isnet()
-        if method == "isnet":
-            x = x[:3]
         with torch.inference_mode():
             d1 = net(x[None].to(self.device))[0][0]  # side output 1: (1, 1, S, S) probabilities
-            pred = postprocess(d1[0, 0].float(), hw)  # (H, W)
+            pred = postprocess(d1[0, 0].float(), ctx["hw"])  # (H, W)
         return to_authors_png(pred)
 
+    def _input(self, method: str, pct: float | None, ctx: dict):
+        """The network input: ``(5, S, S)`` for ``dis-sam``, ``(3, S, S)`` for ``isnet``, float32.
 
-def _box_channel(box, hw, size):
-    """The refiner's box channel for a (jittered) original-image box: ``size x size`` float32 in {0, 1}
-    from :func:`dissam.transforms.box_map_from_box`."""
-    import torch
+        One :func:`~dissam.transforms.faithful_sample` per image (with the GT-box SAM mask when that
+        is needed) gives the RGB channels and the authors' GT box map; a jittered variant swaps in
+        its SAM mask (resized like the authors' masks) and the box map of the jittered box
+        (:func:`~dissam.transforms.box_map_from_box`), through the same
+        :func:`~dissam.transforms.assemble_input`."""
+        import torch
 
-    from dissam.transforms import box_map_from_box
+        from dissam.transforms import assemble_input, box_map_from_box, faithful_sample, resize_uint8
 
-    m = torch.as_tensor(np.asarray(box_map_from_box(np.asarray(box, np.float64), tuple(hw), size)))
-    m = m.reshape(size, size).float()
-    if m.max() > 1:
-        m = m / 255.0
-    return m
+        size, hw = self.cfg.size, ctx["hw"]
+        mask0 = ctx["sam"].get(None)
+        if "base" not in ctx or (pct is None and method == "dis-sam" and not ctx["base_has_mask"]):
+            m = mask0 if mask0 is not None else np.zeros(hw, np.uint8)
+            ctx["base"] = faithful_sample(ctx["image"], ctx["gt"], m, size=size)
+            ctx["base_has_mask"] = mask0 is not None
+        base = ctx["base"]
+        if method == "isnet":
+            return base["image"][:3]
+        if pct is None:
+            return base["image"]
+        mask_u8 = resize_uint8(torch.from_numpy(np.ascontiguousarray(ctx["sam"][pct]))[None], size)
+        return assemble_input(base["im_u8"], mask_u8, box_map_from_box(ctx["boxes"][pct], hw, size))
 
 
 def _load_net(path, device, in_ch: int, flag: str):
