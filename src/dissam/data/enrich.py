@@ -164,41 +164,53 @@ def _rel(p: Path, base: Path) -> str:
         return str(Path(p).resolve())
 
 
-def write_manifest(path: str | os.PathLike, result: EnrichResult | Sequence[Sample]) -> Path:
-    """Write the manifest (atomic). Format (JSON)::
+def manifest_bytes(path: str | os.PathLike, result: EnrichResult | Sequence[Sample]) -> bytes:
+    """The bytes :func:`write_manifest` writes to ``path`` (paths are made relative to its folder)."""
+    samples = result.samples if isinstance(result, EnrichResult) else list(result)
+    base = Path(path).parent
+    doc: dict = {"format": "dissam-enrich", "version": MANIFEST_VERSION}
+    if isinstance(result, EnrichResult):
+        doc.update(
+            n_images=result.n_images,
+            extra=result.extra,
+            n_multi_component=result.n_multi,
+            n_without_component=result.n_empty,
+        )
+    doc["samples"] = [
+        {
+            "name": s.name,
+            "image": _rel(s.image, base),
+            "gt": _rel(s.gt, base) if s.gt is not None else None,
+            "component": s.component,
+            "box": list(s.box) if s.box is not None else None,
+            "mask": _rel(s.mask, base) if s.mask is not None else None,
+        }
+        for s in samples
+    ]
+    return (json.dumps(doc, indent=1) + "\n").encode()
 
-        {"format": "dissam-enrich", "version": 1, "n_images": N, "extra": E,
+
+def write_manifest(
+    path: str | os.PathLike, result: EnrichResult | Sequence[Sample], only_if_changed: bool = False
+) -> bool:
+    """Write the manifest (atomic); returns whether the file was written. Format (JSON)::
+
+        {"format": "dissam-enrich", "version": 1, "n_images": N, "extra": E, ...,
          "samples": [{"name": "x_comp_2", "image": "im/x.jpg", "gt": "gt/x.png",
                       "component": 2, "box": [x1, y1, x2, y2], "mask": "mask_comp/x_comp_2.png"}, ...]}
 
-    Paths are relative to the manifest's folder; boxes are XYXY inclusive original pixels.
+    Paths are relative to the manifest's folder; boxes are XYXY inclusive original pixels;
+    ``component`` 0 is the whole binarised GT. ``only_if_changed``: leave an identical file alone.
     """
     from dissam.utils import atomic_write_bytes
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    samples = result.samples if isinstance(result, EnrichResult) else list(result)
-    base = p.parent
-    doc = {
-        "format": "dissam-enrich",
-        "version": MANIFEST_VERSION,
-        "samples": [
-            {
-                "name": s.name,
-                "image": _rel(s.image, base),
-                "gt": _rel(s.gt, base) if s.gt is not None else None,
-                "component": s.component,
-                "box": list(s.box) if s.box is not None else None,
-                "mask": _rel(s.mask, base) if s.mask is not None else None,
-            }
-            for s in samples
-        ],
-    }
-    if isinstance(result, EnrichResult):
-        doc.update(n_images=result.n_images, extra=result.extra, n_multi_component=result.n_multi,
-                   n_without_component=result.n_empty)
-    atomic_write_bytes(p, (json.dumps(doc, indent=1) + "\n").encode())
-    return p
+    data = manifest_bytes(p, result)
+    if only_if_changed and p.is_file() and p.read_bytes() == data:
+        return False
+    atomic_write_bytes(p, data)
+    return True
 
 
 def read_manifest(path: str | os.PathLike) -> list[Sample]:

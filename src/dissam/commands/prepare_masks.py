@@ -1,0 +1,59 @@
+"""``dissam prepare-masks``: SAM coarse masks (mask/) for a data set, optionally with enrichment."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write SAM coarse masks (mask/<stem>.png) for every image of a data set, from the GT box"
+
+DESCRIPTION = """\
+Prompt SAM with each image's whole-GT box (spec 2.6) and write SPLIT/mask/<stem>.png ({0,255}).
+DATASET_DIR is a split folder (im/, gt/) or a folder of splits (e.g. DIS5K).
+
+  dissam prepare-masks DIS5K --sam sam_vit_l_0b3195.pth --device cuda
+  dissam prepare-masks DIS5K/DIS-TR --sam sam_vit_l_0b3195.pth --enrich
+
+--enrich also writes SPLIT/mask_comp/<stem>_comp_<k>.png for every GT component and the manifest
+SPLIT/enrich.json (see docs/data.md). Existing outputs are kept (rerun to resume). Under torchrun
+each rank takes its own slice of the images:
+  torchrun --nproc_per_node 4 -m dissam prepare-masks DIS5K --sam sam_vit_l_0b3195.pth --device cuda
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset_dir", metavar="DATASET_DIR", help="split folder or folder of splits")
+    parser.add_argument(
+        "--sam", required=True, metavar="SOURCE",
+        help="SAM weights: official .pth (sam_vit_l_0b3195.pth), a Hugging Face folder or hub id",
+    )
+    parser.add_argument("--enrich", action="store_true", help="also per-component masks and the manifest")
+    parser.add_argument(
+        "--selection", choices=("first", "best", "single"), default="first",
+        help="which SAM mask: first of three (the authors', default), best predicted IoU, single output",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from dissam.data.prepare import prepare_masks, summarise
+    from dissam.utils import resolve_device
+
+    device = args.device
+    if os.environ.get("LOCAL_RANK") is not None and str(device) in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    rep = prepare_masks(
+        args.dataset_dir,
+        args.sam,
+        enrich=args.enrich,
+        selection=args.selection,
+        device=resolve_device(device),
+        progress=not args.no_progress,
+    )
+    print(summarise(rep))
+    return 0
