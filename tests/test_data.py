@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from data_helpers import gt_two_big_one_tiny, make_split  # noqa: I001
 
 from dissam.data.dataset import DisDataset
 from dissam.data.enrich import (
@@ -29,28 +29,6 @@ from dissam.io import write_png
 from dissam.transforms import box_map_from_box, flip4
 
 SAMPLES = ["a_landscape", "b_exif_rotated", "c_grayscale"]
-
-
-def make_split(root: Path, gts: dict[str, np.ndarray], masks: bool = True, seed: int = 0) -> Path:
-    """A split folder with PNG images (random), the given GTs and coarse masks (= GT)."""
-    rng = np.random.default_rng(seed)
-    for stem, gt in gts.items():
-        write_png(root / "im" / f"{stem}.png", rng.integers(0, 256, (*gt.shape, 3), dtype=np.uint8))
-        write_png(root / "gt" / f"{stem}.png", gt)
-        if masks:
-            write_png(root / "mask" / f"{stem}.png", gt)
-    return root
-
-
-def gt_two_big_one_tiny() -> np.ndarray:
-    """50x60 GT: component A (rows 2..11, cols 3..12, 100 px), B (rows 20..29, cols 30..49, 200 px),
-    and a 2x2 speck (4 px < 0.004*3000 = 12) that must be dropped."""
-    g = np.zeros((50, 60), np.uint8)
-    g[2:12, 3:13] = 255
-    g[20:30, 30:50] = 200  # >= 128 counts
-    g[45:47, 5:7] = 255
-    g[40, 40] = 127  # below the binarisation threshold: not a component
-    return g
 
 
 # ------------------------------------------------------------------------------------- layout
@@ -89,7 +67,7 @@ def test_discover_split_extra_files_warn_and_duplicates_fail(tmp_path):
     with pytest.warns(UserWarning, match="orphan"):
         assert len(discover_split(split)) == 1
     shutil.copy(split / "im" / "a.png", split / "im" / "a.jpg")
-    with pytest.raises(DatasetError, match="twice"):
+    with pytest.raises(DatasetError, match="twice"), pytest.warns(UserWarning, match="orphan"):
         discover_split(split)
 
 
@@ -372,5 +350,7 @@ def test_io_readers_match_the_authors_reader_on_the_fixture(fixtures_dir):
         for sub in ("gt", "mask"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ref = np.array(ImageOps.exif_transpose(Image.open(d / sub / f"{name}.png").convert("RGB")))[:, :, 0]
+                ref = np.array(ImageOps.exif_transpose(Image.open(d / sub / f"{name}.png").convert("RGB")))[
+                    :, :, 0
+                ]
             np.testing.assert_array_equal(read_mask(d / sub / f"{name}.png"), ref)

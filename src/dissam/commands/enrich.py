@@ -19,7 +19,9 @@ write a manifest of (image, gt, component k, box, SAM mask path) samples; k=0 is
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("split_dir", metavar="SPLIT_DIR", help="split folder with im/ and gt/")
-    parser.add_argument("-o", "--output", metavar="FILE", help="manifest path (default SPLIT_DIR/enrich.json)")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="manifest path (default SPLIT_DIR/enrich.json)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,12 +23,16 @@ each rank takes its own slice of the images:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset_dir", metavar="DATASET_DIR", help="split folder or folder of splits")
     parser.add_argument(
-        "--sam", required=True, metavar="SOURCE",
+        "--sam",
+        required=True,
+        metavar="SOURCE",
         help="SAM weights: official .pth (sam_vit_l_0b3195.pth), a Hugging Face folder or hub id",
     )
     parser.add_argument("--enrich", action="store_true", help="also per-component masks and the manifest")
     parser.add_argument(
-        "--selection", choices=("first", "best", "single"), default="first",
+        "--selection",
+        choices=("first", "best", "single"),
+        default="first",
         help="which SAM mask: first of three (the authors', default), best predicted IoU, single output",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")

@@ -158,9 +158,7 @@ def find_dis5k_root(root: str | os.PathLike) -> Path:
         return r
     if any((r / "DIS5K" / s).is_dir() for s in DIS5K_SPLITS):
         return r / "DIS5K"
-    raise DatasetError(
-        f"no DIS-5K split folders ({', '.join(DIS5K_SPLITS)}) in {r} or {r / 'DIS5K'}"
-    )
+    raise DatasetError(f"no DIS-5K split folders ({', '.join(DIS5K_SPLITS)}) in {r} or {r / 'DIS5K'}")
 
 
 def discover_dis5k(

@@ -66,7 +66,9 @@ def split_dirs(dataset_dir: str | os.PathLike) -> list[Path]:
         if base is not None:
             subs = sorted(p for p in base.iterdir() if (p / "im").is_dir())
     if not subs:
-        raise DatasetError(f"{d} has no im/ folder and no split sub-folders with im/ (expected SPLIT/im, SPLIT/gt)")
+        raise DatasetError(
+            f"{d} has no im/ folder and no split sub-folders with im/ (expected SPLIT/im, SPLIT/gt)"
+        )
     return subs
 
 
@@ -142,7 +144,9 @@ def prepare_masks(
     mine = jobs[rank::world]
     rep = PrepareReport(rank=rank, world_size=world, images=len(mine))
     stage = None if isinstance(sam, (str, os.PathLike)) else sam
-    for split, s in tqdm(mine, desc=f"SAM masks [{rank}/{world}]", unit="img", disable=not progress, file=sys.stderr):
+    for split, s in tqdm(
+        mine, desc=f"SAM masks [{rank}/{world}]", unit="img", disable=not progress, file=sys.stderr
+    ):
         todo, gt, empty = _needed(split, s, enrich)
         if not todo:
             rep.skipped += 1
@@ -192,7 +196,9 @@ def summarise(rep: PrepareReport, splits: Sequence[Path] | None = None) -> str:
         f"{len(rep.written)} masks written"
     ]
     if rep.empty_gt:
-        lines.append(f"{len(rep.empty_gt)} empty ground truths got all-zero masks: {', '.join(rep.empty_gt[:10])}")
+        lines.append(
+            f"{len(rep.empty_gt)} empty ground truths got all-zero masks: {', '.join(rep.empty_gt[:10])}"
+        )
     for m in rep.manifests:
         lines.append(f"manifest written: {m}")
     if rep.rank == 0 and (rep.manifests or rep.extra_samples):
