@@ -315,6 +315,20 @@ def test_missing_mask_raises_unless_fallback(tmp_path):
     ds = DisDataset(s, size=16, mask_fallback=fallback)
     it = ds[1]
     assert calls == ["y"] and it["image"][3].max() == 1.0
+    # the cache tells fallbacks apart by cache_token (else qualname)
+    fallback.cache_token = "v1"
+    k1 = DisDataset(s, size=16, mask_fallback=fallback, cache_dir=tmp_path / "c").cache_key(0)
+    fallback.cache_token = "v2"
+    assert DisDataset(s, size=16, mask_fallback=fallback, cache_dir=tmp_path / "c").cache_key(0) != k1
+
+
+def test_dataloader_workers_give_the_same_items(fixtures_dir):
+    ds = DisDataset(discover_split(fixtures_dir / "preprocess" / "data"), size=24, augment=True, seed=5)
+    ds.set_epoch(2)
+    ref = [ds[i] for i in range(3)]
+    got = [b for batch in torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2) for b in [batch]]
+    for i, b in enumerate(got):
+        assert torch.equal(b["image"][0], ref[i]["image"]) and torch.equal(b["label"][0], ref[i]["label"])
 
 
 def test_bad_inputs_in_the_dataset(tmp_path):

@@ -75,7 +75,10 @@ class DisDataset(Dataset):
         seed: seed of the augmentation / dropout draws.
         mask_fallback: ``callable(gt_u8 HxW, sample) -> HxW uint8`` coarse mask used for samples
             without ``mask`` (e.g. a degraded GT for synthetic data). Without it, samples lacking a
-            mask raise :class:`DatasetError` at construction.
+            mask raise :class:`DatasetError` at construction. The cache identifies the fallback
+            by its ``cache_token`` attribute if it has one, else by its ``__qualname__``: give a
+            ``cache_token`` when the same function can produce different masks (e.g. other settings).
+            It must be deterministic per sample (it runs in DataLoader workers).
 
     Raises:
         DatasetError: unknown mode, bad probabilities, samples without GT or without mask.
@@ -181,7 +184,8 @@ class DisDataset(Dataset):
             parts.append(_file_digest(Path(s.mask), self._digests))
         else:
             fb = self.mask_fallback
-            parts.append("fallback:" + getattr(fb, "__qualname__", repr(type(fb))))
+            token = getattr(fb, "cache_token", None) or getattr(fb, "__qualname__", type(fb).__qualname__)
+            parts.append(f"fallback:{token}")
         h.update("|".join(parts).encode())
         return h.hexdigest()[:32]
 
