@@ -56,3 +56,29 @@ def test_resize_uint8_batched_equals_single():
     assert b.shape == (3, 3, 9, 31) and b.dtype == torch.uint8
     for i in range(3):
         assert torch.equal(b[i], resize_uint8(x[i], (9, 31)))
+
+
+def _authors_box(gt: torch.Tensor) -> torch.Tensor:
+    """The released __getitem__ box code, literally (spec §2.3), for comparison."""
+    box = gt.clone()
+    rows, cols = torch.where(box[0] > 0)
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    box[0, top:bottom, left:right] = 255
+    box[box != 255] = 0
+    return box
+
+
+def test_box_map_from_gt_equals_the_released_code_on_random_gts():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        h, w = torch.randint(1, 30, (2,), generator=g).tolist()
+        gt = torch.zeros(1, h, w, dtype=torch.uint8)
+        y0, x0 = int(torch.randint(0, h, (1,), generator=g)), int(torch.randint(0, w, (1,), generator=g))
+        y1, x1 = int(torch.randint(y0, h, (1,), generator=g)), int(torch.randint(x0, w, (1,), generator=g))
+        patch = torch.randint(0, 256, (y1 + 1 - y0, x1 + 1 - x0), generator=g, dtype=torch.uint8)
+        if torch.rand(1, generator=g) < 0.5:
+            patch = torch.where(patch > 100, 255, patch).to(torch.uint8)
+        gt[0, y0 : y1 + 1, x0 : x1 + 1] = patch
+        if not (gt > 0).any():
+            continue
+        assert torch.equal(box_map_from_gt(gt), _authors_box(gt))

@@ -65,14 +65,19 @@ def box_map_from_gt(gt_resized: torch.Tensor) -> torch.Tensor:
     to 0 — so GT pixels equal to 255 on the last row/column stay on. An all-zero GT gives an all-zero
     map (the authors' code crashes there).
     """
-    box = gt_resized.clone()
-    rows, cols = torch.nonzero(box[0] > 0, as_tuple=True)
+    # Equivalent closed form (fast at 1024²): after the two assignments a pixel is 255 exactly when
+    # it lies in the half-open rectangle or the GT is 255 there; GT pixels > 0 lie in the closed
+    # rectangle, so outside the half-open one only its last row/column can keep a GT 255.
+    gt = gt_resized
+    on = gt[0] > 0
+    rows = torch.nonzero(on.any(dim=1)).flatten()
     if rows.numel() == 0:
-        return torch.zeros_like(box)
-    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
-    box[0, top:bottom, left:right] = 255
-    box[box != 255] = 0
-    return box
+        return torch.zeros_like(gt)
+    cols = torch.nonzero(on.any(dim=0)).flatten()
+    top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    keep = gt == 255
+    keep[0, top:bottom, left:right] = True
+    return keep.to(gt.dtype) * 255
 
 
 def box_map_from_box(box_xyxy, orig_hw: Sequence[int], size: int | Sequence[int]) -> torch.Tensor:
@@ -101,10 +106,16 @@ def box_map_from_box(box_xyxy, orig_hw: Sequence[int], size: int | Sequence[int]
 
 def assemble_input(im_u8: torch.Tensor, mask_u8: torch.Tensor, box_u8: torch.Tensor) -> torch.Tensor:
     """``[R, G, B, SAM mask, box]`` uint8 (``3/1/1 x S x S``, or batched) -> normalised float32."""
-    x = torch.cat([im_u8, mask_u8, box_u8], dim=-3).float() / 255.0
-    mean = torch.tensor(MEAN, dtype=torch.float32).view(5, 1, 1)
-    std = torch.tensor(STD, dtype=torch.float32).view(5, 1, 1)
-    return (x - mean) / std
+    x = torch.cat([im_u8, mask_u8, box_u8], dim=-3).to(torch.float32)
+    x.div_(255.0)
+    # (x - MEAN) / STD, in place and only where it changes something (subtracting 0 and dividing
+    # by 1 are exact in float32), so the result is bit-identical and about 3x faster at 1024².
+    for c, (m, sd) in enumerate(zip(MEAN, STD)):
+        if m != 0.0:
+            x[..., c, :, :].sub_(m)
+        if sd != 1.0:
+            x[..., c, :, :].div_(sd)
+    return x
 
 
 def _writable(a: np.ndarray) -> np.ndarray:
@@ -123,7 +134,9 @@ def _mask_1hw(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(_writable(m.astype(np.uint8)))[None]
 
 
-def faithful_sample(image: np.ndarray, gt: np.ndarray, mask: np.ndarray, size: int | Sequence[int] = 1024) -> dict:
+def faithful_sample(
+    image: np.ndarray, gt: np.ndarray, mask: np.ndarray, size: int | Sequence[int] = 1024
+) -> dict:
     """The authors' training/benchmark sample.
 
     Args:
@@ -148,7 +161,9 @@ def faithful_sample(image: np.ndarray, gt: np.ndarray, mask: np.ndarray, size: i
     }
 
 
-def clean_inputs(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int | Sequence[int] = 1024) -> torch.Tensor:
+def clean_inputs(
+    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int | Sequence[int] = 1024
+) -> torch.Tensor:
     """Inference inputs for ``N`` boxes of one image: ``(N, 5, S, S)`` float32. The image is resized
     once; each coarse mask (``N x H x W``, bool or uint8) like the authors' masks; each box map is drawn
     from the user's box (:func:`box_map_from_box`)."""
@@ -164,7 +179,9 @@ def clean_inputs(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: 
     return assemble_input(im_u8.expand(len(boxes), -1, -1, -1), mask_u8, box_u8)
 
 
-def clean_input(image: np.ndarray, coarse_mask: np.ndarray, box_xyxy, size: int | Sequence[int] = 1024) -> torch.Tensor:
+def clean_input(
+    image: np.ndarray, coarse_mask: np.ndarray, box_xyxy, size: int | Sequence[int] = 1024
+) -> torch.Tensor:
     """One inference input ``(5, S, S)``; see :func:`clean_inputs`."""
     return clean_inputs(image, np.asarray(coarse_mask)[None], np.asarray(box_xyxy)[None], size)[0]
 
@@ -175,7 +192,9 @@ def postprocess(pred: torch.Tensor, orig_hw: Sequence[int]) -> torch.Tensor:
     t = pred.float()
     ndim = t.ndim
     t = t.reshape(-1, 1, *t.shape[-2:])
-    out = F.interpolate(t, size=(int(orig_hw[0]), int(orig_hw[1])), mode="bilinear", align_corners=False)[:, 0]
+    out = F.interpolate(t, size=(int(orig_hw[0]), int(orig_hw[1])), mode="bilinear", align_corners=False)[
+        :, 0
+    ]
     return out if ndim == 4 else out[0]
 
 
