@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from data_helpers import gt_two_big_one_tiny, make_split
 
 from dissam.data.enrich import read_manifest
 from dissam.data.layout import discover_split
-from dissam.data.prepare import prepare_masks, split_dirs
-from dissam.errors import DatasetError, ImageReadError
+from dissam.data.prepare import prepare_masks, split_dirs, summarise
+from dissam.errors import DatasetError
 from dissam.io import read_mask, write_png
 
 
@@ -136,18 +138,22 @@ def test_bad_inputs(tmp_path):
         prepare_masks(split, st, progress=False)
     write_png(split / "gt" / "b.png", g)
     (split / "im" / "b.png").write_bytes(b"broken")
-    with pytest.raises(ImageReadError, match="b.png"):
-        prepare_masks(split, st, progress=False)
-    write_png(split / "im" / "b.png", np.zeros((10, 10, 3), np.uint8))
-    with pytest.raises(DatasetError, match="10x10"):
-        prepare_masks(split, st, progress=False)
-    write_png(split / "im" / "b.png", np.zeros((50, 60, 3), np.uint8))
-    st = FakeStage()
-    with pytest.warns(UserWarning, match="empty ground truth"):
+    with pytest.warns(UserWarning):
         rep = prepare_masks(split, st, progress=False)
-    assert st.encoder_calls == 1 and rep.skipped == 1  # a.png was written before b failed
+    # the unreadable image is reported and the others are still done
+    assert [Path(n).name for n, _ in rep.failed] == ["b.png"] and "cannot read image" in rep.failed[0][1]
+    assert (split / "mask" / "a.png").is_file() and not (split / "mask" / "b.png").exists()
     assert rep.empty_gt and "empty.png" in rep.empty_gt[0]
     assert read_mask(split / "mask" / "empty.png").max() == 0
+    assert "1 image(s) failed" in summarise(rep)
+    write_png(split / "im" / "b.png", np.zeros((10, 10, 3), np.uint8))
+    rep = prepare_masks(split, st, progress=False)
+    assert len(rep.failed) == 1 and "10x10" in rep.failed[0][1]
+    write_png(split / "im" / "b.png", np.zeros((50, 60, 3), np.uint8))
+    st = FakeStage()
+    rep = prepare_masks(split, st, progress=False)
+    assert st.encoder_calls == 1 and rep.skipped == 2 and not rep.failed  # only b was left to do
+    assert (split / "mask" / "b.png").is_file()
     with pytest.raises(DatasetError, match="not found"):
         split_dirs(tmp_path / "nope")
     (tmp_path / "plain").mkdir()

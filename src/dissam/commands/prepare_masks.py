@@ -60,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(summarise(rep))
-    return 0
+    return 1 if rep.failed else 0

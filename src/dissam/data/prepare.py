@@ -29,7 +29,7 @@ import numpy as np
 
 from dissam.data.enrich import component_box, component_mask_path, components, enrich_split, write_manifest
 from dissam.data.layout import Sample, discover_split, find_dis5k_root
-from dissam.errors import DatasetError, DisSamError
+from dissam.errors import DatasetError, DisSamError, ImageReadError
 
 MANIFEST_NAME = "enrich.json"
 
@@ -47,6 +47,7 @@ class PrepareReport:
     empty_gt: list[str] = field(default_factory=list)
     manifests: list[Path] = field(default_factory=list)
     extra_samples: int = 0  # enrichment samples over one-per-image (rank 0, with enrich)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): reported, others continue
 
 
 def split_dirs(dataset_dir: str | os.PathLike) -> list[Path]:
@@ -132,7 +133,6 @@ def prepare_masks(
     """
     from tqdm.auto import tqdm
 
-    from dissam.io import read_image, write_png
 
     env_rank, env_world = dist_rank_world()
     rank = env_rank if rank is None else int(rank)
@@ -143,42 +143,23 @@ def prepare_masks(
     jobs = [(sp, s) for sp in splits for s in discover_split(sp, require_gt=True)]
     mine = jobs[rank::world]
     rep = PrepareReport(rank=rank, world_size=world, images=len(mine))
-    stage = None if isinstance(sam, (str, os.PathLike)) else sam
+    loaded: list[Any] = [None if isinstance(sam, (str, os.PathLike)) else sam]
+
+    def stage_ref() -> Any:
+        if loaded[0] is None:  # loaded only when some mask is missing
+            from dissam.models.sam import load_sam
+
+            loaded[0] = load_sam(sam, device)
+        return loaded[0]
+
     for split, s in tqdm(
         mine, desc=f"SAM masks [{rank}/{world}]", unit="img", disable=not progress, file=sys.stderr
     ):
-        todo, gt, empty = _needed(split, s, enrich)
-        if not todo:
-            rep.skipped += 1
-            continue
-        if empty is not None:
-            rep.empty_gt.append(str(split / "gt" / Path(s.gt).name))
-            warnings.warn(f"{s.gt}: empty ground truth, writing an all-zero SAM mask", stacklevel=2)
-            write_png(split / "mask" / f"{s.name}.png", np.zeros(gt.shape, np.uint8))
-            rep.written.append(split / "mask" / f"{s.name}.png")
-            todo = {p: b for p, b in todo.items() if b is not None}
-            if not todo:
-                continue
-        image = read_image(s.image)
-        if image.shape[:2] != gt.shape[:2]:
-            raise DatasetError(
-                f"{s.gt} is {gt.shape[0]}x{gt.shape[1]} but its image {s.image} is {image.shape[0]}x{image.shape[1]}"
-            )
-        boxes: list[tuple] = []
-        for b in todo.values():
-            if tuple(b) not in boxes:
-                boxes.append(tuple(b))
-        if stage is None:
-            from dissam.models.sam import load_sam
-
-            stage = load_sam(sam, device)
-        stage.set_image(image)
-        masks = np.asarray(stage.coarse_masks(np.asarray(boxes, dtype=np.float64), selection=selection))
-        rep.encoded += 1
-        for path, b in todo.items():
-            m = masks[boxes.index(tuple(b))]
-            write_png(path, (m > 0).astype(np.uint8) * np.uint8(255))
-            rep.written.append(path)
+        try:
+            _prepare_one(split, s, enrich, rep, stage_ref, selection)
+        except (ImageReadError, DatasetError, OSError) as exc:
+            rep.failed.append((str(s.image), str(exc)))
+            warnings.warn(f"{s.image}: {exc}", stacklevel=2)
     if enrich and rank == 0:
         for sp in splits:
             res = enrich_split(sp)
@@ -187,6 +168,41 @@ def prepare_masks(
             if write_manifest(target, res, only_if_changed=True):
                 rep.manifests.append(target)
     return rep
+
+
+def _prepare_one(split: Path, s: Sample, enrich: bool, rep: PrepareReport, get_stage, selection: str) -> None:
+    """Masks of one image (one embedding for all its boxes); raises on unreadable or mismatched files."""
+    from dissam.io import read_image, write_png
+
+    todo, gt, empty = _needed(split, s, enrich)
+    if not todo:
+        rep.skipped += 1
+        return
+    if empty is not None:
+        rep.empty_gt.append(str(split / "gt" / Path(s.gt).name))
+        warnings.warn(f"{s.gt}: empty ground truth, writing an all-zero SAM mask", stacklevel=2)
+        write_png(split / "mask" / f"{s.name}.png", np.zeros(gt.shape, np.uint8))
+        rep.written.append(split / "mask" / f"{s.name}.png")
+        todo = {p: b for p, b in todo.items() if b is not None}
+        if not todo:
+            return
+    image = read_image(s.image)
+    if image.shape[:2] != gt.shape[:2]:
+        raise DatasetError(
+            f"{s.gt} is {gt.shape[0]}x{gt.shape[1]} but its image {s.image} is {image.shape[0]}x{image.shape[1]}"
+        )
+    boxes: list[tuple] = []
+    for b in todo.values():
+        if tuple(b) not in boxes:
+            boxes.append(tuple(b))
+    stage = get_stage()
+    stage.set_image(image)
+    masks = np.asarray(stage.coarse_masks(np.asarray(boxes, dtype=np.float64), selection=selection))
+    rep.encoded += 1
+    for path, b in todo.items():
+        m = masks[boxes.index(tuple(b))]
+        write_png(path, (m > 0).astype(np.uint8) * np.uint8(255))
+        rep.written.append(path)
 
 
 def summarise(rep: PrepareReport, splits: Sequence[Path] | None = None) -> str:
@@ -201,6 +217,9 @@ def summarise(rep: PrepareReport, splits: Sequence[Path] | None = None) -> str:
         )
     for m in rep.manifests:
         lines.append(f"manifest written: {m}")
+    if rep.failed:
+        lines.append(f"{len(rep.failed)} image(s) failed:")
+        lines.extend(f"  {name}: {why}" for name, why in rep.failed)
     if rep.rank == 0 and (rep.manifests or rep.extra_samples):
         lines.append(f"enrichment: {rep.extra_samples} extra samples (the paper reports 880 on DIS-TR)")
     return "\n".join(lines)
