@@ -94,6 +94,16 @@ def _gt_u8(dataset, index: int, label: torch.Tensor, orig_hw: tuple[int, int]) -
     return (lab.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
+def _finite_maps(maps: Sequence[torch.Tensor]) -> bool:
+    """False when a side map holds NaN/inf (BCE would raise instead of returning a NaN loss)."""
+    return bool(torch.stack([torch.isfinite(m).all() for m in maps]).all())
+
+
+def _nan_parts(device) -> dict[str, torch.Tensor]:
+    nan = torch.full((), float("nan"), device=device)
+    return {"loss": nan, "side": nan, "d1": nan}
+
+
 class _SkipSampler(torch.utils.data.Sampler):
     """The indices of ``base`` (a DistributedSampler) after the first ``skip`` (to resume mid-epoch)."""
 
@@ -434,6 +444,8 @@ class Trainer:
         with self._autocast():
             sides, feats = model(x)
         sides = [s.float() for s in sides]
+        if not _finite_maps(sides):
+            return _nan_parts(y.device)
         side, d1 = side_loss(sides, y, lc.bce_weight, lc.iou_weight)
         loss = side
         out = {"side": side, "d1": d1}
@@ -453,14 +465,17 @@ class Trainer:
         y = batch["label"].to(self.device, non_blocking=True)
         with self._autocast():
             sides, _ = model(y)
-        side, d1 = side_loss([s.float() for s in sides], y, lc.bce_weight, lc.iou_weight)
+        sides = [s.float() for s in sides]
+        if not _finite_maps(sides):
+            return _nan_parts(y.device)
+        side, d1 = side_loss(sides, y, lc.bce_weight, lc.iou_weight)
         ortho = self.ortho_gte().to(side.device)
         return {"loss": side + ortho, "side": side, "d1": d1, "ortho": ortho}
 
     def _run_stage(self, stage: str) -> None:
         cfg = self.cfg
         st = self.stage_state[stage]
-        if st.done:
+        if st.done and st.stop_reason in ("loaded", "disabled"):
             return
         if stage == "refiner":
             model, opt, step_fn = self.refiner, self.opt_refiner, self._step_refiner
@@ -480,6 +495,13 @@ class Trainer:
                 f"stage {stage} has no end: set schedule.max_steps, schedule.max_epochs or early stopping "
                 "with validation data"
             )
+        if st.done:
+            extended = (st.stop_reason.startswith("step budget") and max_steps > st.step) or (
+                st.stop_reason.startswith("epoch budget") and max_epochs > st.epoch
+            )
+            if not extended or (stage == "gt_encoder" and self.stage_state["refiner"].step > 0):
+                return
+            st.done, st.stop_reason = False, ""  # a resumed run with a larger budget goes on
         higher = HIGHER_IS_BETTER[select]
         model.train()
         fwd = self._wrap(model)
