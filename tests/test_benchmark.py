@@ -567,3 +567,19 @@ def test_wrong_weights_stop_the_run(tmp_path, masked_root, isnet_path, capsys):
     assert not (tmp_path / "run" / "settings.json").exists()  # nothing recorded: the fixed run may go on
     assert _cli(*base, "--refiner", tmp_path / "missing.pth") == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_file_barrier_reports_a_stopped_rank(tmp_path, masked_root, isnet_path, refiner_path, monkeypatch):
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("DISSAM_RUN_ID", "test-fatal")
+
+    def cfg(rank, refiner):
+        return BenchmarkConfig(
+            data=str(masked_root), run_dir=str(tmp_path / "run"), methods=["dis-sam"], refiner=str(refiner),
+            device="cpu", size=64, progress=False, rank=rank, world_size=2, barrier_timeout_s=30,
+        )  # fmt: skip
+
+    with pytest.raises(DisSamError, match="3-channel"):
+        run_benchmark(cfg(1, isnet_path))  # wrong weights on rank 1's machine: it stops and says so
+    with pytest.raises(DisSamError, match="rank 1 stopped: .*3-channel"):
+        run_benchmark(cfg(0, refiner_path))  # rank 0 does its part, then stops without waiting

@@ -644,12 +644,20 @@ def _gather(report: dict, cfg: BenchmarkConfig, shard_dir: Path) -> list[dict] |
     deadline = time.monotonic() + cfg.barrier_timeout_s
     paths = [shard_dir / f"rank{r}.json" for r in range(cfg.world_size)]
     logger.info("rank 0 waits for %d rank(s) (%s)", cfg.world_size - 1, shard_dir)
-    while not all(p.is_file() for p in paths):
+    seen: dict[Path, dict] = {}
+    while len(seen) < len(paths):
+        for p in paths:
+            if p not in seen and p.is_file():
+                seen[p] = json.loads(p.read_text())
+                if "fatal" in seen[p]:
+                    raise DisSamError(f"rank {seen[p]['rank']} stopped: {seen[p]['fatal']}")
+        if len(seen) == len(paths):
+            break
         if time.monotonic() > deadline:
-            missing = [p.name for p in paths if not p.is_file()]
+            missing = [p.name for p in paths if p not in seen]
             raise DisSamError(f"timed out waiting for {', '.join(missing)} in {shard_dir}")
         time.sleep(2.0)
-    return [json.loads(p.read_text()) for p in paths]
+    return [seen[p] for p in paths]
 
 
 # --------------------------------------------------------------------------------------------
@@ -707,33 +715,45 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             plans[i] = runner.todo(mine[i])
         return plans[i]
 
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="dissam-read") as reader,
-        ThreadPoolExecutor(2, thread_name_prefix="dissam-write") as writer,
-    ):
-        runner.writer = writer
-        ahead = reader.submit(runner.read, mine[0]) if mine and plan(0) else None
-        try:
-            for i, item in enumerate(
-                tqdm(mine, desc=desc, unit="img", disable=not cfg.progress, file=sys.stderr)
-            ):
-                current, ahead = ahead, None
-                if i + 1 < len(mine) and plan(i + 1):
-                    ahead = reader.submit(runner.read, mine[i + 1])
-                failures += runner.process(item, plan(i), current)
-                failures += runner.drain(max_pending=8)
-                plans.pop(i, None)
-        finally:
-            failures += runner.drain(0)
-            runner.writer = None
-    plan = _plan_id(items, cols, cfg)
+    plan_id = _plan_id(items, cols, cfg)
+    shard_dir = run_dir / "shards" / _run_id(plan_id)
+    try:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="dissam-read") as reader,
+            ThreadPoolExecutor(2, thread_name_prefix="dissam-write") as writer,
+        ):
+            runner.writer = writer
+            ahead = reader.submit(runner.read, mine[0]) if mine and plan(0) else None
+            try:
+                for i, item in enumerate(
+                    tqdm(mine, desc=desc, unit="img", disable=not cfg.progress, file=sys.stderr)
+                ):
+                    current, ahead = ahead, None
+                    if i + 1 < len(mine) and plan(i + 1):
+                        ahead = reader.submit(runner.read, mine[i + 1])
+                    failures += runner.process(item, plan(i), current)
+                    failures += runner.drain(max_pending=8)
+                    plans.pop(i, None)
+            finally:
+                failures += runner.drain(0)
+                runner.writer = None
+    except Exception as exc:
+        if cfg.world_size > 1 and not _use_gloo(cfg.world_size):
+            # tell rank 0, which would otherwise wait for this rank until the barrier timeout
+            from dissam.utils import atomic_write_bytes
+
+            msg = str(exc) if isinstance(exc, DisSamError) else f"{type(exc).__name__}: {exc}"
+            atomic_write_bytes(
+                shard_dir / f"rank{cfg.rank}.json", json.dumps({"rank": cfg.rank, "fatal": msg}).encode()
+            )
+        raise
     report = {
         "rank": cfg.rank,
         "items": [f"{it.split}/{it.stem}" for it in mine],
         "stats": runner.stats,
         "failures": failures,
     }
-    reports = _gather(report, cfg, run_dir / "shards" / _run_id(plan))
+    reports = _gather(report, cfg, shard_dir)
     out = {
         "methods": methods,
         "columns": cols,
