@@ -165,6 +165,28 @@ def _c(ch: int, width: float) -> int:
     return max(4, int(round(ch * width)))
 
 
+def _add_side_convs(net: nn.Module, channels: list[int], out_ch: int) -> None:
+    """Register ``side1..side6`` (3x3 conv to ``out_ch``), in the released order."""
+    for i, ch in enumerate(channels, start=1):
+        setattr(net, f"side{i}", nn.Conv2d(ch, out_ch, 3, padding=1))
+
+
+def _encode(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The shared encoder path of both networks: ``conv_in``, then six stages with max pooling in
+    between; returns ``[hx1 .. hx6]`` (strides 2 .. 64)."""
+    hx = net.stage1(net.conv_in(x))
+    feats = [hx]
+    for i in range(2, 7):
+        hx = getattr(net, f"stage{i}")(getattr(net, f"pool{i - 1}{i}")(hx))
+        feats.append(hx)
+    return feats
+
+
+def _side_maps(net: nn.Module, feats: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    """``sigmoid(upsample(side_i(feat_i)))`` at the input size, for i = 1..6."""
+    return [torch.sigmoid(_upsample_like(getattr(net, f"side{i}")(f), x)) for i, f in enumerate(feats, start=1)]
+
+
 class ISNetGTEncoder(nn.Module):
     """The ground-truth encoder: a mask (``B x in_ch x H x W``, values in [0, 1]) in, six sigmoid side
     maps and the encoder features ``[hx1 .. hx6]`` out (no decoder). 6,877,734 parameters."""
@@ -185,24 +207,11 @@ class ISNetGTEncoder(nn.Module):
         self.stage5 = RSU4F(c(256), c(64), c(512))
         self.pool56 = _pool()
         self.stage6 = RSU4F(c(512), c(64), c(512))
-        self.side1 = nn.Conv2d(c(64), out_ch, 3, padding=1)
-        self.side2 = nn.Conv2d(c(64), out_ch, 3, padding=1)
-        self.side3 = nn.Conv2d(c(128), out_ch, 3, padding=1)
-        self.side4 = nn.Conv2d(c(256), out_ch, 3, padding=1)
-        self.side5 = nn.Conv2d(c(512), out_ch, 3, padding=1)
-        self.side6 = nn.Conv2d(c(512), out_ch, 3, padding=1)
+        _add_side_convs(self, [c(ch) for ch in (64, 64, 128, 256, 512, 512)], out_ch)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        hx = self.conv_in(x)
-        hx1 = self.stage1(hx)
-        hx2 = self.stage2(self.pool12(hx1))
-        hx3 = self.stage3(self.pool23(hx2))
-        hx4 = self.stage4(self.pool34(hx3))
-        hx5 = self.stage5(self.pool45(hx4))
-        hx6 = self.stage6(self.pool56(hx5))
-        feats = [hx1, hx2, hx3, hx4, hx5, hx6]
-        sides = [self.side1, self.side2, self.side3, self.side4, self.side5, self.side6]
-        return [torch.sigmoid(_upsample_like(s(f), x)) for s, f in zip(sides, feats)], feats
+        feats = _encode(self, x)
+        return _side_maps(self, feats, x), feats
 
 
 class ISNetDIS(nn.Module):
@@ -236,29 +245,17 @@ class ISNetDIS(nn.Module):
         self.stage3d = RSU5(c(512), c(64), c(128))
         self.stage2d = RSU6(c(256), c(32), c(64))
         self.stage1d = RSU7(c(128), c(16), c(64))
-        self.side1 = nn.Conv2d(c(64), out_ch, 3, padding=1)
-        self.side2 = nn.Conv2d(c(64), out_ch, 3, padding=1)
-        self.side3 = nn.Conv2d(c(128), out_ch, 3, padding=1)
-        self.side4 = nn.Conv2d(c(256), out_ch, 3, padding=1)
-        self.side5 = nn.Conv2d(c(512), out_ch, 3, padding=1)
-        self.side6 = nn.Conv2d(c(512), out_ch, 3, padding=1)
+        _add_side_convs(self, [c(ch) for ch in (64, 64, 128, 256, 512, 512)], out_ch)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        hx = self.conv_in(x)
-        hx1 = self.stage1(hx)
-        hx2 = self.stage2(self.pool12(hx1))
-        hx3 = self.stage3(self.pool23(hx2))
-        hx4 = self.stage4(self.pool34(hx3))
-        hx5 = self.stage5(self.pool45(hx4))
-        hx6 = self.stage6(self.pool56(hx5))
+        hx1, hx2, hx3, hx4, hx5, hx6 = _encode(self, x)
         hx5d = self.stage5d(torch.cat([_upsample_like(hx6, hx5), hx5], 1))
         hx4d = self.stage4d(torch.cat([_upsample_like(hx5d, hx4), hx4], 1))
         hx3d = self.stage3d(torch.cat([_upsample_like(hx4d, hx3), hx3], 1))
         hx2d = self.stage2d(torch.cat([_upsample_like(hx3d, hx2), hx2], 1))
         hx1d = self.stage1d(torch.cat([_upsample_like(hx2d, hx1), hx1], 1))
         feats = [hx1d, hx2d, hx3d, hx4d, hx5d, hx6]
-        sides = [self.side1, self.side2, self.side3, self.side4, self.side5, self.side6]
-        return [torch.sigmoid(_upsample_like(s(f), x)) for s, f in zip(sides, feats)], feats
+        return _side_maps(self, feats, x), feats
 
 
 @dataclass(frozen=True)
