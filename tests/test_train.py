@@ -35,12 +35,12 @@ def test_end_to_end_refiner_beats_the_coarse_mask(tmp_path):
 
     cfg = load_config(
         TINY,
-        ["gt_encoder.max_steps=16", "gt_encoder.valid_every=8", "schedule.max_steps=60", "schedule.valid_every=30"],
+        ["gt_encoder.max_steps=6", "gt_encoder.valid_every=0", "schedule.max_steps=60", "schedule.valid_every=30"],
     )
     run = tmp_path / "run"
     summary = Trainer(cfg, run_dir=run, train_dataset=train_ds, valid_datasets=[valid_ds]).fit()
 
-    assert summary["steps"] == 60 and summary["gt_encoder_steps"] == 16
+    assert summary["steps"] == 60 and summary["gt_encoder_steps"] == 6
     assert summary["best"] > coarse_maxf + 0.02, (summary["best"], coarse_maxf)
     recs = _records(run)
     losses = [r["loss"] for r in recs if r.get("stage") == "refiner" and "loss" in r]

@@ -13,7 +13,7 @@ def make_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     light, noisy background; the coarse mask is the GT eroded (wires vanish) and blurred."""
     gt = np.zeros((size, size), bool)
     cy, cx = rng.integers(size // 3, 2 * size // 3, 2)
-    r = rng.integers(size // 10, size // 6)
+    r = rng.integers(max(2, size // 10), max(3, size // 6))
     yy, xx = np.mgrid[:size, :size]
     gt |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
     for _ in range(rng.integers(2, 5)):
@@ -27,8 +27,8 @@ def make_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     fg = rng.uniform(20, 80, 3)
     rgb = np.where(gt[..., None], fg, bg) + rng.normal(0, 8, (size, size, 3))
     rgb = np.clip(rgb, 0, 255).astype(np.uint8)
-    coarse = ndimage.binary_erosion(gt, iterations=2)
-    coarse = ndimage.gaussian_filter(coarse.astype(np.float32), 1.5) > 0.3
+    coarse = ndimage.binary_erosion(gt, iterations=max(1, size // 32))
+    coarse = ndimage.gaussian_filter(coarse.astype(np.float32), size / 48) > 0.3
     return rgb, (gt * 255).astype(np.uint8), (coarse * 255).astype(np.uint8)
 
 

@@ -625,11 +625,15 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Run stage (a) (unless loaded/disabled/finished) and stage (b); returns a summary."""
         self._open_tensorboard()
+        threads = torch.get_num_threads()
+        if self.cfg.runtime.num_threads > 0:
+            torch.set_num_threads(self.cfg.runtime.num_threads)
         try:
             if self.gte is not None:
                 self._run_stage("gt_encoder")
             self._run_stage("refiner")
         finally:
+            torch.set_num_threads(threads)
             if self._tb is not None:
                 self._tb.close()
             if self._bar is not None:
