@@ -147,7 +147,8 @@ def test_bad_inputs(tmp_path):
     assert read_mask(split / "mask" / "empty.png").max() == 0
     assert "1 image(s) failed" in summarise(rep)
     write_png(split / "im" / "b.png", np.zeros((10, 10, 3), np.uint8))
-    rep = prepare_masks(split, st, progress=False)
+    with pytest.warns(UserWarning, match="10x10"):
+        rep = prepare_masks(split, st, progress=False)
     assert len(rep.failed) == 1 and "10x10" in rep.failed[0][1]
     write_png(split / "im" / "b.png", np.zeros((50, 60, 3), np.uint8))
     st = FakeStage()
