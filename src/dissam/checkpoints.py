@@ -165,20 +165,18 @@ def load_refiner(
     count (3 = IS-Net, 5 = DIS-SAM) and width are inferred from the weights; loading is strict.
     The model is returned on ``device``, in eval mode unless ``eval_mode=False``."""
     if isinstance(source, Mapping):
-        sd, name, config = _strip_prefixes(source), "state dict", None
+        sd, name = _strip_prefixes(source), "state dict"
     else:
         path = Path(source)
         if path.is_dir():
             path = path / "model.safetensors"
         name = str(path)
-        config = None
         if path.suffix == ".safetensors":
             model, info = load_checkpoint(path, device=device)
             model.dissam_info = info  # config + metadata (e.g. the input size it was trained at)
             return model.eval() if eval_mode else model
         sd = read_state_dict(path)
-    config = config or infer_refiner_config(sd)
-    model = build_refiner(config)
+    model = build_refiner(infer_refiner_config(sd))
     load_state_dict_strict(model, sd, name)
     model.to(device)
     return model.eval() if eval_mode else model
