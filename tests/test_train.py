@@ -209,3 +209,73 @@ def test_cli_train_and_resume_on_disk_data(tmp_path):
     assert trainer_state(run)["stages"]["refiner"]["step"] == 3
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 1
     assert main(["train", "--config", str(TINY), "optim.nope=1"]) == 1
+
+
+def test_cosine_schedule_values():
+    """constant is the released behaviour; cosine warms up linearly, then decays to min_lr exactly at
+    the stage's last step and stays there."""
+    from types import SimpleNamespace
+
+    from dissam.train.trainer import scheduled_lr
+
+    const = SimpleNamespace(lr_schedule="constant", min_lr=0.0, warmup_steps=0)
+    assert [scheduled_lr(const, 1e-3, s, 100) for s in (0, 50, 99)] == [1e-3] * 3
+    cos = SimpleNamespace(lr_schedule="cosine", min_lr=1e-5, warmup_steps=10)
+    assert scheduled_lr(cos, 1e-3, 0, 110) == pytest.approx(1e-4)
+    assert scheduled_lr(cos, 1e-3, 9, 110) == pytest.approx(1e-3)
+    assert scheduled_lr(cos, 1e-3, 10, 110) == pytest.approx(1e-3)
+    assert scheduled_lr(cos, 1e-3, 60, 110) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert scheduled_lr(cos, 1e-3, 110, 110) == pytest.approx(1e-5)
+    assert scheduled_lr(cos, 1e-3, 500, 110) == pytest.approx(1e-5)
+    lrs = [scheduled_lr(cos, 1e-3, s, 110) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert scheduled_lr(cos, 1e-3, 5, 0) == 1e-3  # no budget: constant
+
+
+def test_cosine_run_logs_the_schedule_and_resumes_exactly(tmp_path, resume_data):
+    """The logged learning rate follows the schedule, and a run killed mid-decay resumes to the same
+    parameters as one that was not (the rate is a function of the step count only)."""
+    train_ds, valid_ds = resume_data
+    extra = ["optim.lr_schedule=cosine", "optim.min_lr=1e-5", "optim.warmup_steps=1"]
+
+    def crash(trainer, stage, step):
+        if (stage, step) == ("refiner", 3):
+            raise _Crash
+
+    full = tmp_path / "full"
+    Trainer(_resume_cfg(extra), run_dir=full, train_dataset=train_ds, valid_datasets=[valid_ds]).fit()
+    cfg = _resume_cfg(extra)
+    logged = [(r["step"], r["lr"]) for r in _records(full) if r.get("stage") == "refiner" and "lr" in r]
+    assert [s for s, _ in logged] == [1, 2, 3, 4, 5]
+    # the rate of the step that took the run from s - 1 to s completed steps
+    want = [1e-5 + 0.5 * (cfg.optim.lr - 1e-5) * (1 + np.cos(np.pi * (s - 2) / 4)) for s in range(2, 6)]
+    assert [lr for _, lr in logged] == pytest.approx([cfg.optim.lr, *want])
+    cut = tmp_path / "cut"
+    with pytest.raises(_Crash):
+        Trainer(_resume_cfg(extra), run_dir=cut, train_dataset=train_ds, valid_datasets=[valid_ds], hooks=[crash]).fit()
+    Trainer(_resume_cfg(extra), run_dir=cut, train_dataset=train_ds, valid_datasets=[valid_ds], resume=True).fit()
+    a, b = trainer_state(full), trainer_state(cut)
+    for k in a["refiner"]:
+        assert torch.equal(a["refiner"][k], b["refiner"][k]), k
+
+
+def test_init_from_a_refiner_checkpoint(tmp_path, resume_data):
+    """model.init=refiner:<path> starts from those weights (strictly: a 3-channel file is refused
+    with the key named)."""
+    from dissam.checkpoints import save_checkpoint
+    from dissam.errors import CheckpointError
+    from dissam.models.isnet import build_refiner
+
+    torch.manual_seed(11)
+    start = build_refiner("dis-sam-compact")
+    ck = save_checkpoint(tmp_path / "start.safetensors", start)
+    train_ds, _ = resume_data
+    cfg = load_config(TINY, [f"model.init=refiner:{ck}", "gt_encoder.enabled=false", "schedule.max_steps=1"])
+    t = Trainer(cfg, run_dir=tmp_path / "a", train_dataset=train_ds, valid_datasets=[])
+    for k, v in start.state_dict().items():
+        assert torch.equal(t.refiner.state_dict()[k], v), k
+    three = build_refiner("isnet")
+    bad = save_checkpoint(tmp_path / "three.safetensors", three)
+    cfg = load_config(TINY, [f"model.init=refiner:{bad}", "gt_encoder.enabled=false", "schedule.max_steps=1"])
+    with pytest.raises(CheckpointError, match="conv_in"):
+        Trainer(cfg, run_dir=tmp_path / "b", train_dataset=train_ds, valid_datasets=[])

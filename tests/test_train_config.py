@@ -82,6 +82,8 @@ def test_bad_overrides(override, match):
         ("data.size=100", "multiple of 32"),
         ("model.init=imagenet", "model.init"),
         ("runtime.amp=fp8", "runtime.amp"),
+        ("optim.lr_schedule=step", "optim.lr_schedule"),
+        ("optim.lr_schedule=cosine", "needs schedule.max_steps"),
     ],
 )
 def test_invalid_values(override, match):

@@ -63,7 +63,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     variant: str = "dis-sam"  # dis-sam | dis-sam-compact
-    init: str = "scratch"  # scratch | isnet:<path to a 3-channel IS-Net .pth> (channel inflation)
+    # scratch | isnet:<path to a 3-channel IS-Net .pth> (channel inflation)
+    # | refiner:<path to a refiner checkpoint with the same input channels> (fine-tuning)
+    init: str = "scratch"
 
 
 @dataclass
@@ -88,6 +90,10 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     batch_size: int = 6  # per process; the global batch is batch_size x world size
+    # learning-rate schedule over each stage's max_steps: constant (released code) | cosine
+    lr_schedule: str = "constant"
+    min_lr: float = 0.0  # cosine: the rate reached at the stage's last step
+    warmup_steps: int = 0  # cosine: linear warm-up from 0 over this many steps
 
 
 @dataclass
@@ -151,6 +157,7 @@ class TrainConfig:
             ("runtime.amp", self.runtime.amp, ("none", "bf16", "fp16")),
             ("runtime.backend", self.runtime.backend, ("auto", "gloo", "nccl")),
             ("schedule.select_metric", self.schedule.select_metric, tuple(HIGHER_IS_BETTER)),
+            ("optim.lr_schedule", self.optim.lr_schedule, ("constant", "cosine")),
         ]
         for key, value, allowed in checks:
             if value not in allowed:
@@ -165,8 +172,15 @@ class TrainConfig:
                 f"schedule.select_metric={self.schedule.select_metric!r} must be one of "
                 f"schedule.valid_metrics={self.schedule.valid_metrics}"
             )
-        if not (self.model.init == "scratch" or self.model.init.startswith("isnet:")):
-            raise DisSamError(f"model.init={self.model.init!r}: use 'scratch' or 'isnet:<path to .pth>'")
+        if not (self.model.init == "scratch" or self.model.init.startswith(("isnet:", "refiner:"))):
+            raise DisSamError(
+                f"model.init={self.model.init!r}: use 'scratch', 'isnet:<path to .pth>' or 'refiner:<path>'"
+            )
+        if self.optim.lr_schedule == "cosine":
+            if not self.schedule.max_steps:
+                raise DisSamError("optim.lr_schedule=cosine needs schedule.max_steps (the length of the decay)")
+            if self.optim.min_lr < 0 or self.optim.warmup_steps < 0:
+                raise DisSamError("optim.min_lr and optim.warmup_steps must be >= 0")
         for key, value in (("optim.batch_size", self.optim.batch_size), ("data.size", self.data.size)):
             if value < 1:
                 raise DisSamError(f"{key} must be >= 1 (got {value})")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 import sys
 import time
@@ -102,6 +103,24 @@ def _finite_maps(maps: Sequence[torch.Tensor]) -> bool:
 def _nan_parts(device) -> dict[str, torch.Tensor]:
     nan = torch.full((), float("nan"), device=device)
     return {"loss": nan, "side": nan, "d1": nan}
+
+
+def scheduled_lr(optim_cfg, base_lr: float, step: int, max_steps: int) -> float:
+    """Learning rate for the optimizer step that follows ``step`` completed steps of a stage.
+
+    ``constant`` (the released code) is ``base_lr`` throughout. ``cosine`` warms up linearly over
+    ``warmup_steps`` and then follows half a cosine from ``base_lr`` down to ``min_lr`` at the stage's
+    last step (``max_steps``); with no step budget it stays at ``base_lr``. Being a pure function of
+    the step count, it resumes exactly.
+    """
+    if optim_cfg.lr_schedule == "constant" or max_steps <= 0:
+        return base_lr
+    warm = optim_cfg.warmup_steps
+    if warm and step < warm:
+        return base_lr * (step + 1) / warm
+    span = max(1, max_steps - warm)
+    t = min(1.0, max(0.0, (step - warm) / span))
+    return optim_cfg.min_lr + 0.5 * (base_lr - optim_cfg.min_lr) * (1.0 + math.cos(math.pi * t))
 
 
 class _SkipSampler(torch.utils.data.Sampler):
@@ -231,6 +250,11 @@ class Trainer:
             path = cfg.model.init.split(":", 1)[1]
             sd = inflate_refiner_input(read_state_dict(path), self.refiner_config.in_ch)
             load_state_dict_strict(self.refiner, sd, path)
+        elif cfg.model.init.startswith("refiner:"):
+            from dissam.checkpoints import load_state_dict_strict, read_state_dict
+
+            path = cfg.model.init.split(":", 1)[1]
+            load_state_dict_strict(self.refiner, read_state_dict(path), path)
         self.refiner.to(self.device)
         self.gte = None
         if cfg.gt_encoder.enabled:
@@ -482,6 +506,7 @@ class Trainer:
             max_steps, max_epochs = cfg.schedule.max_steps, cfg.schedule.max_epochs
             valid_every, early_stop = cfg.schedule.valid_every, cfg.schedule.early_stop
             metrics, select = list(cfg.schedule.valid_metrics), cfg.schedule.select_metric
+            base_lr = cfg.optim.lr
             if self.gte is not None:
                 self._gte_forward_mode()
         else:
@@ -489,6 +514,7 @@ class Trainer:
             max_steps, max_epochs = cfg.gt_encoder.max_steps, 0
             valid_every, early_stop = cfg.gt_encoder.valid_every, cfg.gt_encoder.early_stop
             metrics, select = ["maxFm"], "maxFm"
+            base_lr = cfg.gt_encoder.lr
             model.requires_grad_(True)
         if not max_steps and not max_epochs and not (early_stop and valid_every and self.valid_datasets):
             raise DisSamError(
@@ -544,6 +570,8 @@ class Trainer:
                 break
             loader = self._train_loader(stage, st)
             for batch in loader:
+                for group in opt.param_groups:
+                    group["lr"] = scheduled_lr(cfg.optim, base_lr, st.step, max_steps)
                 opt.zero_grad(set_to_none=True)
                 out = step_fn(fwd, batch)
                 loss = out["loss"]
