@@ -13,7 +13,11 @@ Write N synthetic samples in the DIS-5K layout (see docs/synthetic.md):
   OUT/boxes.json            {stem: [x0, y0, x1, y1]} target box, inclusive pixels
   OUT/mask/synth_000000.png coarse stage-1 mask, with --masks degrade|grabcut
 
-Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks).
+With --max-targets K > 1 the ground truth holds 1..K separate objects under one box (the
+multi-component masks that `dissam enrich` splits into extra samples).
+
+Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks,
+--max-targets).
 """
 
 
@@ -29,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="also write OUT/mask/ coarse masks: 'degrade' (SAM-like degraded GT), "
         "'grabcut' (OpenCV GrabCut from the box, slow), 'none' (default)",
+    )
+    parser.add_argument(
+        "--max-targets",
+        type=int,
+        default=1,
+        metavar="K",
+        help="objects in each ground truth, drawn from 1..K (default 1: one target)",
     )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         masks=args.masks,
         workers=args.workers,
         progress=not args.no_progress,
+        max_targets=args.max_targets,
     )
     print(
         f"wrote {len(boxes)} samples to {args.out_dir} (im/, gt/, boxes.json"

@@ -136,7 +136,7 @@ def _fill_poly(c, pts, s, value=1):
 def _draw_blob(c: np.ndarray, h: int, w: int, rng: np.random.Generator, s: int) -> None:
     _fill_poly(c, _blob_polygon(w / 2, h / 2, w * 0.4, h * 0.4, rng), s)
     for _ in range(int(rng.integers(0, 5))):  # holes, some tiny
-        r = rng.uniform(1.0, 0.08 * min(h, w))
+        r = rng.uniform(1.0, max(1.0, 0.08 * min(h, w)))  # tiny distractors: 1 px holes
         pts = _blob_polygon(
             w * rng.uniform(0.3, 0.7), h * rng.uniform(0.3, 0.7), r, r * rng.uniform(0.5, 1.5), rng, 32
         )
@@ -419,6 +419,7 @@ def generate_sample(
     kind: str | None = None,
     background_kind: str | None = None,
     use_photos: bool = True,
+    max_targets: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``index`` of ``seed``.
 
@@ -428,6 +429,10 @@ def generate_sample(
         kind: force the target's kind (one of ``KINDS``); default random.
         background_kind: force the background (one of ``BACKGROUNDS``); default random.
         use_photos: allow the bundled public-domain/CC0 ``skimage.data`` photos as backgrounds.
+        max_targets: with ``> 1``, the ground truth holds 1 to ``max_targets`` separate objects
+            (side by side in equal slots along the longer side, never touching) under one box, as
+            DIS-5K's multi-component masks do; enrichment (``dissam.data.enrich``) splits them.
+            ``1`` (the default) draws exactly what earlier versions drew.
     Returns:
         ``image`` ``HxWx3`` uint8 RGB, ``gt`` ``HxW`` uint8 (coverage * 255 of the target only) and
         ``box`` int64 ``[x0, y0, x1, y1]`` = ``box_from_mask(gt > 0)`` (inclusive pixels).
@@ -446,15 +451,35 @@ def generate_sample(
         dy, dx = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
         cov = render_object(_pick_kind(rng), dh, dw, rng)
         _composite(img, cov, object_texture(dh, dw, rng), dx, dy)
-    th = max(24, int(h * rng.uniform(0.45, 0.9)))
-    tw = max(24, int(w * rng.uniform(0.45, 0.9)))
-    ty, tx = int(rng.integers(1, h - th)), int(rng.integers(1, w - tw))
-    cov = render_object(kind, th, tw, rng)
-    _composite(img, cov, object_texture(th, tw, rng), tx, ty)
+    if max_targets < 1:
+        raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
+    n_targets = 1 if max_targets == 1 else int(rng.integers(1, max_targets + 1))
+    n_targets = max(1, min(n_targets, max(h, w) // 32))  # slots of at least 32 px
+    gt = np.zeros((h, w), np.uint8)
+    if n_targets == 1:
+        th = max(24, int(h * rng.uniform(0.45, 0.9)))
+        tw = max(24, int(w * rng.uniform(0.45, 0.9)))
+        ty, tx = int(rng.integers(1, h - th)), int(rng.integers(1, w - tw))
+        cov = render_object(kind, th, tw, rng)
+        _composite(img, cov, object_texture(th, tw, rng), tx, ty)
+        gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
+    else:
+        along_w = w >= h
+        slot = (w if along_w else h) // n_targets
+        for t in range(n_targets):
+            k = kind if t == 0 else _pick_kind(rng)
+            # slot-local extent; the 2 px margins keep neighbouring objects apart
+            a = max(16, int((slot - 4) * rng.uniform(0.6, 1.0)))  # slot >= 32, so a <= slot - 4
+            b = max(24, int((h if along_w else w) * rng.uniform(0.45, 0.9)))
+            a0 = t * slot + 2 + int(rng.integers(0, max(1, slot - 4 - a + 1)))
+            b0 = int(rng.integers(1, (h if along_w else w) - b))
+            ty, tx, th, tw = (b0, a0, b, a) if along_w else (a0, b0, a, b)
+            cov = render_object(k, th, tw, rng)
+            _composite(img, cov, object_texture(th, tw, rng), tx, ty)
+            region = gt[ty : ty + th, tx : tx + tw]
+            np.maximum(region, coverage_to_u8(cov), out=region)
     sigma = rng.uniform(0, 4)
     img += rng.normal(0, 1, img.shape).astype(np.float32) * np.float32(sigma)
-    gt = np.zeros((h, w), np.uint8)
-    gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
     box = box_from_mask(gt, 0)
     if box is None:  # pragma: no cover - every drawer draws something
         raise DatasetError(f"sample {index} (seed {seed}) rendered an empty target")
@@ -474,8 +499,8 @@ def sample_stem(index: int) -> str:
 
 
 def _write_one(job: tuple) -> tuple[str, list[int]]:
-    index, seed, size_range, out, masks = job
-    image, gt, box = generate_sample(index, seed, size_range=size_range)
+    index, seed, size_range, out, masks, max_targets = job
+    image, gt, box = generate_sample(index, seed, size_range=size_range, max_targets=max_targets)
     stem = sample_stem(index)
     out = Path(out)
     atomic_write_bytes(out / "im" / f"{stem}.jpg", encode_jpeg(image))
@@ -499,13 +524,15 @@ def generate_dataset(
     masks: str | None = None,
     workers: int = 1,
     progress: bool = True,
+    max_targets: int = 1,
 ) -> dict[str, list[int]]:
     """Write samples ``0 .. n-1`` in the DIS-5K layout and return the boxes.
 
     Files: ``out_dir/im/<stem>.jpg``, ``out_dir/gt/<stem>.png`` (8-bit soft GT),
     ``out_dir/boxes.json`` ``{stem: [x0, y0, x1, y1]}`` (inclusive pixels of ``gt > 0``), and with
     ``masks`` ``"degrade"`` or ``"grabcut"`` also ``out_dir/mask/<stem>.png`` ({0, 255}, see
-    ``dissam.coarse``). Output bytes depend only on ``(seed, index, size_range, masks)``.
+    ``dissam.coarse``). Output bytes depend only on ``(seed, index, size_range, masks, max_targets)``;
+    ``max_targets`` is :func:`generate_sample`'s.
     """
     if n < 0:
         raise DatasetError(f"n must be >= 0, got {n}")
@@ -519,7 +546,9 @@ def generate_dataset(
     out = Path(out_dir)
     (out / "im").mkdir(parents=True, exist_ok=True)
     (out / "gt").mkdir(parents=True, exist_ok=True)
-    jobs = [(i, int(seed), (lo, hi), str(out), masks) for i in range(n)]
+    if max_targets < 1:
+        raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
+    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets)) for i in range(n)]
     bar = None
     if progress:
         from tqdm import tqdm
