@@ -583,3 +583,32 @@ def test_file_barrier_reports_a_stopped_rank(tmp_path, masked_root, isnet_path, 
         run_benchmark(cfg(1, isnet_path))  # wrong weights on rank 1's machine: it stops and says so
     with pytest.raises(DisSamError, match="rank 1 stopped: .*3-channel"):
         run_benchmark(cfg(0, refiner_path))  # rank 0 does its part, then stops without waiting
+
+
+def test_mask_only_ablation_model_gets_no_box(tmp_path, masked_root, tiny_refiner):
+    """A refiner trained with the box always dropped (Table 2's "mask only") is evaluated with a
+    zero box channel, exactly like its training and validation inputs."""
+    import torch
+
+    from dissam.checkpoints import save_checkpoint
+    from dissam.io import read_image, read_mask
+    from dissam.transforms import faithful_sample, postprocess, to_authors_png
+
+    ck = save_checkpoint(
+        tmp_path / "mask_only.safetensors", tiny_refiner, metadata={"train_config": {"data": {"prompt_dropout": [0.0, 1.0]}}}
+    )
+    run_dir = tmp_path / "run"
+    rc = _cli(
+        "benchmark", "--data", masked_root, "--splits", "DIS-TE1", "--refiner", ck, "--methods", "dis-sam",
+        "--size", "128", "--device", "cpu", "--metrics", "MAE", "--no-progress", "-o", run_dir,
+    )  # fmt: skip
+    assert rc == 0
+    split = masked_root / "DIS-TE1"
+    stem = "dis-te1_0_two"
+    im, gt = read_image(split / "im" / f"{stem}.png"), read_mask(split / "gt" / f"{stem}.png")
+    x = torch.as_tensor(faithful_sample(im, gt, read_mask(split / "mask" / f"{stem}.png"), size=128)["image"]).clone()
+    assert x[4].abs().max() > 0
+    x[4] = 0.0
+    with torch.inference_mode():
+        exp = to_authors_png(postprocess(tiny_refiner(x[None].float())[0][0][0, 0], (H, W)))
+    assert np.array_equal(read_mask(run_dir / "predictions" / "dis-sam" / "DIS-TE1" / f"{stem}.png"), exp)

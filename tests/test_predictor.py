@@ -253,3 +253,31 @@ def test_cli_cuda_fails_loudly_without_cuda(tmp_path, fixtures_dir, refiner_ckpt
     rc = main(["predict", str(fixtures_dir / "sam" / "image.png"), "--refiner", str(refiner_ckpt),
                "--box", "1,1,50,50", "--device", "cuda", "-o", str(tmp_path / "o")])
     assert rc == 1 and "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dropout,zeroed", [([1.0, 0.0], [3]), ([0.0, 1.0], [4]), ([1.0, 1.0], [3, 4]), ([0.5, 0.0], [])])
+def test_ablation_models_get_the_prompts_they_were_trained_with(tmp_path, image, boxes, dropout, zeroed):
+    """A checkpoint trained with prompt_dropout 1 for a channel (Table 2's box-only / mask-only /
+    no-prompt rows) is fed zeros there, by the predictor and by the benchmark; others are untouched."""
+    from dissam.checkpoints import dropped_prompt_channels, load_refiner
+    from dissam.models.isnet import build_refiner
+
+    torch.manual_seed(3)
+    ck = save_checkpoint(
+        tmp_path / "abl.safetensors",
+        build_refiner("dis-sam-compact"),
+        metadata={"train_config": {"data": {"prompt_dropout": dropout}}, "input_size": SIZE},
+    )
+    net = load_refiner(ck)
+    assert list(dropped_prompt_channels(net)) == zeroed
+    p = DisSamPredictor(_NoSam(), net, size=SIZE).set_image(image)
+    given = np.zeros(image.shape[:2], np.uint8)
+    given[100:300, 120:380] = 255
+    cap = _Capture(net)
+    try:
+        p.predict(box=boxes[0], coarse_mask=given)
+    finally:
+        cap.close()
+    x = cap.inputs[0][0]
+    for ch in (3, 4):
+        assert (x[ch].abs().max() == 0) == (ch in zeroed), ch

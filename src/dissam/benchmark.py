@@ -516,6 +516,13 @@ class _Runner:
 
         x = self._input(method, pct, ctx)
         net = self.refiner() if method == "dis-sam" else self.isnet()
+        if method == "dis-sam":
+            from dissam.checkpoints import dropped_prompt_channels
+
+            dropped = dropped_prompt_channels(net)  # ablation models never saw that prompt
+            if dropped:
+                x = x.clone()  # the faithful sample is cached for the other methods
+                x[list(dropped)] = 0.0
         with torch.inference_mode():
             d1 = net(x[None].to(self.device))[0][0]  # side output 1: (1, 1, S, S) probabilities
             pred = postprocess(d1[0, 0].float(), ctx["hw"])  # (H, W)

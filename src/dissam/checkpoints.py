@@ -37,6 +37,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "inflate_refiner_input",
+    "dropped_prompt_channels",
 ]
 
 _PREFIXES = ("module.", "_orig_mod.")
@@ -180,6 +181,19 @@ def load_refiner(
     load_state_dict_strict(model, sd, name)
     model.to(device)
     return model.eval() if eval_mode else model
+
+
+def dropped_prompt_channels(model: nn.Module) -> tuple[int, ...]:
+    """Input channels a refiner was trained without: ``3`` (SAM mask) and/or ``4`` (box map).
+
+    A dissam checkpoint trained with ``data.prompt_dropout`` probability 1 for a prompt never saw
+    that prompt (the Table 2 ablation rows "box only", "mask only", "no prompt"); inference must then
+    zero the channel as training did. Official checkpoints and models trained with both prompts
+    give ``()``.
+    """
+    meta = getattr(model, "dissam_info", {}).get("metadata", {}) or {}
+    pd = (meta.get("train_config") or {}).get("data", {}).get("prompt_dropout") or [0.0, 0.0]
+    return tuple(ch for ch, p in zip((3, 4), pd) if float(p) >= 1.0)
 
 
 def save_checkpoint(

@@ -111,6 +111,9 @@ class DisSamPredictor:
         self.device = resolve_device(device) if device is not None else next(refiner.parameters()).device
         self.sam_stage = sam_stage
         self.refiner = refiner.to(self.device).eval()
+        from dissam.checkpoints import dropped_prompt_channels
+
+        self.dropped_channels = dropped_prompt_channels(refiner)  # ablation models: zeroed as in training
         self.size = int(size)
         self.mask_selection = mask_selection
         self.threshold = threshold
@@ -198,6 +201,8 @@ class DisSamPredictor:
         for start in range(0, len(boxes), self.refiner_batch_size):
             sl = slice(start, start + self.refiner_batch_size)
             x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size).to(self.device)
+            for ch in self.dropped_channels:
+                x[:, ch] = 0.0
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 d1 = self.refiner(x)[0][0]
             out[sl] = postprocess(d1.float(), (h, w)).cpu().numpy()

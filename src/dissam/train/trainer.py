@@ -718,7 +718,9 @@ def build_datasets(cfg: TrainConfig):
         "mask_fallback": fallback,
     }
     train_ds = DisDataset(samples, augment=d.augment, prompt_dropout=tuple(d.prompt_dropout), **common)
-    valid = [DisDataset(discover_split(f), augment=False, **common) for f in d.valid]
+    # a prompt dropped with probability 1 (the ablation rows) is dropped in validation too
+    always = tuple(1.0 if float(p) >= 1.0 else 0.0 for p in d.prompt_dropout)
+    valid = [DisDataset(discover_split(f), augment=False, prompt_dropout=always, **common) for f in d.valid]
     return train_ds, valid
 
 
