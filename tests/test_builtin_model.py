@@ -14,14 +14,14 @@ from dissam.transforms import to_authors_png
 
 pytestmark = pytest.mark.skipif(not BUILTIN_REFINER.is_file(), reason="built-in weights not installed")
 
-N = 12
+N = 24
 SEED = 12345  # not a training seed (train 1, val 2, test 3)
 
 
 @pytest.fixture(scope="module")
 def scores():
     pred = DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", coarse="grabcut")
-    metrics = ("maxFm", "Smeasure", "HCE")
+    metrics = ("maxFm", "Smeasure", "HCE", "mIoU")
     refined, coarse = MetricSuite(metrics), MetricSuite(metrics)
     for i in range(N):
         image, gt, box = generate_sample(i, seed=SEED, size_range=(320, 448))
@@ -40,9 +40,11 @@ def test_builtin_model_loads_with_its_size(scores):
 
 
 def test_builtin_model_beats_its_coarse_masks(scores):
-    """Measured on this set (dis-sam-compact, 500 steps): maxF 0.849 vs 0.822 for the coarse masks,
-    S 0.884 vs 0.860, HCE 102.3 vs 101.3 (not yet lower: see docs/experiments.md)."""
+    """Measured on this set (dis-sam-compact, step 750 of the fine-tuning, docs/experiments.md):
+    maxF 0.830 vs 0.799 for the coarse masks, S 0.883 vs 0.810, HCE 231.3 vs 243.6 (-5 %), mIoU
+    0.681 vs 0.645. The thresholds keep about a third of each measured gain as margin."""
     refined, coarse, _ = scores
-    assert refined["maxFm"] > coarse["maxFm"] + 0.01
-    assert refined["Smeasure"] > coarse["Smeasure"] + 0.01
-    assert refined["HCE"] < coarse["HCE"] * 1.10  # regression guard: no worse than +10%
+    assert refined["maxFm"] > coarse["maxFm"] + 0.02
+    assert refined["Smeasure"] > coarse["Smeasure"] + 0.05
+    assert refined["mIoU"] > coarse["mIoU"] + 0.02
+    assert refined["HCE"] < coarse["HCE"] * 0.98  # fewer human corrections than the coarse masks
