@@ -279,3 +279,21 @@ def test_init_from_a_refiner_checkpoint(tmp_path, resume_data):
     cfg = load_config(TINY, [f"model.init=refiner:{bad}", "gt_encoder.enabled=false", "schedule.max_steps=1"])
     with pytest.raises(CheckpointError, match="conv_in"):
         Trainer(cfg, run_dir=tmp_path / "b", train_dataset=train_ds, valid_datasets=[])
+
+
+@pytest.mark.parametrize("dropout,valid_zeroed", [([1.0, 0.0], [3]), ([0.3, 1.0], [4]), ([0.5, 0.5], [])])
+def test_validation_drops_a_prompt_only_when_training_always_does(tmp_path, dropout, valid_zeroed):
+    """Table 2's rows: a prompt dropped with probability 1 is absent from validation too; a partial
+    dropout (an augmentation) leaves validation inputs whole."""
+    from dissam.train.trainer import build_datasets
+
+    split = _write_split(tmp_path / "split", ThinDataset(3, 64, seed=6))
+    cfg = load_config(
+        TINY, [f"data.train=[{split}]", f"data.valid=[{split}]", f"data.prompt_dropout={dropout}", "data.size=64"]
+    )
+    train_ds, (valid_ds,) = build_datasets(cfg)
+    assert train_ds.prompt_dropout == tuple(dropout)
+    for i in range(len(valid_ds)):
+        x = valid_ds[i]["image"]
+        for ch in (3, 4):
+            assert (x[ch].abs().max() == 0) == (ch in valid_zeroed), (i, ch)
