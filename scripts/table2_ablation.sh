@@ -11,6 +11,7 @@
 #   bash scripts/table2_ablation.sh               # everything (about 1 h on a 2-core CPU)
 #   STEPS=50 bash scripts/table2_ablation.sh      # a quick smoke run
 #   PARALLEL=2 THREADS=1 bash scripts/table2_ablation.sh   # two runs at a time, one thread each
+#   ONLY="enrich_off enrich_on" STEPS=1000 VALID_EVERY=250 OUT=runs/table2_1000 bash scripts/table2_ablation.sh
 #
 # Needs the generated data of docs/experiments.md (runs/synth/{train,val,test}) and the GT encoder
 # of the built-in model run (runs/builtin_compact/gt_encoder.safetensors); the multi-target sets are
@@ -20,6 +21,7 @@ cd "$(dirname "$0")/.."
 
 DISSAM=${DISSAM:-.venv/bin/dissam}
 STEPS=${STEPS:-300}
+VALID_EVERY=${VALID_EVERY:-$STEPS}
 PARALLEL=${PARALLEL:-1}
 THREADS=${THREADS:-0}
 OUT=${OUT:-runs/table2}
@@ -39,7 +41,7 @@ common=(
   "runtime.out_dir=$OUT" "runtime.num_threads=$THREADS" runtime.progress=false
   "gt_encoder.checkpoint=$GTE" "data.train=[$SYN/train]" "data.valid=[$SYN/val]"
   optim.lr_schedule=cosine optim.min_lr=1e-5 optim.warmup_steps=20
-  "schedule.max_steps=$STEPS" "schedule.valid_every=$STEPS" schedule.early_stop=0
+  "schedule.max_steps=$STEPS" "schedule.valid_every=$VALID_EVERY" schedule.early_stop=0
 )
 declare -A ROWS=(
   [box_mask]="data.prompt_dropout=[0.0,0.0]"
@@ -49,7 +51,10 @@ declare -A ROWS=(
   [enrich_off]="data.train=[$SYN/train_multi]"
   [enrich_on]="data.train=[$SYN/train_multi] data.enrich_manifest=$SYN/train_multi/enrich.json data.mask_fallback=degrade"
 )
-ORDER=(box_mask box_only mask_only no_prompt enrich_off enrich_on)
+read -r -a ORDER <<<"${ONLY:-box_mask box_only mask_only no_prompt enrich_off enrich_on}"
+for row in "${ORDER[@]}"; do
+  [ -n "${ROWS[$row]+x}" ] || { echo "unknown row $row; known: ${!ROWS[*]}" >&2; exit 1; }
+done
 
 run_row() {
   local row=$1
@@ -85,6 +90,6 @@ for s in test test_multi; do
   cp "$SYN/$s/mask/"*.png "$OUT/preds/coarse/$s/"
 done
 "$DISSAM" eval --table --gt-root "$SYN" --pred-root "$OUT/preds" --splits test,test_multi \
-  --methods coarse,box_mask,box_only,mask_only,no_prompt,enrich_off,enrich_on \
+  --methods "coarse,$(IFS=,; echo "${ORDER[*]}")" \
   --out-dir "$OUT/eval" --markdown "$OUT/table2.md" --no-progress
 cat "$OUT/table2.md"
