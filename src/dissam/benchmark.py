@@ -295,6 +295,7 @@ class _Runner:
         self.methods = methods
         self.run_dir = Path(cfg.run_dir)
         self._sam = self._hq = self._refiner = self._isnet = None
+        self._refiner_dropped: list[int] = []
         self._device = None
         self.stats = {"computed": 0, "reused": 0, "sam_calls": 0, "failed": 0}
         self._settings_written = False
@@ -331,7 +332,11 @@ class _Runner:
     @_fatal
     def refiner(self):
         if self._refiner is None:
+            from dissam.checkpoints import dropped_prompt_channels
+
             self._refiner = _load_net(self.cfg.refiner, self.device, 5, "--refiner")
+            # channels an ablation model never saw (Table 2 rows), zeroed in its inputs
+            self._refiner_dropped = list(dropped_prompt_channels(self._refiner))
         return self._refiner
 
     @_fatal
@@ -516,13 +521,9 @@ class _Runner:
 
         x = self._input(method, pct, ctx)
         net = self.refiner() if method == "dis-sam" else self.isnet()
-        if method == "dis-sam":
-            from dissam.checkpoints import dropped_prompt_channels
-
-            dropped = dropped_prompt_channels(net)  # ablation models never saw that prompt
-            if dropped:
-                x = x.clone()  # the faithful sample is cached for the other methods
-                x[list(dropped)] = 0.0
+        if method == "dis-sam" and self._refiner_dropped:
+            x = x.clone()  # the faithful sample is cached for the other methods
+            x[self._refiner_dropped] = 0.0
         with torch.inference_mode():
             d1 = net(x[None].to(self.device))[0][0]  # side output 1: (1, 1, S, S) probabilities
             pred = postprocess(d1[0, 0].float(), ctx["hw"])  # (H, W)

@@ -438,6 +438,8 @@ def generate_sample(
         ``box`` int64 ``[x0, y0, x1, y1]`` = ``box_from_mask(gt > 0)`` (inclusive pixels).
         The image is returned before JPEG encoding.
     """
+    if max_targets < 1:
+        raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
     rng = sample_rng(index, seed)
     h, w = _resolve_size(size, size_range, rng)
     if kind is None:
@@ -451,8 +453,6 @@ def generate_sample(
         dy, dx = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
         cov = render_object(_pick_kind(rng), dh, dw, rng)
         _composite(img, cov, object_texture(dh, dw, rng), dx, dy)
-    if max_targets < 1:
-        raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
     n_targets = 1 if max_targets == 1 else int(rng.integers(1, max_targets + 1))
     n_targets = max(1, min(n_targets, max(h, w) // 32))  # slots of at least 32 px
     gt = np.zeros((h, w), np.uint8)
