@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE.parent / "docs" / "images" / "quickstart.png"))
     a = ap.parse_args()
     prompts = json.loads((HERE / "prompts.json").read_text())
-    pred = DisSamPredictor.from_pretrained(sam=a.sam, refiner=a.refiner, device="cpu")
+    pred = DisSamPredictor.from_pretrained(sam=a.sam, refiner=a.refiner, device="cpu", coarse="sam" if a.sam else "grabcut")
     stage1 = "SAM" if a.sam else "GrabCut"
     if a.coarse == "degraded-gt":
         from dissam.coarse import degrade_mask

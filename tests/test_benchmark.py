@@ -393,7 +393,7 @@ def test_isnet_baseline_matches_direct_computation(full_run, data_root, isnet_pa
     from dissam.io import read_image, read_mask
     from dissam.transforms import faithful_sample, postprocess, to_authors_png
 
-    net = load_refiner(isnet_path)
+    net = load_refiner(isnet_path).net
     split, stem = "DIS-VD", "dis-vd_2_ellipse"
     im = read_image(data_root / split / "im" / f"{stem}.png")
     gt = read_mask(data_root / split / "gt" / f"{stem}.png")

@@ -35,7 +35,7 @@ def scores():
 def test_builtin_model_loads_with_its_size(scores):
     _, _, pred = scores
     assert pred.size == 384 and pred.refiner.in_ch == 5
-    assert sum(p.numel() for p in pred.refiner.parameters()) == 2_764_246
+    assert sum(p.numel() for p in pred.refiner.net.parameters()) == 2_764_246
     assert BUILTIN_REFINER.stat().st_size < 20 * 2**20
 
 

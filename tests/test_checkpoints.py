@@ -37,8 +37,10 @@ def _same_weights(model, sd):
 
 def test_load_official_pth_infers_channels_and_is_strict(official_in5):
     path, sd = official_in5
-    model = load_refiner(path)
+    ref = load_refiner(path)
+    model = ref.net
     assert isinstance(model, ISNetDIS) and model.in_ch == 5 and not model.training
+    assert ref.in_ch == 5 and ref.input_size == 1024 and ref.dropped_channels == () and ref.source == str(path)
     assert _same_weights(model, sd)
 
 
@@ -46,8 +48,8 @@ def test_load_strips_module_prefix_and_wrappers(official_in5, tmp_path):
     _, sd = official_in5
     p = tmp_path / "ddp.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, p)
-    assert _same_weights(load_refiner(p), sd)
-    assert _same_weights(load_refiner(sd), sd)
+    assert _same_weights(load_refiner(p).net, sd)
+    assert _same_weights(load_refiner(sd).net, sd)
 
 
 def test_gt_encoder_and_in3_inferred(isnet_manifest):
@@ -55,7 +57,7 @@ def test_gt_encoder_and_in3_inferred(isnet_manifest):
     sde = isnet_fixture_state_dict(isnet_manifest["isnet_gt_encoder"]["state_dict"])
     assert infer_refiner_config(sd3).in_ch == 3
     assert infer_refiner_config(sde).arch == "gt_encoder"
-    assert load_refiner(sde).__class__.__name__ == "ISNetGTEncoder"
+    assert load_refiner(sde).net.__class__.__name__ == "ISNetGTEncoder"
 
 
 def test_wrong_checkpoint_names_missing_unexpected_and_mismatched_keys(official_in5):
@@ -119,10 +121,10 @@ def test_safetensors_round_trip_exact(tmp_path):
     assert info["config"]["width"] == 0.25 and info["metadata"]["step"] == 12
     loaded, meta = load_checkpoint(path)
     assert _same_weights(loaded, model.state_dict()) and meta["metadata"]["maxFm"] == 0.5
-    assert _same_weights(load_refiner(path), model.state_dict())
+    assert _same_weights(load_refiner(path).net, model.state_dict())
     # a lone .safetensors (JSON lost) still loads: the config is in the header
     path.with_suffix(".json").unlink()
-    assert _same_weights(load_refiner(path), model.state_dict())
+    assert _same_weights(load_refiner(path).net, model.state_dict())
     assert not list(tmp_path.rglob(".*tmp*")), "temporary files left behind"
 
 
@@ -136,8 +138,8 @@ def test_truncated_safetensors(tmp_path):
 def test_inflation_3_to_5_matches_3_channel_net(isnet_manifest):
     torch.manual_seed(0)
     sd3 = isnet_fixture_state_dict(isnet_manifest["isnet_dis_in3"]["state_dict"])
-    net3 = load_refiner(sd3)
-    net5 = load_refiner(inflate_refiner_input(sd3, in_ch=5))
+    net3 = load_refiner(sd3).net
+    net5 = load_refiner(inflate_refiner_input(sd3, in_ch=5)).net
     assert net5.in_ch == 5
     x3 = torch.rand(1, 3, 64, 48) - 0.5
     x5 = torch.cat([x3, torch.zeros(1, 2, 64, 48)], 1)

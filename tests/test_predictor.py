@@ -55,7 +55,7 @@ class _Capture:
 def test_refiner_receives_rgb_sam_mask_and_user_box_map(predictor, image, boxes):
     from dissam.transforms import box_map_from_box, clean_inputs, resize_uint8
 
-    cap = _Capture(predictor.refiner)
+    cap = _Capture(predictor.refiner.net)
     try:
         res = predictor.predict(box=boxes[0])
     finally:
@@ -259,7 +259,7 @@ def test_cli_cuda_fails_loudly_without_cuda(tmp_path, fixtures_dir, refiner_ckpt
 def test_ablation_models_get_the_prompts_they_were_trained_with(tmp_path, image, boxes, dropout, zeroed):
     """A checkpoint trained with prompt_dropout 1 for a channel (Table 2's box-only / mask-only /
     no-prompt rows) is fed zeros there, by the predictor and by the benchmark; others are untouched."""
-    from dissam.checkpoints import dropped_prompt_channels, load_refiner
+    from dissam.checkpoints import load_refiner
     from dissam.models.isnet import build_refiner
 
     torch.manual_seed(3)
@@ -268,9 +268,10 @@ def test_ablation_models_get_the_prompts_they_were_trained_with(tmp_path, image,
         build_refiner("dis-sam-compact"),
         metadata={"train_config": {"data": {"prompt_dropout": dropout}}, "input_size": SIZE},
     )
-    net = load_refiner(ck)
-    assert list(dropped_prompt_channels(net)) == zeroed
-    p = DisSamPredictor(_NoSam(), net, size=SIZE).set_image(image)
+    ref = load_refiner(ck)
+    assert list(ref.dropped_channels) == zeroed and ref.input_size == SIZE
+    net = ref.net
+    p = DisSamPredictor(_NoSam(), ref).set_image(image)
     given = np.zeros(image.shape[:2], np.uint8)
     given[100:300, 120:380] = 255
     cap = _Capture(net)

@@ -49,15 +49,15 @@ def test_end_to_end_refiner_beats_the_coarse_mask(tmp_path):
     assert [r["step"] for r in valids] == [30, 60] and set(valids[0]["valid"]) == {"maxFm", "MAE"}
     assert (run / "config.yaml").is_file()
 
-    final = load_refiner(run / "final.safetensors")
+    final = load_refiner(run / "final.safetensors").net
     for k, v in trainer_state(run)["refiner"].items():
         torch.testing.assert_close(final.state_dict()[k], v)
-    best = load_refiner(run / "best.safetensors")
+    best = load_refiner(run / "best.safetensors").net
     info = json.loads((run / "best.json").read_text())
     assert info["metadata"]["valid"]["maxFm"] == pytest.approx(summary["best"])
     assert info["metadata"]["train_config"]["model"]["variant"] == "dis-sam-compact"
     assert best.in_ch == 5 and best.width == 0.25
-    gte = load_refiner(run / "gt_encoder.safetensors")
+    gte = load_refiner(run / "gt_encoder.safetensors").net
     assert gte.in_ch == 1
 
 

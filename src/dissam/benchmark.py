@@ -295,7 +295,6 @@ class _Runner:
         self.methods = methods
         self.run_dir = Path(cfg.run_dir)
         self._sam = self._hq = self._refiner = self._isnet = None
-        self._refiner_dropped: list[int] = []
         self._device = None
         self.stats = {"computed": 0, "reused": 0, "sam_calls": 0, "failed": 0}
         self._settings_written = False
@@ -332,11 +331,7 @@ class _Runner:
     @_fatal
     def refiner(self):
         if self._refiner is None:
-            from dissam.checkpoints import dropped_prompt_channels
-
             self._refiner = _load_net(self.cfg.refiner, self.device, 5, "--refiner")
-            # channels an ablation model never saw (Table 2 rows), zeroed in its inputs
-            self._refiner_dropped = list(dropped_prompt_channels(self._refiner))
         return self._refiner
 
     @_fatal
@@ -515,19 +510,14 @@ class _Runner:
             return ctx["sam"][pct]
         if method == "hq-sam":
             return ctx["hq"][pct]
-        import torch
-
         from dissam.transforms import postprocess, to_authors_png
 
         x = self._input(method, pct, ctx)
-        net = self.refiner() if method == "dis-sam" else self.isnet()
-        if method == "dis-sam" and self._refiner_dropped:
-            x = x.clone()  # the faithful sample is cached for the other methods
-            x[self._refiner_dropped] = 0.0
-        with torch.inference_mode():
-            d1 = net(x[None].to(self.device))[0][0]  # side output 1: (1, 1, S, S) probabilities
-            pred = postprocess(d1[0, 0].float(), ctx["hw"])  # (H, W)
-        return to_authors_png(pred)
+        ref = self.refiner() if method == "dis-sam" else self.isnet()
+        # dropped prompt channels of ablation models are zeroed on a copy (the faithful sample is
+        # cached for the other methods)
+        d1 = ref.forward_d1(x[None])  # side output 1: (1, 1, S, S) probabilities
+        return to_authors_png(postprocess(d1[0, 0], ctx["hw"]))  # (H, W)
 
     def _input(self, method: str, pct: float | None, ctx: dict):
         """The network input: ``(5, S, S)`` for ``dis-sam``, ``(3, S, S)`` for ``isnet``, float32.
@@ -572,20 +562,13 @@ def _write_png_fast(path: Path, arr: np.ndarray) -> None:
 def _load_net(path, device, in_ch: int, flag: str):
     from dissam.checkpoints import load_refiner
 
-    net = load_refiner(path, device)
-    got = (
-        int(net.conv_in.weight.shape[1])
-        if hasattr(net, "conv_in") and hasattr(net.conv_in, "weight")
-        else None
-    )
-    if got is not None and got != in_ch:
+    ref = load_refiner(path, device)
+    if ref.in_ch != in_ch:
         raise DisSamError(
-            f"{flag} {path} is a {got}-channel network; expected {in_ch} channels "
+            f"{flag} {path} is a {ref.in_ch}-channel network; expected {in_ch} channels "
             + ("(the DIS-SAM refiner: RGB + SAM mask + box map)" if in_ch == 5 else "(IS-Net: RGB only)")
         )
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return ref.requires_grad_(False)
 
 
 # --------------------------------------------------------------------------------------------

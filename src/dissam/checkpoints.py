@@ -27,6 +27,7 @@ from torch import nn
 
 from dissam.errors import CheckpointError
 from dissam.models.isnet import RefinerConfig, build_refiner
+from dissam.refiner import Refiner
 from dissam.utils import atomic_write_bytes
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "inflate_refiner_input",
-    "dropped_prompt_channels",
 ]
 
 _PREFIXES = ("module.", "_orig_mod.")
@@ -160,11 +160,14 @@ def load_refiner(
     source: str | os.PathLike | Mapping[str, torch.Tensor],
     device: str | torch.device = "cpu",
     eval_mode: bool = True,
-) -> nn.Module:
+) -> Refiner:
     """Load a refiner (or GT encoder) from an official ``.pth``, a state dict, or a dissam checkpoint
     (``.safetensors`` + ``.json``, or the folder holding ``model.safetensors``). The input channel
     count (3 = IS-Net, 5 = DIS-SAM) and width are inferred from the weights; loading is strict.
-    The model is returned on ``device``, in eval mode unless ``eval_mode=False``."""
+
+    Returns a :class:`~dissam.refiner.Refiner`: the network (``.net``, on ``device``, in eval mode
+    unless ``eval_mode=False``) with its config, the input size it was trained at and the prompt
+    channels it was trained without."""
     if isinstance(source, Mapping):
         sd, name = _strip_prefixes(source), "state dict"
     else:
@@ -174,26 +177,18 @@ def load_refiner(
         name = str(path)
         if path.suffix == ".safetensors":
             model, info = load_checkpoint(path, device=device)
-            model.dissam_info = info  # config + metadata (e.g. the input size it was trained at)
-            return model.eval() if eval_mode else model
+            config = RefinerConfig.from_dict(info["config"]) if info.get("config") else infer_refiner_config(
+                model.state_dict()
+            )
+            ref = Refiner.from_checkpoint_info(model, config, info, name)
+            return ref.eval() if eval_mode else ref
         sd = read_state_dict(path)
-    model = build_refiner(infer_refiner_config(sd))
+    config = infer_refiner_config(sd)
+    model = build_refiner(config)
     load_state_dict_strict(model, sd, name)
     model.to(device)
-    return model.eval() if eval_mode else model
-
-
-def dropped_prompt_channels(model: nn.Module) -> tuple[int, ...]:
-    """Input channels a refiner was trained without: ``3`` (SAM mask) and/or ``4`` (box map).
-
-    A dissam checkpoint trained with ``data.prompt_dropout`` probability 1 for a prompt never saw
-    that prompt (the Table 2 ablation rows "box only", "mask only", "no prompt"); inference must then
-    zero the channel as training did. Official checkpoints and models trained with both prompts
-    give ``()``.
-    """
-    meta = getattr(model, "dissam_info", {}).get("metadata", {}) or {}
-    pd = (meta.get("train_config") or {}).get("data", {}).get("prompt_dropout") or [0.0, 0.0]
-    return tuple(ch for ch, p in zip((3, 4), pd) if float(p) >= 1.0)
+    ref = Refiner(model, config, 1024, (), name)
+    return ref.eval() if eval_mode else ref
 
 
 def save_checkpoint(

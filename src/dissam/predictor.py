@@ -29,10 +29,13 @@ from torch import nn
 from dissam.boxes import BoxFormat, validate_boxes
 from dissam.errors import DisSamError
 from dissam.io import ImageLike, read_image, read_mask
+from dissam.refiner import Refiner
 
 log = logging.getLogger(__name__)
 
 BUILTIN_REFINER = Path(__file__).parent / "weights" / "dis-sam-compact.safetensors"
+STAGE1_CHOICES = ("sam", "grabcut", "none")
+"""Stage-1 choices of :meth:`DisSamPredictor.from_pretrained`."""
 BUILTIN_NOTICE = (
     "using the built-in demonstration refiner (dis-sam-compact, trained on generated data); for the "
     "paper's quality pass --refiner with the DIS-SAM checkpoint (.pth) or your own trained model"
@@ -85,8 +88,10 @@ class DisSamPredictor:
     Args:
         sam_stage: stage 1 (a :class:`~dissam.models.sam.SamStage`, a :class:`GrabCutStage`, or
             ``None`` for refine-only use where every call passes ``coarse_mask``).
-        refiner: a 5-channel :class:`~dissam.models.isnet.ISNetDIS` (any width).
-        size: refiner input size (1024 for the paper's model).
+        refiner: a :class:`~dissam.refiner.Refiner` from :func:`dissam.load_refiner`, or a 5-channel
+            :class:`~dissam.models.isnet.ISNetDIS` module (any width).
+        size: refiner input size (default: the size the refiner was trained at; 1024 for the paper's
+            model).
         mask_selection: which SAM mask feeds the refiner: ``"first"`` (the authors' choice:
             ``multimask_output=True``, index 0), ``"best"`` (highest predicted IoU) or ``"single"``.
         threshold: probability threshold for the binary mask (``"otsu"`` for Otsu on the 8-bit map,
@@ -96,25 +101,26 @@ class DisSamPredictor:
         refiner_batch_size: boxes per refiner call (memory bound at 1024²).
     """
 
-    def __init__(self, sam_stage: Any | None, refiner: nn.Module, *, size: int = 1024, mask_selection: str = "first",
-                 threshold: float | str = 0.5, device: str | torch.device | None = None,
-                 dtype: torch.dtype = torch.float32, refiner_batch_size: int = 4):
+    def __init__(self, sam_stage: Any | None, refiner: Refiner | nn.Module, *, size: int | None = None,
+                 mask_selection: str = "first", threshold: float | str = 0.5,
+                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
+                 refiner_batch_size: int = 4):
+        from dissam.models.sam import MASK_SELECTIONS
         from dissam.utils import resolve_device
 
-        if getattr(refiner, "in_ch", 5) != 5:
+        if not isinstance(refiner, Refiner):
+            refiner = Refiner.from_module(refiner)
+        if refiner.in_ch != 5:
             raise DisSamError(
                 f"the refiner takes {refiner.in_ch} input channels; DIS-SAM needs the 5-channel refiner "
                 "([R, G, B, SAM mask, box map]). For the 3-channel IS-Net use `dissam benchmark --method isnet`."
             )
-        if mask_selection not in ("first", "best", "single"):
-            raise ValueError(f"mask_selection must be 'first', 'best' or 'single', not {mask_selection!r}")
-        self.device = resolve_device(device) if device is not None else next(refiner.parameters()).device
+        if mask_selection not in MASK_SELECTIONS:
+            raise ValueError(f"mask_selection must be one of {', '.join(MASK_SELECTIONS)}, not {mask_selection!r}")
+        self.device = resolve_device(device) if device is not None else refiner.device
         self.sam_stage = sam_stage
         self.refiner = refiner.to(self.device).eval()
-        from dissam.checkpoints import dropped_prompt_channels
-
-        self.dropped_channels = dropped_prompt_channels(refiner)  # ablation models: zeroed as in training
-        self.size = int(size)
+        self.size = int(size) if size is not None else refiner.input_size
         self.mask_selection = mask_selection
         self.threshold = threshold
         self.dtype = dtype
@@ -130,13 +136,26 @@ class DisSamPredictor:
 
         Args:
             sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder or hub
-                id). ``None`` (or ``coarse="grabcut"``) uses the weight-free GrabCut stage.
+                id). Required with ``coarse="sam"``: there is no silent fallback.
             refiner: refiner checkpoint (official ``.pth`` or dissam ``.safetensors``); ``None`` uses the
-                built-in demonstration model shipped with the package.
+                built-in demonstration model shipped with the package (with a logged notice).
+            coarse: stage 1: ``"sam"``; ``"grabcut"`` (weight-free, lower quality; what the CLI uses
+                when no ``--sam`` is given, and says so); ``"none"`` (refine-only: every ``predict``
+                passes ``coarse_mask``).
+            **kwargs: :class:`DisSamPredictor` options (``size`` defaults to the size the refiner was
+                trained at).
         """
         from dissam.checkpoints import load_refiner
         from dissam.utils import resolve_device
 
+        if coarse not in STAGE1_CHOICES:
+            raise ValueError(f"coarse must be one of {', '.join(STAGE1_CHOICES)}, not {coarse!r}")
+        if coarse == "sam" and sam is None:
+            raise DisSamError(
+                "no SAM source given: pass sam='sam_vit_l_0b3195.pth' (or a Hugging Face SAM id) for the "
+                "paper's pipeline, coarse='grabcut' for the weight-free stage 1, or coarse='none' to refine "
+                "masks you pass to predict()"
+            )
         dev = resolve_device(device)
         if refiner is None:
             if not BUILTIN_REFINER.is_file():
@@ -148,19 +167,16 @@ class DisSamPredictor:
             refiner = BUILTIN_REFINER
         ref = load_refiner(refiner, device=dev)
         if kwargs.get("size") is None:
-            # dissam checkpoints record the size they were trained at; official ones are 1024
-            kwargs["size"] = int(getattr(ref, "dissam_info", {}).get("metadata", {}).get("input_size", 1024))
-        if coarse == "grabcut" or (sam is None and coarse == "sam"):
-            if coarse == "sam":
-                log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
-                            "pass --sam sam_vit_l_0b3195.pth or a Hugging Face SAM id for the paper's pipeline")
-            stage: Any = GrabCutStage()
-        elif coarse == "sam":
+            kwargs["size"] = ref.input_size
+        stage: Any
+        if coarse == "grabcut":
+            stage = GrabCutStage()
+        elif coarse == "none":
+            stage = None
+        else:
             from dissam.models.sam import load_sam
 
             stage = load_sam(sam, device=dev)
-        else:
-            raise ValueError(f"coarse must be 'sam' or 'grabcut', not {coarse!r}")
         return cls(stage, ref, device=dev, **kwargs)
 
     # ------------------------------------------------------------------ image state
@@ -191,7 +207,6 @@ class DisSamPredictor:
             self._sam_ready = True
         return np.asarray(self.sam_stage.coarse_masks(boxes, selection=self.mask_selection), dtype=bool)
 
-    @torch.inference_mode()
     def refine(self, coarse: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps."""
         from dissam.transforms import clean_inputs, postprocess
@@ -200,12 +215,9 @@ class DisSamPredictor:
         out = np.empty((len(boxes), h, w), dtype=np.float32)
         for start in range(0, len(boxes), self.refiner_batch_size):
             sl = slice(start, start + self.refiner_batch_size)
-            x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size).to(self.device)
-            for ch in self.dropped_channels:
-                x[:, ch] = 0.0
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-                d1 = self.refiner(x)[0][0]
-            out[sl] = postprocess(d1.float(), (h, w)).cpu().numpy()
+            x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size)
+            d1 = self.refiner.forward_d1(x, dtype=self.dtype)
+            out[sl] = postprocess(d1, (h, w)).cpu().numpy()
         return out
 
     def binarize(self, soft: np.ndarray) -> np.ndarray:

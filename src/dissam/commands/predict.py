@@ -96,8 +96,13 @@ def run(args: argparse.Namespace) -> int:
     images = _expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    coarse = args.coarse
+    if coarse == "sam" and args.sam is None:
+        log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
+                    "pass --sam sam_vit_l_0b3195.pth or a Hugging Face SAM id for the paper's pipeline")
+        coarse = "grabcut"
     predictor = DisSamPredictor.from_pretrained(
-        sam=args.sam, refiner=args.refiner, device=args.device, coarse=args.coarse, size=args.size,
+        sam=args.sam, refiner=args.refiner, device=args.device, coarse=coarse, size=args.size,
         threshold=threshold, mask_selection=args.mask_selection, dtype=dtype,
     )
     out = Path(args.out)

@@ -262,7 +262,7 @@ class Trainer:
             if cfg.gt_encoder.checkpoint:
                 from dissam.checkpoints import load_refiner
 
-                self.gte = load_refiner(cfg.gt_encoder.checkpoint, device=self.device, eval_mode=False)
+                self.gte = load_refiner(cfg.gt_encoder.checkpoint, device=self.device, eval_mode=False).net
                 if not hasattr(self.gte, "conv_in") or not hasattr(self.gte.conv_in, "conv"):
                     raise DisSamError(f"gt_encoder.checkpoint={cfg.gt_encoder.checkpoint} is not a GT encoder")
             else:

@@ -1,0 +1,124 @@
+"""The loaded refiner: the network together with what inference must know about it.
+
+:func:`dissam.checkpoints.load_refiner` returns a :class:`Refiner`: the IS-Net module, its
+:class:`~dissam.models.isnet.RefinerConfig`, the input size it was trained at, the prompt channels it
+was trained without (Table 2 ablation models) and where it came from. :func:`forward_d1` is the one
+refiner forward pass of the package: the predictor, the benchmark and training validation all call it,
+so autocast, ``inference_mode`` and the zeroing of dropped prompt channels happen in one place.
+
+Shapes: inputs are ``(N, C, S, S)`` float32 normalised tensors (``C = 5``: ``[R, G, B, coarse mask,
+box map]`` from :mod:`dissam.transforms`; ``C = 3`` for plain IS-Net); the output is side output d1,
+``(N, 1, S, S)`` float32 probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from dissam.models.isnet import RefinerConfig
+
+__all__ = ["Refiner", "forward_d1", "PROMPT_CHANNELS"]
+
+PROMPT_CHANNELS = {"mask": 3, "box": 4}
+"""Input channel of each prompt in the 5-channel refiner input."""
+
+
+def forward_d1(
+    net: nn.Module,
+    x: torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+    dropped_channels: Sequence[int] = (),
+) -> torch.Tensor:
+    """Side output d1 of ``net`` for ``x`` (``(N, C, S, S)``, on the net's device): ``(N, 1, S, S)``
+    float32 probabilities.
+
+    ``dropped_channels`` are set to zero first (on a copy: the caller's tensor is untouched), as the
+    model saw them in training. ``dtype`` other than float32 runs under autocast (bf16 on CPU and GPU,
+    fp16 on GPU). Gradients are not tracked; the caller decides train/eval mode."""
+    if dropped_channels:
+        x = x.clone()
+        x[:, list(dropped_channels)] = 0.0
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        return net(x)[0][0].float()
+
+
+@dataclass
+class Refiner:
+    """A refiner ready for inference.
+
+    Attributes:
+        net: the :class:`~dissam.models.isnet.ISNetDIS` (or GT encoder) module, eval mode.
+        config: its architecture (kind, input channels, width).
+        input_size: the square input size ``S`` it works at: what a dissam checkpoint records it was
+            trained at, else 1024 (the paper's; official ``.pth`` files record nothing).
+        dropped_channels: prompt channels (3 = coarse mask, 4 = box map) it was trained without; they
+            are zeroed at inference as in training. ``()`` for official checkpoints.
+        source: the path (or ``"state dict"``) it was loaded from.
+        metadata: the dissam checkpoint's metadata (training config, step, metrics), ``{}`` otherwise.
+    """
+
+    net: nn.Module = field(repr=False)
+    config: RefinerConfig
+    input_size: int = 1024
+    dropped_channels: tuple[int, ...] = ()
+    source: str = "model"
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_module(cls, net: nn.Module, input_size: int = 1024, source: str = "model") -> Refiner:
+        """Wrap a network built in Python (its config is read off its weights)."""
+        from dissam.checkpoints import infer_refiner_config
+
+        return cls(net, infer_refiner_config(net.state_dict()), int(input_size), (), source)
+
+    @classmethod
+    def from_checkpoint_info(cls, net: nn.Module, config: RefinerConfig, info: Mapping[str, Any],
+                             source: str) -> Refiner:
+        """Wrap a network loaded from a dissam checkpoint whose JSON is ``info``."""
+        meta = dict(info.get("metadata") or {})
+        return cls(net, config, int(meta.get("input_size", 1024)), dropped_prompt_channels(meta), source, meta)
+
+    @property
+    def in_ch(self) -> int:
+        """Input channels: 5 for DIS-SAM's refiner, 3 for IS-Net."""
+        return int(self.config.in_ch)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device: str | torch.device) -> Refiner:
+        self.net.to(device)
+        return self
+
+    def eval(self) -> Refiner:
+        self.net.eval()
+        return self
+
+    def requires_grad_(self, flag: bool = False) -> Refiner:
+        for p in self.net.parameters():
+            p.requires_grad_(flag)
+        return self
+
+    def forward_d1(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """d1 ``(N, 1, S, S)`` float32 for ``x`` ``(N, C, S, S)`` (moved to the refiner's device)."""
+        return forward_d1(self.net, x.to(self.device), dtype=dtype, dropped_channels=self.dropped_channels)
+
+
+def dropped_prompt_channels(metadata: Mapping[str, Any]) -> tuple[int, ...]:
+    """Input channels a refiner was trained without, from its checkpoint metadata: ``3`` (coarse
+    mask) and/or ``4`` (box map).
+
+    A dissam checkpoint trained with ``data.prompt_dropout`` probability 1 for a prompt never saw that
+    prompt (the Table 2 ablation rows "box only", "mask only", "no prompt"); inference zeroes the
+    channel as training did. Checkpoints trained with both prompts give ``()``."""
+    pd = (metadata.get("train_config") or {}).get("data", {}).get("prompt_dropout") or [0.0, 0.0]
+    # prompt_dropout is [p(mask dropped), p(box dropped)] (dissam.train.config)
+    channels = (PROMPT_CHANNELS["mask"], PROMPT_CHANNELS["box"])
+    return tuple(ch for ch, p in zip(channels, pd) if float(p) >= 1.0)
