@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
-    from dissam.benchmark import _write_png_fast, jitter_box, whole_gt_box
+    from dissam.benchmark import jitter_box, whole_gt_box, write_png_fast
     from dissam.io import read_image, read_mask, write_png
     from dissam.transforms import (
         assemble_input,
@@ -97,7 +97,7 @@ def main() -> None:
                 _time(lambda: to_authors_png(postprocess(d1[0, 0], (h, w))), rep),
             ),
             ("io.write_png (PIL, default level)", _time(lambda: write_png(tmp / "p.png", png), rep)),
-            ("benchmark's writer (OpenCV, level 1)", _time(lambda: _write_png_fast(tmp / "q.png", png), rep)),
+            ("benchmark's writer (OpenCV, level 1)", _time(lambda: write_png_fast(tmp / "q.png", png), rep)),
             ("inputs dis-sam + jitter + isnet, separate", _time(separate, rep)),
             ("inputs dis-sam + jitter + isnet, shared", _time(shared, rep)),
         ]

@@ -200,10 +200,14 @@ def test_parse_jitters_and_names():
 
 def test_shard_covers_each_item_once():
     items = [Item(s, f"{i:03d}", Path("a"), Path("b")) for s in ("B", "A") for i in range(7)]
-    parts = [shard(items, r, 3) for r in range(3)]
+    key = lambda it: (it.split, it.stem)  # noqa: E731
+    parts = [shard(items, r, 3, key=key) for r in range(3)]
     flat = [(it.split, it.stem) for p in parts for it in p]
     assert sorted(flat) == sorted((it.split, it.stem) for it in items) and len(flat) == len(set(flat))
-    assert shard(items, 0, 1) == sorted(items, key=lambda it: (it.split, it.stem))
+    assert shard(items, 0, 1, key=key) == sorted(items, key=key)
+    assert shard(items[::-1], 1, 3, key=key) == parts[1]  # whatever order the items were found in
+    with pytest.raises(DisSamError, match="bad rank"):
+        shard(items, 3, 3)
 
 
 # ------------------------------------------------------------------ end to end

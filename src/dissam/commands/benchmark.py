@@ -93,12 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dissam.benchmark import BenchmarkConfig, dist_env, parse_jitters, run_benchmark
+    from dissam.benchmark import BenchmarkConfig, parse_jitters, run_benchmark
     from dissam.errors import DisSamError
+    from dissam.sharding import dist_env
 
     if args.workers < 1:
         raise DisSamError(f"--workers must be >= 1, got {args.workers}")
-    rank, world = dist_env()
+    env = dist_env()
+    rank, world = env.rank, env.world_size
     cfg = BenchmarkConfig(
         data=args.data,
         run_dir=args.run_dir,
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate=not args.no_eval,
         rank=rank,
         world_size=world,
+        local_rank=env.local_rank,
     )
     out = run_benchmark(cfg)
     st = out["stats"]

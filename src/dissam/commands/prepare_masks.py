@@ -40,23 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from dissam.data.prepare import prepare_masks, summarise
-    from dissam.utils import resolve_device
+    from dissam.sharding import device_for_rank
 
-    device = args.device
-    if os.environ.get("LOCAL_RANK") is not None and str(device) in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     rep = prepare_masks(
         args.dataset_dir,
         args.sam,
         enrich=args.enrich,
         selection=args.selection,
-        device=resolve_device(device),
+        device=device_for_rank(args.device),  # cuda:LOCAL_RANK under torchrun
         progress=not args.no_progress,
     )
     print(summarise(rep))

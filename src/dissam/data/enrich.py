@@ -84,18 +84,30 @@ def component_box(comp: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-def whole_box(gt: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The SAM prompt for ``mask/<stem>.png`` (spec §2.6): the box of the single surviving component,
-    or of the whole binarised GT when several survive. When no component survives, the box of
-    ``gt >= 128`` (then of ``gt > 0``); ``None`` for an all-zero GT."""
-    comps = components(gt)
+def prompt_box(
+    gt: np.ndarray, comps: dict[int, np.ndarray] | None = None
+) -> tuple[tuple[int, int, int, int] | None, bool]:
+    """The SAM prompt box of a ground truth (the whole-GT box of the paper's protocol), the one
+    definition used by the benchmark, ``prepare-masks`` and enrichment: ``(box, fallback)``.
+
+    ``gt`` is ``H x W`` uint8 (0..255). Binarised at ``>= 128``; 8-connected components of at least
+    0.4% of the image area survive (:func:`components`; pass them as ``comps`` if already computed);
+    one survivor -> its box, several -> the box of the whole binarised mask. With no survivor (the
+    authors make no sample) the box of ``gt >= 128``, else of ``gt > 0``, with ``fallback=True``.
+    ``(None, False)`` for an all-zero GT. Boxes are XYXY inclusive pixels."""
+    comps = components(gt) if comps is None else comps
     if comps:
-        return component_box(comps[0] if 0 in comps else next(iter(comps.values())))
+        return component_box(comps[0] if 0 in comps else next(iter(comps.values()))), False
     g = np.asarray(gt)
     for m in (g >= 128, g > 0):
         if m.any():
-            return component_box(m)
-    return None
+            return component_box(m), True
+    return None, False
+
+
+def whole_box(gt: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The SAM prompt box for ``mask/<stem>.png`` (:func:`prompt_box` without the fallback flag)."""
+    return prompt_box(gt)[0]
 
 
 def component_mask_path(split_dir: str | os.PathLike, stem: str, k: int) -> Path:

@@ -27,9 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from dissam.data.enrich import component_box, component_mask_path, components, enrich_split, write_manifest
+from dissam.data.enrich import (
+    component_box,
+    component_mask_path,
+    components,
+    enrich_split,
+    prompt_box,
+    write_manifest,
+)
 from dissam.data.layout import Sample, discover_split, find_dis5k_root
-from dissam.errors import DatasetError, DisSamError, ImageReadError
+from dissam.errors import DatasetError, ImageReadError
+from dissam.sharding import dist_env, shard
 
 MANIFEST_NAME = "enrich.json"
 
@@ -73,17 +81,6 @@ def split_dirs(dataset_dir: str | os.PathLike) -> list[Path]:
     return subs
 
 
-def dist_rank_world() -> tuple[int, int]:
-    """``(RANK, WORLD_SIZE)`` from the environment (torchrun); ``(0, 1)`` when unset."""
-    try:
-        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError as exc:
-        raise DisSamError(f"bad RANK/WORLD_SIZE in the environment: {exc}") from exc
-    if world < 1 or not 0 <= rank < world:
-        raise DisSamError(f"bad RANK={rank} / WORLD_SIZE={world}")
-    return rank, world
-
-
 def _needed(split: Path, s: Sample, enrich: bool) -> tuple[dict[Path, Any], np.ndarray | None, str | None]:
     """Missing outputs of one image -> ``{path: box or None}`` (None: all-zero mask)."""
     from dissam.io import read_mask
@@ -100,11 +97,7 @@ def _needed(split: Path, s: Sample, enrich: bool) -> tuple[dict[Path, Any], np.n
             if not p.exists():
                 todo[p] = component_box(comp)
     if not whole.exists():
-        if comps:
-            todo[whole] = component_box(comps[0] if 0 in comps else next(iter(comps.values())))
-        else:
-            g = gt >= 128 if (gt >= 128).any() else gt > 0
-            todo[whole] = component_box(g) if g.any() else None
+        todo[whole] = prompt_box(gt, comps)[0]
     return todo, gt, (None if todo.get(whole, 0) is not None else s.name)
 
 
@@ -134,14 +127,12 @@ def prepare_masks(
     from tqdm.auto import tqdm
 
 
-    env_rank, env_world = dist_rank_world()
-    rank = env_rank if rank is None else int(rank)
-    world = env_world if world_size is None else int(world_size)
-    if world < 1 or not 0 <= rank < world:
-        raise DisSamError(f"bad rank {rank} / world size {world}")
+    env = dist_env()
+    rank = env.rank if rank is None else int(rank)
+    world = env.world_size if world_size is None else int(world_size)
     splits = split_dirs(dataset_dir)
     jobs = [(sp, s) for sp in splits for s in discover_split(sp, require_gt=True)]
-    mine = jobs[rank::world]
+    mine = shard(jobs, rank, world)
     rep = PrepareReport(rank=rank, world_size=world, images=len(mine))
     loaded: list[Any] = [None if isinstance(sam, (str, os.PathLike)) else sam]
 
