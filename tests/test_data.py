@@ -352,7 +352,7 @@ def test_bad_inputs_in_the_dataset(tmp_path):
 
 
 def test_io_readers_match_the_authors_reader_on_the_fixture(fixtures_dir):
-    """PIL convert('RGB') + exif_transpose, channel 0 for masks (spec §2.2) == dissam.io."""
+    """PIL convert('RGB') + exif_transpose, channel 0 for masks (docs/data.md) == dissam.io."""
     from PIL import Image, ImageOps
 
     from dissam.io import read_image, read_mask

@@ -59,7 +59,7 @@ def test_resize_uint8_batched_equals_single():
 
 
 def _authors_box(gt: torch.Tensor) -> torch.Tensor:
-    """The released __getitem__ box code, literally (spec §2.3), for comparison."""
+    """The released __getitem__ box code, literally (docs/data.md), for comparison."""
     box = gt.clone()
     rows, cols = torch.where(box[0] > 0)
     top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()

@@ -1,6 +1,6 @@
 """The paper's evaluation: maxFm, wFmeasure, MAE, Smeasure, meanEm, HCE, mIoU and mBIoU.
 
-Conventions (spec §6.2–6.6; see ``docs/evaluation.md``):
+Conventions (see ``docs/evaluation.md``):
 
 - Inputs are 8-bit maps, ``pred`` and ``gt`` both ``HxW uint8`` of the same size: the saved
   prediction PNG (soft or binary) and the ground truth, as ``cv2.imread(..., IMREAD_GRAYSCALE)``
@@ -67,7 +67,7 @@ def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------------------------
-# mIoU / mBIoU (the authors' deleted miou.py / mbiou.py, spec §6.4)
+# mIoU / mBIoU (the authors' deleted miou.py / mbiou.py, docs/evaluation.md)
 
 
 def _binarise_for_iou(mask: np.ndarray) -> np.ndarray:

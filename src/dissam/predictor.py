@@ -5,7 +5,7 @@ once and kept), then ``predict`` for one box or ``N`` boxes. For ``N`` boxes the
 embedding, one batched SAM decoder call and one batched refiner call (in chunks of
 ``refiner_batch_size``).
 
-Inference follows the paper's benchmark pipeline (spec §2.4, §5) with one deliberate change from the
+Inference follows the paper's benchmark pipeline (docs/data.md) with one deliberate change from the
 authors' demo: the box map is drawn from the **user's** box (``transforms.clean_inputs``), not from
 the SAM mask. The refiner sees ``[R, G, B, SAM mask, box map]`` at ``size x size`` (1024 for the
 paper's model); its side output d1 is resized back to the original image (bilinear).

@@ -86,7 +86,7 @@ def evaluate_run(
         "warnings": warnings,
         "versions": library_versions(),
         "protocol": {
-            "sam_box": "whole-GT box (spec §2.6): GT >= 128, 8-connected components >= 0.4% of the area",
+            "sam_box": "whole-GT box (docs/data.md): GT >= 128, 8-connected components >= 0.4% of the area",
             "sam_mask": f"mask/<stem>.png when present, else SAM selection={SAM_SELECTION!r} on the SAM box",
             "hq_sam_mask": f"HQ-SAM selection={HQ_SELECTION!r} on the SAM box",
             "refiner_input": f"faithful (box map from the resized GT), size {cfg.size}",

@@ -1,4 +1,4 @@
-"""``DisDataset``: the refiner's training / validation samples (spec §2.2–2.5).
+"""``DisDataset``: the refiner's training / validation samples (docs/data.md).
 
 Items are dicts::
 

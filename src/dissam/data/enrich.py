@@ -1,4 +1,4 @@
-"""GT enrichment (spec §2.6): one extra training sample per connected component of the GT.
+"""GT enrichment (docs/data.md): one extra training sample per connected component of the GT.
 
 Exactly the authors' notebook, without copying any image:
 

@@ -3,8 +3,8 @@ encoder ``ISNetGTEncoder``.
 
 Module and attribute names, parameter order and forward logic are those of the released code
 (``IS_Net/models/isnet.py``), so the official ``isnet.pth``, ``isnet-general-use.pth`` and the
-DIS-SAM checkpoint load with ``strict=True``. Spec: ``docs/architecture.md`` (from §1 of the
-engineering spec). All upsampling is bilinear with ``align_corners=False``; all pooling is 2x2 max
+DIS-SAM checkpoint load with ``strict=True``. Details: ``docs/architecture.md``. All upsampling is
+bilinear with ``align_corners=False``; all pooling is 2x2 max
 pooling with ``ceil_mode=True`` so any input size (odd sizes included) works.
 
 Shapes (input ``B x C x H x W``):

@@ -1,4 +1,4 @@
-"""The two-stage DIS-SAM training loop (spec §3-§4), one code path for one process and torchrun.
+"""The two-stage DIS-SAM training loop (docs/training.md), one code path for one process and torchrun.
 
 Stage (a), ``gt_encoder``: train ``ISNetGTEncoder`` on the ground truths (input = label, six-side
 ``20·BCE + 0.5·IoU`` + ORTHO, AdamW 1e-4) until the validation maxF exceeds ``target_maxf``, its step
