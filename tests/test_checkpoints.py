@@ -152,3 +152,11 @@ def test_inflation_3_to_5_matches_3_channel_net(isnet_manifest):
     assert torch.equal(w[:, :3], sd3["conv_in.weight"]) and torch.count_nonzero(w[:, 3:]) == 0
     with pytest.raises(CheckpointError):
         inflate_refiner_input({"foo": torch.zeros(1)})
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path):
+    """An HTML page saved instead of the download is not "a pickle with code" but not a checkpoint."""
+    page = tmp_path / "dis_sam.pth"
+    page.write_text("<!DOCTYPE html><html>Google Drive - virus scan warning</html>")
+    with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint .* starts with b'<!DO'"):
+        load_refiner(page)

@@ -77,3 +77,31 @@ def test_box_from_mask_inclusive():
     m[2:5, 3:9] = 255
     np.testing.assert_array_equal(box_from_mask(m), [3, 2, 8, 4])
     assert box_from_mask(np.zeros((3, 3))) is None
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    """A PNG that declares a huge size is refused from its header with a clear message (no traceback,
+    no memory blow-up); the same file passes when the limit allows it."""
+    import dissam.io as dio
+
+    p = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((300, 400), np.uint8)).save(p)
+    monkeypatch.setattr(dio, "MAX_IMAGE_PIXELS", 100_000)
+    with pytest.raises(ImageReadError, match=r"400x300 = 120,000 pixels, more than the limit of 100,000"):
+        read_image(p)
+    monkeypatch.setattr(dio, "MAX_IMAGE_PIXELS", 200_000)
+    assert read_image(p).shape == (300, 400, 3)
+
+
+def test_predict_cli_reports_a_bomb_and_goes_on(tmp_path, monkeypatch, capsys):
+    import dissam.io as dio
+    from dissam.cli import main
+
+    good, bomb = tmp_path / "good.png", tmp_path / "bomb.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(good)
+    Image.fromarray(np.zeros((400, 400, 3), np.uint8)).save(bomb)
+    monkeypatch.setattr(dio, "MAX_IMAGE_PIXELS", 100_000)
+    rc = main(["predict", str(good), str(bomb), "--box", "8,8,40,40", "--size", "64", "--device", "cpu",
+               "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().out
+    assert rc == 1 and "decompression bomb" in err and (tmp_path / "out" / "good_0.png").is_file()

@@ -88,9 +88,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return _unwrap(load_file(str(p), device="cpu"), str(p))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {p}: truncated or not a safetensors file ({exc})") from exc
+    with p.open("rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive (PK..), older torch a bare pickle (protocol byte 0x80)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"{p} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle; it starts with "
+            f"{head!r}). Expected an official .pth (e.g. the DIS-SAM or IS-Net weights) or a dissam "
+            ".safetensors file; an HTML page saved instead of the download is a common cause."
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise CheckpointError(f"cannot read {p}: the file is truncated or corrupt ({exc})") from exc
         raise CheckpointError(
             f"refused to load {p}: it is a pickle that contains more than weights (code or custom objects), "
             "and dissam only loads weights (torch.load(weights_only=True)). If you trust the file, re-save "

@@ -14,6 +14,7 @@ scaled by 255. Unreadable files raise :class:`~dissam.errors.ImageReadError` nam
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +26,36 @@ ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
+MAX_IMAGE_PIXELS = int(os.environ.get("DISSAM_MAX_IMAGE_PIXELS", 2 * 89_478_485))
+"""Largest image (width x height) dissam decodes: PIL's decompression-bomb limit (179 MP) by default;
+``DISSAM_MAX_IMAGE_PIXELS`` lowers it (a server) or raises it (up to PIL's own limit)."""
 
-def _open(path: str | os.PathLike) -> Image.Image:
+
+def _bomb_error(p: Path, size: tuple[int, int] | None, limit: int) -> ImageReadError:
+    dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
+    return ImageReadError(
+        f"refused to decode image {p}: it declares {dims}, more than the limit of {limit:,} pixels "
+        "(a decompression bomb, or a very large image). Set DISSAM_MAX_IMAGE_PIXELS to allow larger images."
+    )
+
+
+def _open(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     p = Path(path)
     if not p.exists():
         raise ImageReadError(f"image file not found: {p}")
     if p.is_dir():
         raise ImageReadError(f"expected an image file but got a folder: {p}")
+    limit = max_pixels or MAX_IMAGE_PIXELS
     try:
-        img = Image.open(p)
-        img.load()
+        with warnings.catch_warnings():
+            # the size is checked here, before any pixel is decoded, with a message of our own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+            if img.width * img.height > limit:
+                raise _bomb_error(p, img.size, limit)
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise _bomb_error(p, None, limit) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {p}: {exc}") from exc
     return img
