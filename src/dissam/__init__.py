@@ -9,28 +9,65 @@ until a name that needs them is used).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> module that defines it (imported on first use)
 _EXPORTS = {
+    # inference
+    "DisSamPredictor": "dissam.predictor",
+    "Prediction": "dissam.predictor",
+    "GrabCutStage": "dissam.predictor",
+    "Refiner": "dissam.refiner",
+    "load_refiner": "dissam.checkpoints",
+    "load_sam": "dissam.models.sam",
+    "SamStage": "dissam.models.sam",
+    "read_image": "dissam.io",
+    "read_mask": "dissam.io",
+    # networks and checkpoints
     "ISNetDIS": "dissam.models.isnet",
     "ISNetGTEncoder": "dissam.models.isnet",
+    "RefinerConfig": "dissam.models.isnet",
     "build_refiner": "dissam.models.isnet",
-    "load_refiner": "dissam.checkpoints",
     "save_checkpoint": "dissam.checkpoints",
     "load_checkpoint": "dissam.checkpoints",
     "inflate_refiner_input": "dissam.checkpoints",
-    "load_sam": "dissam.models.sam",
-    "SamStage": "dissam.models.sam",
-    "DisSamPredictor": "dissam.predictor",
-    "read_image": "dissam.io",
+    # evaluation
+    "MetricSuite": "dissam.metrics",
+    "ALL_METRICS": "dissam.metrics",
+    "evaluate_folders": "dissam.evaluate",
+    "evaluate_table": "dissam.evaluate",
+    # errors
     "DisSamError": "dissam.errors",
     "CheckpointError": "dissam.errors",
+    "ImageReadError": "dissam.errors",
+    "BoxError": "dissam.errors",
+    "DatasetError": "dissam.errors",
+    "OfflineError": "dissam.errors",
+    "TrainingError": "dissam.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load lazily
+    from dissam.checkpoints import inflate_refiner_input, load_checkpoint, load_refiner, save_checkpoint
+    from dissam.errors import (
+        BoxError,
+        CheckpointError,
+        DatasetError,
+        DisSamError,
+        ImageReadError,
+        OfflineError,
+        TrainingError,
+    )
+    from dissam.evaluate import evaluate_folders, evaluate_table
+    from dissam.io import read_image, read_mask
+    from dissam.metrics import ALL_METRICS, MetricSuite
+    from dissam.models.isnet import ISNetDIS, ISNetGTEncoder, RefinerConfig, build_refiner
+    from dissam.models.sam import SamStage, load_sam
+    from dissam.predictor import DisSamPredictor, GrabCutStage, Prediction
+    from dissam.refiner import Refiner
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from dissam.choices import BOX_FORMATS
 from dissam.errors import BoxError
 
 BoxFormat = Literal["xyxy", "xywh"]
@@ -26,7 +27,7 @@ def as_boxes(boxes, fmt: BoxFormat = "xyxy") -> np.ndarray:
     if fmt == "xywh":
         arr = np.stack([arr[:, 0], arr[:, 1], arr[:, 0] + arr[:, 2], arr[:, 1] + arr[:, 3]], axis=1)
     elif fmt != "xyxy":
-        raise BoxError(f"unknown box format {fmt!r}: use 'xyxy' or 'xywh'")
+        raise BoxError(f"unknown box format {fmt!r}: use one of {', '.join(BOX_FORMATS)}")
     return arr
 
 

@@ -26,3 +26,7 @@ class DatasetError(DisSamError):
 
 class OfflineError(DisSamError):
     """Something has to be downloaded, but the machine is offline (or the hub refused)."""
+
+
+class TrainingError(DisSamError):
+    """Training cannot go on: a non-finite loss, a bad configuration for the data, a broken resume state."""

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dissam.boxes import BoxFormat, validate_boxes
+from dissam.choices import MASK_SELECTIONS, STAGE1_CHOICES
 from dissam.errors import DisSamError
 from dissam.io import ImageLike, read_image, read_mask
 from dissam.refiner import Refiner
@@ -34,8 +35,6 @@ from dissam.refiner import Refiner
 log = logging.getLogger(__name__)
 
 BUILTIN_REFINER = Path(__file__).parent / "weights" / "dis-sam-compact.safetensors"
-STAGE1_CHOICES = ("sam", "grabcut", "none")
-"""Stage-1 choices of :meth:`DisSamPredictor.from_pretrained`."""
 BUILTIN_NOTICE = (
     "using the built-in demonstration refiner (dis-sam-compact, trained on generated data); for the "
     "paper's quality pass --refiner with the DIS-SAM checkpoint (.pth) or your own trained model"
@@ -105,7 +104,6 @@ class DisSamPredictor:
                  mask_selection: str = "first", threshold: float | str = 0.5,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  refiner_batch_size: int = 4):
-        from dissam.models.sam import MASK_SELECTIONS
         from dissam.utils import resolve_device
 
         if not isinstance(refiner, Refiner):

@@ -7,6 +7,8 @@ import glob
 import logging
 from pathlib import Path
 
+from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
+
 HELP = "segment the objects in boxes (SAM + refiner) and write masks, cut-outs and overlays"
 DESCRIPTION = """\
 Segment the object inside each box prompt with DIS-SAM and write, for box k of image STEM:
@@ -37,14 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
     p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box prompt (repeatable)")
     p.add_argument("--prompts", help="JSON file with boxes per image")
-    p.add_argument("--box-format", choices=["xyxy", "xywh"], default="xyxy")
+    p.add_argument("--box-format", choices=BOX_FORMATS, default="xyxy")
     p.add_argument("--full-image-box", action="store_true", help="use the whole image as the box when none is given")
     p.add_argument("--rgba", action="store_true", help="write RGBA cut-outs")
     p.add_argument("--overlay", action="store_true", help="write overlay pictures")
     p.add_argument("--soft", action="store_true", help="write 8-bit soft maps")
     p.add_argument("--save-coarse", action="store_true", help="write the coarse (stage-1) masks")
     p.add_argument("--threshold", default="0.5", help="probability threshold for the binary mask, or 'otsu'")
-    p.add_argument("--mask-selection", choices=["first", "best", "single"], default="first",
+    p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")

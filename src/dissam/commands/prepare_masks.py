@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dissam.choices import MASK_SELECTIONS
+
 HELP = "write SAM coarse masks (mask/<stem>.png) for every image of a data set, from the GT box"
 
 DESCRIPTION = """\
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enrich", action="store_true", help="also per-component masks and the manifest")
     parser.add_argument(
         "--selection",
-        choices=("first", "best", "single"),
+        choices=MASK_SELECTIONS,
         default="first",
         help="which SAM mask: first of three (the authors', default), best predicted IoU, single output",
     )

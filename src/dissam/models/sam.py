@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from dissam.boxes import validate_boxes
+from dissam.choices import MASK_SELECTIONS
 from dissam.errors import CheckpointError, DisSamError, OfflineError
 from dissam.io import ImageLike, read_image
 
@@ -37,7 +38,6 @@ __all__ = ["SamStage", "load_sam", "build_sam_from_state_dict", "PIXEL_MEAN", "P
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 MASK_THRESHOLD = 0.0
-MASK_SELECTIONS = ("first", "best", "single")
 Selection = Literal["first", "best", "single"]
 
 # official file names (https://dl.fbaipublicfiles.com/segment_anything/<name>) and HF ids per size

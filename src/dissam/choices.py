@@ -1,0 +1,18 @@
+"""The allowed values of options that the library and the command line share, each defined once.
+
+A light module (no torch, no transformers), so that ``dissam --help`` stays instant while every
+command lists exactly the values the library accepts.
+"""
+
+from __future__ import annotations
+
+MASK_SELECTIONS = ("first", "best", "single")
+"""Which SAM mask feeds the refiner: ``first`` of the three multimask outputs (the authors' choice),
+the ``best`` by predicted IoU, or the ``single`` output of ``multimask_output=False``."""
+
+STAGE1_CHOICES = ("sam", "grabcut", "none")
+"""Stage 1 of :meth:`dissam.DisSamPredictor.from_pretrained`: SAM, the weight-free GrabCut, or none
+(refine masks the caller passes)."""
+
+BOX_FORMATS = ("xyxy", "xywh")
+"""Box prompt formats: corners ``(x0, y0, x1, y1)`` or corner and size ``(x, y, w, h)``, pixels."""
