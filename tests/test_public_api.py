@@ -43,3 +43,7 @@ def test_from_pretrained_never_switches_to_grabcut_silently():
     pred = dissam.DisSamPredictor.from_pretrained(coarse="grabcut", device="cpu")
     assert pred.sam_stage.name == "grabcut"
     assert dissam.DisSamPredictor.from_pretrained(coarse="none", device="cpu").sam_stage is None
+
+
+def test_all_lists_exactly_the_lazy_exports():
+    assert sorted(dissam.__all__) == sorted([*dissam._EXPORTS, "__version__"])

@@ -48,7 +48,36 @@ _EXPORTS = {
     "TrainingError": "dissam.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "ALL_METRICS",
+    "BoxError",
+    "CheckpointError",
+    "DatasetError",
+    "DisSamError",
+    "DisSamPredictor",
+    "GrabCutStage",
+    "ISNetDIS",
+    "ISNetGTEncoder",
+    "ImageReadError",
+    "MetricSuite",
+    "OfflineError",
+    "Prediction",
+    "Refiner",
+    "RefinerConfig",
+    "SamStage",
+    "TrainingError",
+    "build_refiner",
+    "evaluate_folders",
+    "evaluate_table",
+    "inflate_refiner_input",
+    "load_checkpoint",
+    "load_refiner",
+    "load_sam",
+    "read_image",
+    "read_mask",
+    "save_checkpoint",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load lazily
     from dissam.checkpoints import inflate_refiner_input, load_checkpoint, load_refiner, save_checkpoint

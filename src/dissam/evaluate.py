@@ -262,6 +262,20 @@ def mean_over_splits(per_split: dict[str, dict[str, float]], splits: Sequence[st
     return {k: float(np.mean([per_split[s][k] for s in splits])) for k in keys}
 
 
+def add_test_mean(results: dict[str, dict[str, dict]], splits: Sequence[str]) -> list[str]:
+    """Add "DIS-TE(1-4)" (the metric-wise mean of the four test splits' aggregates, as the paper
+    reports it) to every method of ``results`` (``{method: {split: aggregate}}``) that has all four,
+    in place. Returns the table's splits: ``splits`` with the mean after the last test split when
+    all four are among them."""
+    out = list(splits)
+    if all(s in splits for s in TEST_SPLITS):
+        for per_split in results.values():
+            if all(s in per_split for s in TEST_SPLITS):
+                per_split[TEST_MEAN] = mean_over_splits(per_split, TEST_SPLITS)
+        out.insert(max(out.index(s) for s in TEST_SPLITS) + 1, TEST_MEAN)
+    return out
+
+
 def evaluate_table(
     gt_root: str | os.PathLike,
     pred_root: str | os.PathLike,
@@ -329,11 +343,7 @@ def evaluate_table(
             per_image[method][split] = out["per_image"]
             curves[method][split] = out["curves"]
             warns += [f"[{method} / {split}] {w}" for w in out["warnings"]]
-    out_splits = list(splits)
-    if test_mean and all(s in splits for s in TEST_SPLITS):
-        for method in methods:
-            results[method][TEST_MEAN] = mean_over_splits(results[method], TEST_SPLITS)
-        out_splits.insert(max(out_splits.index(s) for s in TEST_SPLITS) + 1, TEST_MEAN)
+    out_splits = add_test_mean(results, splits) if test_mean else list(splits)
     return {
         "results": results,
         "splits": out_splits,

@@ -29,14 +29,7 @@ def evaluate_run(
     A (column, split) with a failed image is left out (shown as "-") and named in ``incomplete``.
     "DIS-TE(1-4)" (mean of the four test splits' aggregates) is added for columns that have all four.
     """
-    from dissam.evaluate import (
-        TEST_MEAN,
-        TEST_SPLITS,
-        evaluate_folders,
-        format_table,
-        mean_over_splits,
-        per_image_csv,
-    )
+    from dissam.evaluate import add_test_mean, evaluate_folders, format_table, per_image_csv
     from dissam.utils import atomic_write_bytes, library_versions
 
     run_dir = Path(cfg.run_dir)
@@ -69,12 +62,7 @@ def evaluate_run(
                 per_image_csv(ev["per_image"], ev["aggregate"]).encode(),
             )
             write_json(run_dir / "per_image" / col / f"{split}.json", ev["per_image"])
-    out_splits = list(splits)
-    if all(s in splits for s in TEST_SPLITS):
-        for col in cols:
-            if all(s in results[col] for s in TEST_SPLITS):
-                results[col][TEST_MEAN] = mean_over_splits(results[col], TEST_SPLITS)
-        out_splits.insert(max(out_splits.index(s) for s in TEST_SPLITS) + 1, TEST_MEAN)
+    out_splits = add_test_mean(results, splits)
     markdown, csv_text = format_table(results, out_splits, cols)
     table = {
         "results": results,
