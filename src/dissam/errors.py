@@ -26,3 +26,12 @@ class DatasetError(DisSamError):
 
 class OfflineError(DisSamError):
     """Something has to be downloaded, but the machine is offline (or the hub refused)."""
+
+
+class DownloadError(DisSamError):
+    """A model file could not be downloaded (HTTP error, interrupted transfer, or a source that
+    has to be fetched by hand); the message says what to do."""
+
+
+class VerificationError(CheckpointError):
+    """A model file does not match its registry entry (size, checksum, or key set and shapes)."""

@@ -125,17 +125,28 @@ class DisSamPredictor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, sam: str | os.PathLike | None = None, refiner: str | os.PathLike | None = None,
-                        device: str | None = None, coarse: str = "sam", **kwargs) -> DisSamPredictor:
+                        device: str | None = None, coarse: str = "sam", *, model: str | None = None,
+                        **kwargs) -> DisSamPredictor:
         """Build from weight sources.
 
         Args:
-            sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder or hub
-                id). ``None`` (or ``coarse="grabcut"``) uses the weight-free GrabCut stage.
-            refiner: refiner checkpoint (official ``.pth`` or dissam ``.safetensors``); ``None`` uses the
-                built-in demonstration model shipped with the package.
+            sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder, hub
+                id or registry name such as ``sam-vit-l``). ``None`` (or ``coarse="grabcut"``) uses the
+                weight-free GrabCut stage.
+            refiner: refiner checkpoint (official ``.pth``, dissam ``.safetensors``, Hub folder or id, or
+                registry name such as ``dis-sam``); ``None`` uses the built-in demonstration model.
+            model: a preset naming both (``"dis-sam"``: SAM ViT-L + the DIS-SAM refiner, the paper's
+                pair; see ``dissam.hub.PRESETS``); an explicit ``sam`` / ``refiner`` overrides its half.
         """
         from dissam.checkpoints import load_refiner
         from dissam.utils import resolve_device
+
+        if model is not None:
+            from dissam.hub import preset_sources
+
+            preset_sam, preset_refiner = preset_sources(model)
+            sam = preset_sam if sam is None else sam
+            refiner = preset_refiner if refiner is None else refiner
 
         dev = resolve_device(device)
         if refiner is None:
