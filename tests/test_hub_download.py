@@ -262,3 +262,21 @@ def test_structural_check_runs_on_downloads_without_a_checksum(home, server, tmp
     with pytest.raises(VerificationError, match=r"not the 'dis-sam-compact' network:\n  missing keys"):
         fetch("bad", progress=False)
     assert not (models_dir() / "bad.pth").exists()
+
+
+def test_two_processes_download_once(home, server):
+    """The lock works across processes (e.g. torchrun ranks), not only threads."""
+    import subprocess
+    import sys
+
+    _register(home, server)
+    server.delay = 0.05
+    code = "from dissam.hub import fetch; print(fetch('tiny', progress=False))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert {o[0].strip() for o in outs} == {str(models_dir() / "tiny.bin")}
+    assert (models_dir() / "tiny.bin").read_bytes() == DATA
+    assert [entry[2] for entry in server.log] == [200]

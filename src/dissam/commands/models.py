@@ -127,7 +127,8 @@ def _verify_one(entry, path, deep: bool) -> bool:
     try:
         report = verify_file(entry, path, structure=True if deep else None)
     except DisSamError as exc:
-        print(f"FAIL {entry.name}: {exc}")
+        msg = str(exc)
+        print(f"FAIL {msg}" if msg.startswith(f"{entry.name}:") else f"FAIL {entry.name}: {msg}")
         return False
     print(f"ok   {entry.name}: {path} ({'; '.join(report.checks)})")
     return True

@@ -15,6 +15,7 @@ downloader calls it on the temporary file, before the rename, so a bad file neve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Mapping
@@ -51,13 +52,25 @@ def expected_refiner_shapes(variant) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of ``build_refiner(variant)``'s state dict (``variant``: a name of
     ``REFINER_VARIANTS`` or a ``RefinerConfig``), in state-dict order. Built on the meta device: no
     memory is allocated for weights."""
+    from dissam.models.isnet import REFINER_VARIANTS, RefinerConfig
+
+    cfg = REFINER_VARIANTS.get(variant) if isinstance(variant, str) else variant
+    if cfg is None:
+        raise VerificationError(f"unknown refiner variant {variant!r}; known: {', '.join(REFINER_VARIANTS)}")
+    if isinstance(cfg, dict):
+        cfg = RefinerConfig.from_dict(cfg)
+    return dict(_shapes(cfg.arch, cfg.in_ch, cfg.out_ch, float(cfg.width)))
+
+
+@functools.lru_cache(maxsize=16)
+def _shapes(arch: str, in_ch: int, out_ch: int, width: float) -> tuple[tuple[str, tuple[int, ...]], ...]:
     import torch
 
-    from dissam.models.isnet import build_refiner
+    from dissam.models.isnet import RefinerConfig, build_refiner
 
     with torch.device("meta"):
-        net = build_refiner(variant)
-    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        net = build_refiner(RefinerConfig(arch, in_ch, out_ch, width))
+    return tuple((k, tuple(v.shape)) for k, v in net.state_dict().items())
 
 
 def check_refiner_state_dict(sd: Mapping, variant, source: str = "state dict") -> int:
