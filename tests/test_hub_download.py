@@ -241,10 +241,9 @@ def test_structural_check_runs_on_downloads_without_a_checksum(home, server, tmp
     """A refiner published without a checksum is checked by its exact key set and shapes."""
     import torch
 
-    from dissam.models.isnet import build_refiner
-
     from dissam.hub import get_entry
     from dissam.hub.store import local_path
+    from dissam.models.isnet import build_refiner
 
     good = home.parent / "builtin.safetensors"
     good.write_bytes(local_path(get_entry("dis-sam-compact")).read_bytes())

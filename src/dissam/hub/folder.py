@@ -207,10 +207,18 @@ class HubRefiner(
         return cls(cfg.arch, cfg.in_ch, cfg.out_ch, cfg.width, metadata=meta, network=network)
 
     def generate_model_card(self, *args, **kwargs):
-        c = self.config
-        kwargs = {"arch": c.arch, "in_ch": c.in_ch, "width": c.width,
-                  "input_size": self.metadata.get("input_size"), **kwargs}
-        return super().generate_model_card(*args, **kwargs)
+        return self.model_card(self.config, self.metadata, **kwargs)
+
+    @classmethod
+    def model_card(cls, config, metadata: Mapping[str, Any] | None = None, **kwargs):
+        """The ``huggingface_hub.ModelCard`` for a refiner (no network object needed)."""
+        from huggingface_hub import ModelCard
+
+        info = cls._hub_mixin_info
+        fields = {"arch": config.arch, "in_ch": config.in_ch, "width": config.width,
+                  "input_size": (metadata or {}).get("input_size"), "paper_url": info.paper_url, **kwargs}
+        return ModelCard.from_template(card_data=info.model_card_data, template_str=info.model_card_template,
+                                       **fields)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         # config.json is written here (not by the mixin), so it always matches the weights
@@ -251,11 +259,7 @@ class HubRefiner(
 
 
 def _card_for(config, metadata: Mapping[str, Any], title: str, description: str) -> str:
-    import torch
-
-    with torch.device("meta"):
-        ref = HubRefiner(config.arch, config.in_ch, config.out_ch, config.width, metadata=dict(metadata))
-    return str(ref.generate_model_card(title=title, description=description))
+    return str(HubRefiner.model_card(config, metadata, title=title, description=description))
 
 
 def pth_to_folder(src: str | os.PathLike, folder: str | os.PathLike, metadata: Mapping[str, Any] | None = None,
