@@ -189,7 +189,21 @@ def resolve_sam_source(value: str | os.PathLike | None) -> str | None:
         return s
     if entry.role != "sam":
         raise DisSamError(f"{entry.name} is a {entry.role} ({entry.description}), not a SAM model: use it with --refiner")
-    return str(fetch(entry))
+    try:
+        return str(fetch(entry))
+    except OfflineError as exc:
+        if entry.kind != "hf":
+            raise
+        # a Hub copy of an official SAM: point at Meta's file as the other way in
+        alt = find_entry(entry.name[: -len("-hf")]) if entry.name.endswith("-hf") else None
+        extra = (
+            f"\nOr use Meta's official checkpoint instead: --sam {alt.name} ({alt.url}, cached as {local_path(alt)})."
+            if alt is not None and alt.url
+            else ""
+        )
+        raise OfflineError(
+            f"{exc}{extra}\nWith HF_HUB_OFFLINE=1 only the local Hugging Face cache ($HF_HOME) is used."
+        ) from exc
 
 
 def resolve_refiner_source(value: str | os.PathLike | None) -> str | None:
