@@ -329,7 +329,7 @@ def test_models_download_of_the_paper_pair_offline_explains_both(home, capsys, m
     err = capsys.readouterr().err
     assert "sam-vit-l: sam_vit_l_0b3195.pth is not in the cache and offline mode is on" in err
     assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth" in err
-    assert "dis-sam: dis-sam (" in err and "drive.google.com" in err and str(models_dir() / "dis-sam.pth") in err
+    assert "dis-sam (DIS-SAM refiner" in err and "drive.google.com" in err and str(models_dir() / "dis-sam.pth") in err
 
 
 def test_models_verify_a_file_by_content(home, capsys, tmp_path):

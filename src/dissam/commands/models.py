@@ -100,7 +100,8 @@ def _download(args) -> int:
             path = fetch(entry, progress=not args.no_progress)
         except DisSamError as exc:
             failed += 1
-            print(f"{entry.name}: {exc}", file=sys.stderr)
+            msg = str(exc)
+            print(msg if msg.startswith(entry.name) else f"{entry.name}: {msg}", file=sys.stderr)
             continue
         print(f"{entry.name}: {path}")
     return 1 if failed else 0

@@ -127,7 +127,7 @@ _BUILTIN: list[ModelEntry] = [
         "dis-sam", "refiner", "file", "DIS-SAM refiner, the authors' checkpoint (5-channel IS-Net)",
         filename="dis-sam.pth", check="refiner:dis-sam", manual=DIS_SAM_DRIVE,
         notes="In that Google Drive folder, download the refiner checkpoint: the 5-channel IS-Net "
-        ".pth whose name starts with gpu_itr_ (about 170 MB), not the result images.",
+        ".pth whose name starts with gpu_itr_ (about 176 MB), not the result images.",
         license="MIT (Tennine2077/DIS-SAM)",
     ),
     ModelEntry(
