@@ -244,6 +244,8 @@ def test_a_cached_hub_refiner_loads_offline_without_network(home, tmp_path, monk
     assert all(torch.equal(got[k], v) for k, v in tiny_refiner.state_dict().items())
     with pytest.raises(OfflineError, match="someone/other is not in the Hugging Face cache and offline mode"):
         hf_snapshot("someone/other")
+    with pytest.raises(OfflineError, match="there is no file or folder 'runs/typo' here, and as a Hugging Face id"):
+        load_refiner("runs/typo")
 
 
 def test_a_registered_hub_sam_not_cached_offline_says_what_to_do(home, tmp_path, monkeypatch):

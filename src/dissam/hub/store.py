@@ -225,7 +225,10 @@ def resolve_refiner_source(value: str | os.PathLike | None) -> str | None:
             raise DisSamError(f"{entry.name} is a {entry.role} model ({entry.description}): use it with --sam")
         return str(fetch(entry))
     if _looks_like_hub_id(s):
-        return str(hf_snapshot(s, REFINER_PATTERNS))
+        try:
+            return str(hf_snapshot(s, REFINER_PATTERNS))
+        except OfflineError as exc:  # it may as well be a mistyped local folder: say both
+            raise OfflineError(f"there is no file or folder {s!r} here, and as a Hugging Face id: {exc}") from exc
     return s
 
 
