@@ -279,3 +279,13 @@ def test_two_processes_download_once(home, server):
     assert {o[0].strip() for o in outs} == {str(models_dir() / "tiny.bin")}
     assert (models_dir() / "tiny.bin").read_bytes() == DATA
     assert [entry[2] for entry in server.log] == [200]
+
+
+def test_a_file_url_mirror_works_for_shared_drives(home, tmp_path, monkeypatch):
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "tiny.bin").write_bytes(DATA)
+    write_registry(home, {"tiny": {"role": "refiner", "filename": "tiny.bin", "sha256": sha256(DATA),
+                                   "size": len(DATA)}})
+    monkeypatch.setenv("DISSAM_MIRROR", share.as_uri())
+    assert fetch("tiny", progress=False).read_bytes() == DATA
