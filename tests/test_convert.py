@@ -154,6 +154,7 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, tiny_refiner, monkeypatc
             uploaded["repo"] = repo_id
             uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
             uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
             return "https://huggingface.co/me/tiny/commit/0"
 
     monkeypatch.setattr(mixin, "HfApi", FakeApi)
@@ -161,6 +162,7 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, tiny_refiner, monkeypatc
     assert uploaded["repo"] == "me/tiny"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
     assert uploaded["config"]["width"] == 0.25 and uploaded["config"]["format"] == "dissam-refiner"
+    assert 'refiner="me/tiny"' in uploaded["card"] and "library_name: dissam" in uploaded["card"]
 
 
 def test_convert_command_both_ways(tmp_path, capsys):

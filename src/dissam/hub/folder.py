@@ -220,6 +220,11 @@ class HubRefiner(
         return ModelCard.from_template(card_data=info.model_card_data, template_str=info.model_card_template,
                                        **fields)
 
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs) -> str:
+        """``ModelHubMixin.push_to_hub``, with the repository id written into the model card's example."""
+        card = {"repo_id": repo_id, **(model_card_kwargs or {})}
+        return super().push_to_hub(repo_id, model_card_kwargs=card, **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         # config.json is written here (not by the mixin), so it always matches the weights
         write_refiner_folder(save_directory, self.network.state_dict(), self.config, self.metadata)
