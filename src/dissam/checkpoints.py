@@ -172,8 +172,10 @@ def load_refiner(
     device: str | torch.device = "cpu",
     eval_mode: bool = True,
 ) -> Refiner:
-    """Load a refiner (or GT encoder) from an official ``.pth``, a state dict, or a dissam checkpoint
-    (``.safetensors`` + ``.json``, or the folder holding ``model.safetensors``). The input channel
+    """Load a refiner (or GT encoder) from an official ``.pth``, a state dict, a dissam checkpoint
+    (``.safetensors`` + ``.json``, or the folder holding ``model.safetensors``), a Hub-style folder
+    (``config.json`` + ``model.safetensors``), a registry name (``dis-sam``, ``isnet``; see
+    :mod:`dissam.hub`) or a Hugging Face id of such a folder. The input channel
     count (3 = IS-Net, 5 = DIS-SAM) and width are inferred from the weights; loading is strict.
 
     Returns a :class:`~dissam.refiner.Refiner`: the network (``.net``, on ``device``, in eval mode
@@ -182,7 +184,14 @@ def load_refiner(
     if isinstance(source, Mapping):
         sd, name = _strip_prefixes(source), "state dict"
     else:
-        path = Path(source)
+        from dissam.hub import resolve_refiner_source
+
+        path = Path(resolve_refiner_source(source))  # registry names and hub ids -> local paths
+        if path.is_dir() and (path / "config.json").is_file():  # a Hub-style folder (dissam.hub.folder)
+            from dissam.hub.folder import load_refiner_folder
+
+            model = load_refiner_folder(path, device=device)
+            return model.eval() if eval_mode else model
         if path.is_dir():
             path = path / "model.safetensors"
         name = str(path)

@@ -23,6 +23,8 @@ COMMANDS = {
     "train": "dissam.commands.train",
     "synth": "dissam.commands.synth",
     "benchmark": "dissam.commands.benchmark",
+    "models": "dissam.commands.models",
+    "convert": "dissam.commands.convert",
     "info": "dissam.commands.info",
 }
 

@@ -30,3 +30,12 @@ class OfflineError(DisSamError):
 
 class TrainingError(DisSamError):
     """Training cannot go on: a non-finite loss, a bad configuration for the data, a broken resume state."""
+
+
+class DownloadError(DisSamError):
+    """A model file could not be downloaded (HTTP error, interrupted transfer, or a source that
+    has to be fetched by hand); the message says what to do."""
+
+
+class VerificationError(CheckpointError):
+    """A model file does not match its registry entry (size, checksum, or key set and shapes)."""

@@ -129,30 +129,44 @@ class DisSamPredictor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, sam: str | os.PathLike | None = None, refiner: str | os.PathLike | None = None,
-                        device: str | None = None, coarse: str = "sam", **kwargs) -> DisSamPredictor:
+                        device: str | None = None, coarse: str = "sam", *, model: str | None = None,
+                        **kwargs) -> DisSamPredictor:
         """Build from weight sources.
 
         Args:
-            sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder or hub
-                id). Required with ``coarse="sam"``: there is no silent fallback.
-            refiner: refiner checkpoint (official ``.pth`` or dissam ``.safetensors``); ``None`` uses the
-                built-in demonstration model shipped with the package (with a logged notice).
+            sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder, hub id
+                or registry name such as ``sam-vit-l``). Required with ``coarse="sam"``: there is no
+                silent fallback.
+            refiner: refiner checkpoint (official ``.pth``, dissam ``.safetensors``, Hub folder or id, or
+                registry name such as ``dis-sam``); ``None`` uses the built-in demonstration model
+                shipped with the package (with a logged notice).
             coarse: stage 1: ``"sam"``; ``"grabcut"`` (weight-free, lower quality; what the CLI uses
                 when no ``--sam`` is given, and says so); ``"none"`` (refine-only: every ``predict``
                 passes ``coarse_mask``).
+            model: a preset naming both (``"dis-sam"``: SAM ViT-L + the DIS-SAM refiner, the paper's
+                pair; ``"demo"``: GrabCut + the built-in refiner; see ``dissam.hub.PRESETS``); an
+                explicit ``sam`` / ``refiner`` overrides its half.
             **kwargs: :class:`DisSamPredictor` options (``size`` defaults to the size the refiner was
                 trained at).
         """
         from dissam.checkpoints import load_refiner
         from dissam.utils import resolve_device
 
+        if model is not None:
+            from dissam.hub import preset_sources
+
+            preset_sam, preset_refiner = preset_sources(model)
+            if preset_sam is None and sam is None and coarse == "sam":
+                coarse = "grabcut"  # the preset names no SAM: it is the weight-free demonstration
+            sam = preset_sam if sam is None else sam
+            refiner = preset_refiner if refiner is None else refiner
         if coarse not in STAGE1_CHOICES:
             raise ValueError(f"coarse must be one of {', '.join(STAGE1_CHOICES)}, not {coarse!r}")
         if coarse == "sam" and sam is None:
             raise DisSamError(
-                "no SAM source given: pass sam='sam_vit_l_0b3195.pth' (or a Hugging Face SAM id) for the "
-                "paper's pipeline, coarse='grabcut' for the weight-free stage 1, or coarse='none' to refine "
-                "masks you pass to predict()"
+                "no SAM source given: pass sam='sam_vit_l_0b3195.pth' (or a Hugging Face SAM id, or a "
+                "registry name such as 'sam-vit-l') for the paper's pipeline, coarse='grabcut' for the "
+                "weight-free stage 1, or coarse='none' to refine masks you pass to predict()"
             )
         dev = resolve_device(device)
         if refiner is None:

@@ -33,8 +33,13 @@ log = logging.getLogger("dissam.predict")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--out", default="dissam_out", help="output folder (default: dissam_out)")
-    p.add_argument("--sam", help="SAM weights: official sam_vit_*.pth, a Hugging Face folder or hub id")
-    p.add_argument("--refiner", help="refiner checkpoint (DIS-SAM .pth or dissam .safetensors); default: built-in")
+    p.add_argument("--model", metavar="PRESET",
+                   help="a named pair of weights: dis-sam = SAM ViT-L + DIS-SAM refiner (the paper's); "
+                   "demo = GrabCut + built-in refiner. --sam / --refiner override its halves")
+    p.add_argument("--sam", help="SAM weights: a name (sam-vit-l; `dissam models list`), official sam_vit_*.pth, "
+                   "a Hugging Face folder or hub id")
+    p.add_argument("--refiner", help="refiner: a name (dis-sam), a .pth / dissam .safetensors, a Hub folder "
+                   "or id; default: built-in")
     p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
                    help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
     p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box prompt (repeatable)")
@@ -99,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     coarse = args.coarse
-    if coarse == "sam" and args.sam is None:
+    if coarse == "sam" and args.sam is None and args.model is None:
         log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
                     "pass --sam sam_vit_l_0b3195.pth or a Hugging Face SAM id for the paper's pipeline")
         coarse = "grabcut"
     predictor = DisSamPredictor.from_pretrained(
-        sam=args.sam, refiner=args.refiner, device=args.device, coarse=coarse, size=args.size,
+        sam=args.sam, refiner=args.refiner, model=args.model, device=args.device, coarse=coarse, size=args.size,
         threshold=threshold, mask_selection=args.mask_selection, dtype=dtype,
     )
     out = Path(args.out)

@@ -371,6 +371,8 @@ def load_sam(
               :meth:`SamStage.save_pretrained`;
             * a hub id (``facebook/sam-vit-large``, an HQ-SAM id) loaded with ``from_pretrained``
               (uses the hub cache; ``HF_HUB_OFFLINE=1`` uses only the cache).
+            * a registry name (``sam-vit-l``, ``sam-vit-l-hf``, ``sam-hq-vit-l``; ``dissam models list``):
+              fetched into the cache on first use (:mod:`dissam.hub`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``None``/``"auto"``.
         hq: ``None`` accepts either model; ``True`` requires HQ-SAM; ``False`` requires plain SAM.
 
@@ -378,7 +380,9 @@ def load_sam(
         CheckpointError: unreadable file, not a SAM checkpoint, or keys/shapes that do not match.
         OfflineError: a hub id that is neither cached nor downloadable (says what to download).
     """
-    src = os.fspath(source)
+    from dissam.hub import resolve_sam_source
+
+    src = os.fspath(resolve_sam_source(source))  # registry names (sam-vit-l, ...) -> cached file/folder
     path = Path(src).expanduser()
     if path.is_file():
         from dissam.checkpoints import read_state_dict

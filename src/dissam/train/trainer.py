@@ -246,14 +246,16 @@ class Trainer:
         self.refiner = build_refiner(self.refiner_config)
         if cfg.model.init.startswith("isnet:"):
             from dissam.checkpoints import inflate_refiner_input, load_state_dict_strict, read_state_dict
+            from dissam.hub import resolve_weights_file
 
-            path = cfg.model.init.split(":", 1)[1]
+            path = resolve_weights_file(cfg.model.init.split(":", 1)[1])  # a path or a registry name
             sd = inflate_refiner_input(read_state_dict(path), self.refiner_config.in_ch)
             load_state_dict_strict(self.refiner, sd, path)
         elif cfg.model.init.startswith("refiner:"):
             from dissam.checkpoints import load_state_dict_strict, read_state_dict
+            from dissam.hub import resolve_weights_file
 
-            path = cfg.model.init.split(":", 1)[1]
+            path = resolve_weights_file(cfg.model.init.split(":", 1)[1])
             load_state_dict_strict(self.refiner, read_state_dict(path), path)
         self.refiner.to(self.device)
         self.gte = None
