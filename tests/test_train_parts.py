@@ -15,8 +15,9 @@ from dissam.errors import DisSamError
 from dissam.metrics import MetricSuite
 from dissam.models.isnet import build_refiner
 from dissam.refiner import forward_d1
+from dissam.train import resume
 from dissam.train.config import TrainConfig
-from dissam.train.resume import STATE_FILE, StageState, pack_state, read_state, restore_state, write_state
+from dissam.train.resume import Resumable, StageState
 from dissam.train.schedule import stage_schedule
 from dissam.train.validation import authors_u8, evaluate_model, gt_u8, orig_hw_list
 
@@ -118,8 +119,7 @@ def test_state_file_keys_and_round_trip(tmp_path):
     """state.pt keeps the keys of the files written before the trainer was split, so they resume."""
     net, opt, scaler = _parts(0)
     stages = {"gt_encoder": StageState(step=3, done=True, stop_reason="step budget 3"), "refiner": StageState(step=2)}
-    state = pack_state(config={"a": 1}, stages=stages, refiner=net, opt_refiner=opt, gte=None, opt_gte=None,
-                       scaler=scaler, world_size=1)
+    state = resume.pack_state({"a": 1}, stages, Resumable(net, opt, None, None, scaler), world_size=1)
     assert list(state) == ["format", "version", "config", "stages", "refiner", "opt_refiner", "gt_encoder",
                            "opt_gt_encoder", "scaler", "rng", "world_size"]
     assert (state["format"], state["version"], state["gt_encoder"], state["opt_gt_encoder"]) == (
@@ -128,13 +128,13 @@ def test_state_file_keys_and_round_trip(tmp_path):
                                  "python_version"}
     assert set(state["stages"]["refiner"]) == {"step", "epoch", "batch_in_epoch", "best", "best_step",
                                                "bad_validations", "last_valid_step", "done", "stop_reason"}
-    write_state(tmp_path / STATE_FILE, state)
+    resume.write_state(tmp_path / resume.STATE_FILE, state)
     expected_next = torch.rand(3)  # restoring the RNG states replays the draws that followed the save
 
     net2, opt2, scaler2 = _parts(1)
     into = {"gt_encoder": StageState(), "refiner": StageState()}
-    restore_state(read_state(tmp_path / STATE_FILE), stages=into, refiner=net2, opt_refiner=opt2, gte=None,
-                  opt_gte=None, scaler=scaler2, world_size=1)
+    saved = resume.read_state(tmp_path / resume.STATE_FILE)
+    resume.restore_state(saved, into, Resumable(net2, opt2, None, None, scaler2), world_size=1)
     assert into == stages
     for k, v in net.state_dict().items():
         assert torch.equal(net2.state_dict()[k], v), k
@@ -144,10 +144,10 @@ def test_state_file_keys_and_round_trip(tmp_path):
 
 def test_unreadable_state_files_are_named(tmp_path):
     with pytest.raises(DisSamError, match="does not exist"):
-        read_state(tmp_path / STATE_FILE)
+        resume.read_state(tmp_path / resume.STATE_FILE)
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(DisSamError, match="junk.pt is unreadable"):
-        read_state(tmp_path / "junk.pt")
+        resume.read_state(tmp_path / "junk.pt")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(DisSamError, match="not a dissam training state"):
-        read_state(tmp_path / "other.pt")
+        resume.read_state(tmp_path / "other.pt")

@@ -34,6 +34,18 @@ def _nan_parts(device) -> dict[str, torch.Tensor]:
     return {"loss": nan, "side": nan, "d1": nan}
 
 
+def _side_parts(model: nn.Module, inp: torch.Tensor, y: torch.Tensor, lc: LossConfig, autocast):
+    """``(side loss, d1 loss, features)`` of ``model`` on ``inp`` against the label ``y``, or ``None``
+    when a side map is not finite."""
+    with autocast():
+        sides, feats = model(inp)
+    sides = [s.float() for s in sides]
+    if not _finite_maps(sides):
+        return None
+    side, d1 = side_loss(sides, y, lc.bce_weight, lc.iou_weight)
+    return side, d1, feats
+
+
 def refiner_loss(
     model: nn.Module,
     batch: dict,
@@ -49,12 +61,10 @@ def refiner_loss(
     (float32 scalars)."""
     x = batch["image"].to(device, non_blocking=True)
     y = batch["label"].to(device, non_blocking=True)
-    with autocast():
-        sides, feats = model(x)
-    sides = [s.float() for s in sides]
-    if not _finite_maps(sides):
+    parts = _side_parts(model, x, y, lc, autocast)
+    if parts is None:
         return _nan_parts(y.device)
-    side, d1 = side_loss(sides, y, lc.bce_weight, lc.iou_weight)
+    side, d1, feats = parts
     loss = side
     out = {"side": side, "d1": d1}
     if gte is not None and lc.feature_weight:
@@ -80,11 +90,9 @@ def gt_encoder_loss(
     """Stage (a) loss parts of ``batch``: the GT encoder reproduces the label ``(B,1,S,S)`` from the
     label; ``side``, ``d1``, ``ortho`` and their sum ``loss``."""
     y = batch["label"].to(device, non_blocking=True)
-    with autocast():
-        sides, _ = model(y)
-    sides = [s.float() for s in sides]
-    if not _finite_maps(sides):
+    parts = _side_parts(model, y, y, lc, autocast)
+    if parts is None:
         return _nan_parts(y.device)
-    side, d1 = side_loss(sides, y, lc.bce_weight, lc.iou_weight)
+    side, d1, _ = parts
     ortho_value = ortho().to(side.device)
     return {"loss": side + ortho_value, "side": side, "d1": d1, "ortho": ortho_value}

@@ -29,6 +29,7 @@ __all__ = [
     "STATE_FILE",
     "STATE_FORMAT",
     "StageState",
+    "Resumable",
     "rng_state",
     "set_rng_state",
     "seed_everything",
@@ -99,28 +100,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pack_state(
-    *,
-    config: dict,
-    stages: Mapping[str, StageState],
-    refiner: nn.Module,
-    opt_refiner: torch.optim.Optimizer,
-    gte: nn.Module | None,
-    opt_gte: torch.optim.Optimizer | None,
-    scaler: torch.amp.GradScaler,
-    world_size: int,
-) -> dict:
+@dataclass
+class Resumable:
+    """The objects whose state ``state.pt`` carries besides the counters (``gte`` / ``opt_gte`` are
+    ``None`` without a GT encoder)."""
+
+    refiner: nn.Module
+    opt_refiner: torch.optim.Optimizer
+    gte: nn.Module | None
+    opt_gte: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+
+
+def pack_state(config: dict, stages: Mapping[str, StageState], objects: Resumable, world_size: int) -> dict:
     """Everything needed to continue exactly, as the ``state.pt`` dict (module docstring)."""
+    o = objects
     return {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
         "config": config,
         "stages": {k: v.to_dict() for k, v in stages.items()},
-        "refiner": refiner.state_dict(),
-        "opt_refiner": opt_refiner.state_dict(),
-        "gt_encoder": gte.state_dict() if gte is not None else {},
-        "opt_gt_encoder": opt_gte.state_dict() if opt_gte is not None else {},
-        "scaler": scaler.state_dict(),
+        "refiner": o.refiner.state_dict(),
+        "opt_refiner": o.opt_refiner.state_dict(),
+        "gt_encoder": o.gte.state_dict() if o.gte is not None else {},
+        "opt_gt_encoder": o.opt_gte.state_dict() if o.opt_gte is not None else {},
+        "scaler": o.scaler.state_dict(),
         "rng": rng_state(),
         "world_size": world_size,
     }
@@ -147,29 +151,20 @@ def read_state(path: Path) -> dict:
     return st
 
 
-def restore_state(
-    st: Mapping,
-    *,
-    stages: dict[str, StageState],
-    refiner: nn.Module,
-    opt_refiner: torch.optim.Optimizer,
-    gte: nn.Module | None,
-    opt_gte: torch.optim.Optimizer | None,
-    scaler: torch.amp.GradScaler,
-    world_size: int,
-) -> None:
-    """Load :func:`read_state`'s dict into the given objects (in place; ``stages`` entries are
-    replaced). RNG states are restored only for a single-process run written by a single process:
-    under DDP the data order and flips do not depend on them."""
+def restore_state(st: Mapping, stages: dict[str, StageState], objects: Resumable, world_size: int) -> None:
+    """Load :func:`read_state`'s dict into ``stages`` (entries replaced) and ``objects`` (in place).
+    RNG states are restored only for a single-process run written by a single process: under DDP
+    the data order and flips do not depend on them."""
+    o = objects
     for k, v in st["stages"].items():
         stages[k] = StageState(**v)
-    refiner.load_state_dict(st["refiner"])
-    opt_refiner.load_state_dict(st["opt_refiner"])
-    if gte is not None and st["gt_encoder"]:
-        gte.load_state_dict(st["gt_encoder"])
+    o.refiner.load_state_dict(st["refiner"])
+    o.opt_refiner.load_state_dict(st["opt_refiner"])
+    if o.gte is not None and st["gt_encoder"]:
+        o.gte.load_state_dict(st["gt_encoder"])
         if st["opt_gt_encoder"]:
-            opt_gte.load_state_dict(st["opt_gt_encoder"])
+            o.opt_gte.load_state_dict(st["opt_gt_encoder"])
     if st["scaler"]:
-        scaler.load_state_dict(st["scaler"])
+        o.scaler.load_state_dict(st["scaler"])
     if st.get("world_size", 1) == world_size and world_size == 1:
         set_rng_state(st["rng"])

@@ -45,6 +45,7 @@ from dissam.train.models import training_gt_encoder, training_refiner, wrap_for_
 from dissam.train.objectives import gt_encoder_loss, refiner_loss
 from dissam.train.resume import (
     STATE_FILE,
+    Resumable,
     StageState,
     pack_state,
     read_state,
@@ -161,18 +162,12 @@ class Trainer:
         self.gte.train(self.cfg.gt_encoder.bn_mode == "train")
 
     # ---------------------------------------------------------------------------- resume state
+    def _resumable(self) -> Resumable:
+        return Resumable(self.refiner, self.opt_refiner, self.gte, self.opt_gte, self.scaler)
+
     def state_dict(self) -> dict:
         """Everything needed to continue exactly (tensors and primitives only; :mod:`dissam.train.resume`)."""
-        return pack_state(
-            config=self.cfg.to_dict(),
-            stages=self.stage_state,
-            refiner=self.refiner,
-            opt_refiner=self.opt_refiner,
-            gte=self.gte,
-            opt_gte=self.opt_gte,
-            scaler=self.scaler,
-            world_size=self.dist.world_size,
-        )
+        return pack_state(self.cfg.to_dict(), self.stage_state, self._resumable(), self.dist.world_size)
 
     def save_state(self) -> None:
         """Write ``state.pt`` atomically (rank 0)."""
@@ -180,16 +175,7 @@ class Trainer:
             write_state(self.state_path, self.state_dict())
 
     def _load_state(self) -> None:
-        restore_state(
-            read_state(self.state_path),
-            stages=self.stage_state,
-            refiner=self.refiner,
-            opt_refiner=self.opt_refiner,
-            gte=self.gte,
-            opt_gte=self.opt_gte,
-            scaler=self.scaler,
-            world_size=self.dist.world_size,
-        )
+        restore_state(read_state(self.state_path), self.stage_state, self._resumable(), self.dist.world_size)
         self.resumed_from = self.stage_state["refiner"].step
 
     def _save_model(self, name: str, model: nn.Module, config, stage: str, extra: dict) -> Path | None:
