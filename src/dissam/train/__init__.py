@@ -1,7 +1,8 @@
 """DIS-SAM training: typed config, the two-stage trainer, torchrun support (see docs/training.md)."""
 
 from dissam.train.config import TrainConfig, apply_overrides, config_from_dict, load_config
-from dissam.train.trainer import Trainer, TrainingError, authors_u8, train
+from dissam.train.trainer import Trainer, TrainingError, train
+from dissam.train.validation import authors_u8
 
 __all__ = [
     "TrainConfig",

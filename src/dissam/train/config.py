@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dissam.errors import DisSamError
+from dissam.losses import ORTHO_MODES
+from dissam.metrics import ALL_METRICS, LOWER_IS_BETTER
+from dissam.models.isnet import REFINER_VARIANTS as NETWORK_VARIANTS
 
 __all__ = [
     "DataConfig",
@@ -28,19 +31,22 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "HIGHER_IS_BETTER",
+    "AMP_DTYPES",
 ]
 
-# Direction of each paper metric, for model selection.
-HIGHER_IS_BETTER = {
-    "maxFm": True,
-    "wFmeasure": True,
-    "Smeasure": True,
-    "meanEm": True,
-    "mIoU": True,
-    "mBIoU": True,
-    "MAE": False,
-    "HCE": False,
-}
+# Direction of each paper metric, for model selection (the names and directions of dissam.metrics).
+HIGHER_IS_BETTER = {m: m not in LOWER_IS_BETTER for m in ALL_METRICS}
+
+# The allowed values of the config's choice fields. Those that other modules also know are read from
+# there (ORTHO modes: dissam.losses; network variants: dissam.models.isnet), so a new one is added once.
+REFINER_VARIANTS = tuple(k for k, c in NETWORK_VARIANTS.items() if c.arch == "isnet" and c.in_ch == 5)
+GT_ENCODER_VARIANTS = tuple(k for k, c in NETWORK_VARIANTS.items() if c.arch == "gt_encoder")
+BN_MODES = ("train", "eval")
+AMP_DTYPES = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""``runtime.amp`` -> the name of the torch dtype the forward passes run at (float32: no autocast)."""
+BACKENDS = ("auto", "gloo", "nccl")
+LR_SCHEDULES = ("constant", "cosine")
+MASK_FALLBACKS = (None, "degrade")
 
 
 @dataclass
@@ -150,19 +156,19 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check the choices that have a fixed set of values; returns self."""
         checks = [
-            ("model.variant", self.model.variant, ("dis-sam", "dis-sam-compact")),
-            ("gt_encoder.variant", self.gt_encoder.variant, ("gt-encoder", "gt-encoder-compact")),
-            ("gt_encoder.bn_mode", self.gt_encoder.bn_mode, ("train", "eval")),
-            ("loss.ortho_mode", self.loss.ortho_mode, ("all_nonbias", "conv_only", "none")),
-            ("runtime.amp", self.runtime.amp, ("none", "bf16", "fp16")),
-            ("runtime.backend", self.runtime.backend, ("auto", "gloo", "nccl")),
+            ("model.variant", self.model.variant, REFINER_VARIANTS),
+            ("gt_encoder.variant", self.gt_encoder.variant, GT_ENCODER_VARIANTS),
+            ("gt_encoder.bn_mode", self.gt_encoder.bn_mode, BN_MODES),
+            ("loss.ortho_mode", self.loss.ortho_mode, ORTHO_MODES),
+            ("runtime.amp", self.runtime.amp, tuple(AMP_DTYPES)),
+            ("runtime.backend", self.runtime.backend, BACKENDS),
             ("schedule.select_metric", self.schedule.select_metric, tuple(HIGHER_IS_BETTER)),
-            ("optim.lr_schedule", self.optim.lr_schedule, ("constant", "cosine")),
+            ("optim.lr_schedule", self.optim.lr_schedule, LR_SCHEDULES),
         ]
         for key, value, allowed in checks:
             if value not in allowed:
                 raise DisSamError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
-        if self.data.mask_fallback not in (None, "degrade"):
+        if self.data.mask_fallback not in MASK_FALLBACKS:
             raise DisSamError(f"data.mask_fallback={self.data.mask_fallback!r}: use null or 'degrade'")
         bad = [m for m in self.schedule.valid_metrics if m not in HIGHER_IS_BETTER]
         if bad:

@@ -1,56 +1,65 @@
 """One code path for one process and for ``torchrun`` (single or multi node).
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``;
-:func:`init_distributed` reads them (``env://``) and returns a :class:`DistInfo`. Without them the
-run is a single process and every collective here is a no-op.
+:func:`init_distributed` reads the process layout through :func:`dissam.sharding.dist_env` (the one
+reader every sharded command uses), picks the device by :func:`training_device` and initialises the
+process group (``env://``). Without those variables the run is a single process and every collective
+here is a no-op.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 
-__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "barrier", "broadcast_object", "all_finite"]
+from dissam.errors import DisSamError
+from dissam.sharding import DistEnv, device_for_rank, dist_env
+
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "training_device",
+    "cleanup_distributed",
+    "barrier",
+    "broadcast_object",
+    "all_finite",
+]
+
+DistInfo = DistEnv
+"""This process's ``rank``, ``local_rank`` and ``world_size`` (``enabled``, ``is_main``): the shared
+:class:`dissam.sharding.DistEnv` under the name the trainer has always used."""
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
+def training_device(device: str, env: DistEnv) -> torch.device:
+    """The training device of this process for ``runtime.device`` (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``).
 
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    The rule of :func:`dissam.sharding.device_for_rank`: ``auto`` is CUDA when available, and an
+    unindexed CUDA device becomes ``cuda:LOCAL_RANK`` under torchrun (modulo the GPU count). A single
+    process gets the current GPU's index, explicit because ``torch.cuda.set_device`` and DDP's
+    ``device_ids`` need one. Asking for CUDA without it raises :class:`DisSamError`."""
+    if device != "auto":
+        try:
+            kind = torch.device(device).type
+        except RuntimeError as exc:
+            raise DisSamError(f"runtime.device={device!r} is not a device: use auto, cpu, cuda or cuda:N") from exc
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise DisSamError(f"runtime.device={device!r} but CUDA is not available; use runtime.device=cpu")
+    dev = device_for_rank(device, env)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 def init_distributed(device: str = "auto", backend: str = "auto") -> tuple[DistInfo, torch.device]:
-    """Initialise the process group from torchrun's environment variables (if present) and choose
-    the device: ``cuda:LOCAL_RANK`` when CUDA is used, else the CPU. Backend ``auto`` = nccl on CUDA,
-    gloo on CPU. Returns ``(info, device)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(device)
+    """Read the process layout from torchrun's environment variables, choose the device
+    (:func:`training_device`; CUDA processes also ``torch.cuda.set_device`` it) and, with more than
+    one process, initialise the process group. Backend ``auto`` = nccl on CUDA, gloo on CPU.
+    Returns ``(info, device)``."""
+    info = dist_env()
+    dev = training_device(device, info)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            from dissam.errors import DisSamError
-
-            raise DisSamError(f"runtime.device={device!r} but CUDA is not available; use runtime.device=cpu")
-        if dev.index is None:
-            dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
         torch.cuda.set_device(dev)
-    info = DistInfo(rank, local, world)
-    if world > 1 and not torch.distributed.is_initialized():
+    if info.enabled and not torch.distributed.is_initialized():
         if backend == "auto":
             backend = "nccl" if dev.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend=backend, init_method="env://")

@@ -1,0 +1,70 @@
+"""The networks of a training run: the refiner as ``model.*`` asks, the GT encoder as
+``gt_encoder.*`` asks, and the wrappers of a training forward pass (DDP, ``torch.compile``).
+
+Built on the CPU with the caller's random state (the trainer seeds it so that every rank starts from
+the same weights), then moved to ``device``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dissam.errors import DisSamError
+from dissam.models.isnet import REFINER_VARIANTS, RefinerConfig, build_refiner
+from dissam.train.config import TrainConfig
+from dissam.train.distributed import DistInfo
+
+__all__ = ["training_refiner", "training_gt_encoder", "wrap_for_training"]
+
+
+def training_refiner(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, RefinerConfig]:
+    """The refiner of ``model.variant`` and its config. ``model.init``: ``scratch`` (random init),
+    ``isnet:<path or name>`` (a 3-channel IS-Net: RGB filters copied, mask/box filters zero) or
+    ``refiner:<path or name>`` (a refiner with the same input channels); both loads are strict."""
+    config = REFINER_VARIANTS[cfg.model.variant]
+    net = build_refiner(config)
+    if cfg.model.init.startswith(("isnet:", "refiner:")):
+        from dissam.checkpoints import inflate_refiner_input, load_state_dict_strict, read_state_dict
+        from dissam.hub import resolve_weights_file
+
+        kind, source = cfg.model.init.split(":", 1)
+        path = resolve_weights_file(source)  # a path or a registry name (dissam models list)
+        sd = read_state_dict(path)
+        if kind == "isnet":
+            sd = inflate_refiner_input(sd, config.in_ch)
+        load_state_dict_strict(net, sd, path)
+    return net.to(device), config
+
+
+def training_gt_encoder(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
+    """The GT encoder: ``None`` when ``gt_encoder.enabled`` is false, the trained one of
+    ``gt_encoder.checkpoint`` (train mode, as stage (b) expects), else a new ``gt_encoder.variant``."""
+    g = cfg.gt_encoder
+    if not g.enabled:
+        return None
+    if not g.checkpoint:
+        return build_refiner(g.variant).to(device)
+    from dissam.checkpoints import load_refiner
+
+    net = load_refiner(g.checkpoint, device=device, eval_mode=False).net
+    if not hasattr(net, "conv_in") or not hasattr(net.conv_in, "conv"):
+        raise DisSamError(f"gt_encoder.checkpoint={g.checkpoint} is not a GT encoder")
+    return net
+
+
+def wrap_for_training(
+    model: nn.Module, dist: DistInfo, device: torch.device, *, sync_bn: bool = False, compile: bool = False
+) -> nn.Module:
+    """``model`` for the forward pass of training: in DistributedDataParallel under torchrun (with
+    SyncBatchNorm when ``sync_bn``), and ``torch.compile``\\ d when ``compile``. Parameters stay shared
+    with ``model``."""
+    out = model
+    if dist.enabled:
+        if sync_bn:
+            out = nn.SyncBatchNorm.convert_sync_batchnorm(out)
+        ids = [device.index] if device.type == "cuda" else None
+        out = nn.parallel.DistributedDataParallel(out, device_ids=ids)
+    if compile:
+        out = torch.compile(out)
+    return out
