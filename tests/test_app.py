@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("starlette")
-pytest.importorskip("multipart")
-
-from starlette.testclient import TestClient  # noqa: E402
+pytest.importorskip("python_multipart")
 
 from app_helpers import SIZE, LoopbackServer, bomb_png, decode_png, png_bytes, tiny_predictor  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
 from dissam.app.server import create_app  # noqa: E402
 from dissam.app.service import Limits, RequestError, decode_upload  # noqa: E402
 from dissam.errors import ImageReadError  # noqa: E402
