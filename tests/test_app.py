@@ -262,3 +262,34 @@ def test_twenty_concurrent_requests_on_loopback(tiny_sam_path, tiny_refiner, ima
         assert app.state.worker._queue.qsize() == 0
         assert app.state.service.predictor.sam_stage.encoder_calls == 1  # one image, one embedding
     assert rss[1] - rss[0] < 64 * 2**20, f"memory grew by {(rss[1] - rss[0]) / 2**20:.0f} MiB over 20 requests"
+
+
+def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path, tiny_sam_path, tiny_refiner,
+                                                                      image_bytes, monkeypatch, caplog):
+    import uvicorn
+
+    from dissam.checkpoints import save_checkpoint
+    from dissam.cli import main
+    from dissam.commands.app import is_loopback
+
+    ckpt = save_checkpoint(tmp_path / "r.safetensors", tiny_refiner, metadata={"input_size": 128})
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "sample.png").write_bytes(image_bytes)
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port))
+    with caplog.at_level(logging.WARNING, logger="dissam.app"):
+        rc = main(["app", "--sam", str(tiny_sam_path), "--refiner", str(ckpt), "--device", "cpu", "--host", "0.0.0.0",
+                   "--port", "7999", "--examples", str(tmp_path / "ex"), "--queue-size", "3"])
+    assert rc == 0 and served["host"] == "0.0.0.0" and served["port"] == 7999
+    assert "listening on 0.0.0.0" in caplog.text and "no login" in caplog.text
+    with TestClient(served["app"]) as c:
+        info = c.get("/api/info").json()
+        assert info["models"]["sam"] == str(tiny_sam_path) and info["models"]["refiner"] == str(ckpt)
+        assert not info["models"]["builtin"] and info["models"]["notice"] == ""
+        assert info["limits"]["queue_size"] == 3 and info["examples"] == ["sample"]
+        up = c.post("/api/image", data={"example": "sample"}).json()
+        assert up["name"] == "sample" and (up["width"], up["height"]) == (640, 480)
+        r = c.post("/api/predict", json={"image_id": up["image_id"], "boxes": [BOXES[0]]})
+        assert r.status_code == 200 and r.json()["results"][0]["box"] == [float(v) for v in BOXES[0]]
+    assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "example.org", "::"))

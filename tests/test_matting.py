@@ -72,3 +72,16 @@ def test_predict_rgba_estimates_unless_told_not_to(tmp_path, fixtures_dir, tiny_
     np.testing.assert_array_equal(plain[..., :3], image)
     assert not is_binary(est[..., 3])
     np.testing.assert_array_equal(est[..., :3], foreground_rgb(image, est[..., 3]))
+
+
+def test_cropped_estimate_equals_the_whole_image_where_visible():
+    c = synthetic_composite(300, 400, seed=5)
+    a = np.zeros((700, 900), np.float32)  # the object in a corner of a larger picture
+    a[20:320, 30:430] = c["alpha"]
+    img = np.full((700, 900, 3), 90, np.uint8)
+    img[20:320, 30:430] = c["image"]
+    got = foreground_rgb(img, a)
+    full = np.clip(np.rint(estimate_foreground(img, a) * 255), 0, 255).astype(np.uint8)
+    visible = a > 0
+    assert np.abs(got[visible].astype(int) - full[visible]).max() <= 1
+    np.testing.assert_array_equal(got[450:, 550:], img[450:, 550:])  # far from the object: left as it was
