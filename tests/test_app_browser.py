@@ -108,7 +108,7 @@ def test_draw_a_box_run_download_and_recover_from_errors(browser, tiny_sam_path,
         assert sent == [float(v) for v in box]  # the page sends its rounded integer box
         expected = reference.predict(box=box)
         timings = page.locator("#timings").inner_text()
-        assert "SAM image embedding" in timings and "refiner" in timings
+        assert "image embedding (stage 1)" in timings and "refiner" in timings
 
         def download(selector) -> np.ndarray:
             with page.expect_download() as info:

@@ -349,7 +349,8 @@ function showResults(out) {
   });
   const t = $("timings");
   t.replaceChildren();
-  const names = { queue_ms: "waiting in queue", embedding_ms: "SAM image embedding", decoder_ms: "SAM decoder (boxes)",
+  const names = { queue_ms: "waiting in queue", embedding_ms: "image embedding (stage 1)",
+                  decoder_ms: "masks from the boxes (stage 1)",
                   refiner_ms: "refiner", threshold_ms: "threshold", cutout_ms: "cut-out (foreground estimation)",
                   encode_ms: "PNG encoding", total_ms: "total (server)" };
   for (const [k, label] of Object.entries(names)) {
