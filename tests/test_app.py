@@ -244,24 +244,27 @@ def test_twenty_concurrent_requests_on_loopback(tiny_sam_path, tiny_refiner, ima
             return http.post("/api/predict", files={"image": ("x.png", image_bytes, "image/png")},
                              data={"boxes": json.dumps([boxes[k]])})
 
-        rss = []
-        for _ in range(2):  # the first round warms up allocators; the second must not grow
-            with ThreadPoolExecutor(20) as pool:  # the bounded client: 20 in flight, no more
-                responses = list(pool.map(one, range(20)))
-            for k, r in enumerate(responses):
-                assert r.status_code == 200, r.text
-                res = r.json()["results"][0]
-                assert res["box"] == [float(v) for v in boxes[k]]
-                exp = expected[k]
-                np.testing.assert_array_equal(_png(res["mask"]) > 127, exp.mask, err_msg=f"request {k}")
-                np.testing.assert_array_equal(_png(res["coarse"]) > 127, exp.coarse, err_msg=f"request {k}")
-                np.testing.assert_array_equal(_png(res["soft"]), np.rint(exp.soft * 255).astype(np.uint8))
-            del responses
-            gc.collect()
-            rss.append(proc.memory_info().rss)
+        for k in range(2):  # warm-up: the server's and the client's first allocations
+            assert one(k).status_code == 200
+        gc.collect()
+        rss_start = proc.memory_info().rss
+        with ThreadPoolExecutor(20) as pool:  # the bounded client: 20 in flight, no more
+            responses = list(pool.map(one, range(20)))
+        for k, r in enumerate(responses):
+            assert r.status_code == 200, r.text
+            res = r.json()["results"][0]
+            assert res["box"] == [float(v) for v in boxes[k]]
+            exp = expected[k]
+            np.testing.assert_array_equal(_png(res["mask"]) > 127, exp.mask, err_msg=f"request {k}")
+            np.testing.assert_array_equal(_png(res["coarse"]) > 127, exp.coarse, err_msg=f"request {k}")
+            np.testing.assert_array_equal(_png(res["soft"]), np.rint(exp.soft * 255).astype(np.uint8))
+        del responses
+        gc.collect()
+        rss_end = proc.memory_info().rss
         assert app.state.worker._queue.qsize() == 0
         assert app.state.service.predictor.sam_stage.encoder_calls == 1  # one image, one embedding
-    assert rss[1] - rss[0] < 64 * 2**20, f"memory grew by {(rss[1] - rss[0]) / 2**20:.0f} MiB over 20 requests"
+    print(f"RSS before the 20 requests: {rss_start / 2**20:.0f} MiB, after: {rss_end / 2**20:.0f} MiB")
+    assert rss_end - rss_start < 64 * 2**20, f"memory grew by {(rss_end - rss_start) / 2**20:.0f} MiB over 20 requests"
 
 
 def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path, tiny_sam_path, tiny_refiner,
