@@ -69,7 +69,9 @@ def test_draw_a_box_run_download_and_recover_from_errors(browser, tiny_sam_path,
 
     image_path = fixtures_dir / "sam" / "image.png"
     reference = tiny_predictor(tiny_sam_path, tiny_refiner).set_image(image_path)
-    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner))
+    from dissam.app.service import Limits
+
+    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=Limits(max_upload_bytes=2**20))
     from playwright.sync_api import expect
 
     with LoopbackServer(app) as url:
@@ -131,6 +133,8 @@ def test_draw_a_box_run_download_and_recover_from_errors(browser, tiny_sam_path,
         expect(page.locator("#error")).to_contain_text("not an image")
         page.set_input_files("#file", {"name": "bomb.png", "mimeType": "image/png", "buffer": bomb_png(9000, 9000)})
         expect(page.locator("#error")).to_contain_text("megapixels")
+        page.set_input_files("#file", {"name": "big.png", "mimeType": "image/png", "buffer": b"\0" * (2**20 + 1)})
+        expect(page.locator("#error")).to_contain_text("too large")
         # and a good request again: a second box on the same image reuses the embedding
         _drag(page, at(330, 110), at(560, 400))
         page.click("#run")

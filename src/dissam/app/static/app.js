@@ -20,6 +20,7 @@ const state = {
   selected: -1,
   drag: null,       // {mode: "new"|"move"|"resize", index, edges, start, orig}
   busy: false,
+  limits: null,     // the server's limits (/api/info)
   urls: [],         // blob URLs of the last results, revoked on the next run
 };
 
@@ -51,6 +52,7 @@ async function api(path, opts) {
 async function loadInfo() {
   try {
     const info = await api("/api/info");
+    state.limits = info.limits;
     const m = info.models;
     $("models").textContent = `stage 1: ${m.sam} · refiner: ${m.refiner} (${m.refiner_size}²) · device: ${m.device}`;
     if (m.notice) { $("notice").textContent = m.notice; $("notice").hidden = false; }
@@ -93,6 +95,12 @@ async function useImage(form, file, example) {
 $("file").addEventListener("change", () => {
   const f = $("file").files[0];
   if (!f) return;
+  const max = state.limits && state.limits.max_upload_bytes;
+  if (max && f.size > max) {  // the server refuses it too; saying so here spares the upload
+    $("file").value = "";
+    showError(`the upload is too large (${(f.size / 2 ** 20).toFixed(1)} MiB); the limit is ${max / 2 ** 20} MiB`);
+    return;
+  }
   const form = new FormData();
   form.append("image", f);
   $("file").value = "";
