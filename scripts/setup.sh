@@ -14,12 +14,13 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TORCH_SPEC=${DISSAM_TORCH_SPEC:-torch==2.13.0}
 TORCH_INDEX=${DISSAM_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+EXTRAS=${DISSAM_EXTRAS:-test}  # e.g. DISSAM_EXTRAS=test,app,browser-test (what .ci/run uses)
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.dissam-setup
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+want=$( (cat pyproject.toml constraints.txt; echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import dissam, torch" 2>/dev/null; then
   exit 0
 fi
@@ -37,5 +38,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -c "import torch; print('setup: torch', torch.__version__, '(CUDA build)' if torch.version.cuda else '(CPU build)')" >&2
 fi
 echo "setup: installing dissam and its dependencies into .venv" >&2
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
 echo "$want" > "$stamp"

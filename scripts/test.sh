@@ -2,5 +2,7 @@
 # The project's test command (README): set up if needed, then the default (fast) test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the suite covers the app and its browser test, so it installs their extras too
+export DISSAM_EXTRAS=${DISSAM_EXTRAS:-test,app,browser-test}
 bash scripts/setup.sh
 exec .venv/bin/python -m pytest -q "$@"

@@ -209,6 +209,31 @@ class DisSamPredictor:
     def reset_image(self) -> None:
         self._image, self._sam_ready = None, False
 
+    # ------------------------------------------------------------------ kept state (for servers)
+    def ensure_embedding(self) -> bool:
+        """Run stage 1's image encoder for the current image now unless already done (``predict``
+        would do it lazily); returns True if it ran. Lets a caller time the embedding separately."""
+        if self.sam_stage is None or self._sam_ready:
+            return False
+        self.sam_stage.set_image(self.image)
+        self._sam_ready = True
+        return True
+
+    def get_image_state(self) -> dict:
+        """The current image and stage 1's per-image state (its embedding), as a dict to hand back
+        to :meth:`set_image_state` later: a server that switches between images keeps one per image
+        instead of re-encoding. Holds references, not copies (``set_image`` replaces, never mutates)."""
+        stage = {} if self.sam_stage is None else {
+            k: v for k, v in vars(self.sam_stage).items() if not isinstance(v, nn.Module) and k != "encoder_calls"
+        }
+        return {"image": self._image, "sam_ready": self._sam_ready, "stage": stage}
+
+    def set_image_state(self, state: dict) -> None:
+        """Restore what :meth:`get_image_state` returned (same predictor)."""
+        self._image, self._sam_ready = state["image"], state["sam_ready"]
+        if self.sam_stage is not None:
+            vars(self.sam_stage).update(state["stage"])
+
     # ------------------------------------------------------------------ prediction
     def coarse_masks(self, boxes: np.ndarray) -> np.ndarray:
         """Stage 1 for ``N x 4`` validated boxes: ``N x H x W`` bool (one embedding, one decoder call)."""

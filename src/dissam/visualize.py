@@ -9,8 +9,13 @@ import numpy as np
 COLORS = [(255, 64, 64), (64, 160, 255), (64, 220, 96), (255, 192, 0), (200, 80, 255), (0, 220, 220)]
 
 
-def cutout(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``H x W x 4`` RGBA cut-out; ``alpha`` is a soft map in [0, 1] (float) or a mask (bool/uint8)."""
+def cutout(image: np.ndarray, alpha: np.ndarray, estimate_fg: bool = True) -> np.ndarray:
+    """``H x W x 4`` RGBA cut-out; ``alpha`` is a soft map in [0, 1] (float) or a mask (bool/uint8).
+
+    With ``estimate_fg`` (the default) the RGB under soft edges is the estimated foreground colour
+    (:func:`dissam.matting.estimate_foreground`), so no fringe of the old background shows when the
+    cut-out is composited elsewhere; ``False`` keeps the image's own colours (``[I, alpha]``).
+    """
     a = np.asarray(alpha)
     if a.dtype == bool:
         a8 = a.astype(np.uint8) * 255
@@ -18,6 +23,10 @@ def cutout(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         a8 = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
     else:
         a8 = a.astype(np.uint8)
+    if estimate_fg:
+        from dissam.matting import foreground_rgb
+
+        image = foreground_rgb(image, a8)
     return np.dstack([image, a8])
 
 

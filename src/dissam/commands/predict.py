@@ -14,7 +14,8 @@ DESCRIPTION = """\
 Segment the object inside each box prompt with DIS-SAM and write, for box k of image STEM:
   STEM_k.png          binary mask (0/255)
   STEM_k_soft.png     8-bit soft map            (--soft)
-  STEM_k_cutout.png   RGBA cut-out              (--rgba)
+  STEM_k_cutout.png   RGBA cut-out              (--rgba; foreground colour estimated under soft
+                                                edges unless --no-fg-estimation)
   STEM_k_overlay.png  mask and box on the image (--overlay)
   STEM_k_coarse.png   the stage-1 (SAM) mask    (--save-coarse)
 
@@ -47,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--box-format", choices=BOX_FORMATS, default="xyxy")
     p.add_argument("--full-image-box", action="store_true", help="use the whole image as the box when none is given")
     p.add_argument("--rgba", action="store_true", help="write RGBA cut-outs")
+    p.add_argument("--no-fg-estimation", action="store_true",
+                   help="cut-outs keep the image's colours under soft edges (default: estimate the foreground "
+                        "colour, which removes background halos)")
     p.add_argument("--overlay", action="store_true", help="write overlay pictures")
     p.add_argument("--soft", action="store_true", help="write 8-bit soft maps")
     p.add_argument("--save-coarse", action="store_true", help="write the coarse (stage-1) masks")
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.soft:
                     write_png(out / f"{stem}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
                 if args.rgba:
-                    write_png(out / f"{stem}_cutout.png", cutout(predictor.image, pr.soft))
+                    rgba = cutout(predictor.image, pr.soft, estimate_fg=not args.no_fg_estimation)
+                    write_png(out / f"{stem}_cutout.png", rgba)
                 if args.overlay:
                     write_png(out / f"{stem}_overlay.png", overlay(predictor.image, [pr.mask], [pr.box]))
                 if args.save_coarse:

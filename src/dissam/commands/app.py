@@ -1,0 +1,88 @@
+"""``dissam app``: a local web page to draw boxes and download masks and cut-outs."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from pathlib import Path
+
+HELP = "a local web page: upload an image, draw boxes, download masks and halo-free cut-outs"
+DESCRIPTION = """\
+Start a web page (and a JSON API) on this machine: upload an image or pick an example, drag boxes
+with the mouse, and see and download the mask, the soft map and an RGBA cut-out. The SAM image
+embedding is kept per image, so a new box on the same image runs only the decoder and the refiner.
+
+Without --sam / --refiner it starts on the built-in models (GrabCut stage 1 and the demonstration
+refiner) and says so on the page. It listens on 127.0.0.1 unless --host says otherwise. Needs the
+optional extra: pip install 'dissam[app]'. docs/app.md documents the page, the API and the limits.
+"""
+
+log = logging.getLogger("dissam.app")
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples" / "images"  # present in a source checkout
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sam", help="SAM weights: official sam_vit_*.pth, a Hugging Face folder or hub id")
+    p.add_argument("--refiner", help="refiner checkpoint (DIS-SAM .pth or dissam .safetensors); default: built-in")
+    p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
+                   help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-upload-mb", type=float, default=32, help="largest upload in MiB (default 32)")
+    p.add_argument("--max-megapixels", type=float, default=40, help="largest image in megapixels (default 40)")
+    p.add_argument("--queue-size", type=int, default=8, help="requests waiting before 'busy' answers (default 8)")
+    p.add_argument("--examples", default=None,
+                   help="folder of example images offered on the page (default: the repository's examples/images)")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build(args: argparse.Namespace):
+    """The ASGI app for ``args`` (the model loaded once); separate from serving, for tests."""
+    from dissam.errors import DisSamError
+
+    try:
+        from dissam.app.server import create_app
+    except ImportError as exc:
+        raise DisSamError(f"dissam app needs the optional extra: pip install 'dissam[app]' ({exc})") from None
+    from dissam.app.service import Limits, describe_models
+    from dissam.io import list_images
+    from dissam.predictor import DisSamPredictor
+
+    predictor = DisSamPredictor.from_pretrained(
+        sam=args.sam, refiner=args.refiner, coarse=args.coarse, device=None if args.device == "auto" else args.device,
+    )
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
+                    queue_size=args.queue_size)
+    folder = Path(args.examples) if args.examples else EXAMPLES_DIR
+    if args.examples and not folder.is_dir():
+        raise DisSamError(f"--examples {folder}: not a folder")
+    examples = {p.stem: p for p in list_images(folder)} if folder.is_dir() else {}
+    models = describe_models(predictor, sam=args.sam if args.coarse == "sam" else None, refiner=args.refiner)
+    return create_app(predictor, limits=limits, models=models, examples=examples)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dissam.errors import DisSamError
+
+    if not is_loopback(args.host):
+        log.warning("listening on %s: anyone who can reach this address can use the app and the machine's "
+                    "compute; there is no login. Use --host 127.0.0.1 unless you mean it.", args.host)
+    try:
+        import uvicorn
+    except ImportError:
+        raise DisSamError("dissam app needs the optional extra: pip install 'dissam[app]' (uvicorn)") from None
+    app = build(args)
+    print(f"dissam app: open http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
