@@ -133,3 +133,18 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+HUB_ENV = ("DISSAM_OFFLINE", "HF_HUB_OFFLINE", "DISSAM_MIRROR", "DISSAM_REGISTRY", "DISSAM_DOWNLOAD_TIMEOUT")
+
+
+def empty_cache_home(tmp_path: Path, monkeypatch) -> Path:
+    """``DISSAM_HOME`` set to an empty folder and every offline switch or URL override removed."""
+    import os
+
+    root = tmp_path / "home"
+    monkeypatch.setenv("DISSAM_HOME", str(root))
+    for key in list(os.environ):
+        if key.startswith("DISSAM_URL_") or key in HUB_ENV:
+            monkeypatch.delenv(key)
+    return root

@@ -7,7 +7,7 @@ import socket
 import threading
 
 import pytest
-from hub_helpers import FileServer, closed_port, payload, sha256, write_registry  # noqa: I001
+from hub_helpers import FileServer, closed_port, empty_cache_home, payload, sha256, write_registry  # noqa: I001
 
 from dissam.errors import DownloadError, OfflineError, VerificationError
 from dissam.hub import download, fetch, models_dir
@@ -19,12 +19,7 @@ DATA = payload(300_000)
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """An empty cache root, no offline switches, no overrides, no pause between resume attempts."""
-    root = tmp_path / "home"
-    monkeypatch.setenv("DISSAM_HOME", str(root))
-    for key in list(os.environ):
-        if key.startswith("DISSAM_URL_") or key in ("DISSAM_OFFLINE", "HF_HUB_OFFLINE", "DISSAM_MIRROR",
-                                                     "DISSAM_REGISTRY", "DISSAM_DOWNLOAD_TIMEOUT"):
-            monkeypatch.delenv(key)
+    root = empty_cache_home(tmp_path, monkeypatch)
     monkeypatch.setattr(download, "RETRY_PAUSE_S", 0.0)
     return root
 

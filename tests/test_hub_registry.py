@@ -4,13 +4,12 @@ the `dissam models` command."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from hub_helpers import FileServer, payload, sha256, write_registry  # noqa: I001
+from hub_helpers import FileServer, empty_cache_home, payload, sha256, write_registry  # noqa: I001
 
 from dissam.cli import main
 from dissam.errors import DisSamError, DownloadError, OfflineError, VerificationError
@@ -35,13 +34,7 @@ from dissam.models.isnet import REFINER_VARIANTS, build_refiner
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    root = tmp_path / "home"
-    monkeypatch.setenv("DISSAM_HOME", str(root))
-    for key in list(os.environ):
-        if key.startswith("DISSAM_URL_") or key in ("DISSAM_OFFLINE", "HF_HUB_OFFLINE", "DISSAM_MIRROR",
-                                                     "DISSAM_REGISTRY"):
-            monkeypatch.delenv(key)
-    return root
+    return empty_cache_home(tmp_path, monkeypatch)
 
 
 # ------------------------------------------------------------------ the registry itself
@@ -182,7 +175,7 @@ def test_unknown_values_pass_through_to_the_loaders(home):
 
 
 def test_roles_are_checked(home):
-    with pytest.raises(DisSamError, match="not a SAM model: use it with --refiner"):
+    with pytest.raises(DisSamError, match="is a refiner model .*, not a sam: use it with --refiner"):
         resolve_sam_source("dis-sam")
     with pytest.raises(DisSamError, match="use it with --sam"):
         resolve_refiner_source("sam-vit-l")

@@ -172,6 +172,19 @@ def _looks_like_hub_id(value: str) -> bool:
     return bool(_HUB_ID.match(value)) and not value.lower().endswith(_WEIGHT_SUFFIXES)
 
 
+def _registered(value: str | os.PathLike, role: str, other_flag: str):
+    """``(value as str, its registry entry)``; the entry is None for an existing path (a path always
+    wins over a name) or an unregistered value. A name registered for the other role is an error
+    that names the flag it belongs to."""
+    s = os.fspath(value)
+    entry = None if _exists(s) else find_entry(s)
+    if entry is not None and entry.role != role:
+        raise DisSamError(
+            f"{entry.name} is a {entry.role} model ({entry.description}), not a {role}: use it with {other_flag}"
+        )
+    return s, entry
+
+
 def resolve_sam_source(value: str | os.PathLike | None) -> str | None:
     """What ``load_sam`` should open for a ``--sam`` value.
 
@@ -181,14 +194,9 @@ def resolve_sam_source(value: str | os.PathLike | None) -> str | None:
     """
     if value is None:
         return None
-    s = os.fspath(value)
-    if _exists(s):
-        return s
-    entry = find_entry(s)
+    s, entry = _registered(value, "sam", "--refiner")
     if entry is None:
         return s
-    if entry.role != "sam":
-        raise DisSamError(f"{entry.name} is a {entry.role} ({entry.description}), not a SAM model: use it with --refiner")
     try:
         return str(fetch(entry))
     except OfflineError as exc:
@@ -216,14 +224,11 @@ def resolve_refiner_source(value: str | os.PathLike | None) -> str | None:
     """
     if value is None:
         return None
-    s = os.fspath(value)
+    s, entry = _registered(value, "refiner", "--sam")
+    if entry is not None:
+        return str(fetch(entry))
     if _exists(s):
         return s
-    entry = find_entry(s)
-    if entry is not None:
-        if entry.role != "refiner":
-            raise DisSamError(f"{entry.name} is a {entry.role} model ({entry.description}): use it with --sam")
-        return str(fetch(entry))
     if _looks_like_hub_id(s):
         try:
             return str(hf_snapshot(s, REFINER_PATTERNS))
