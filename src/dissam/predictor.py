@@ -121,18 +121,25 @@ class DisSamPredictor:
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         self._image: np.ndarray | None = None
         self._sam_ready = False
+        self.text_stage: Any | None = None  # SAM 3 detector for predict_text, loaded on first use
+        self.stage1_source: str | os.PathLike | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, sam: str | os.PathLike | None = None, refiner: str | os.PathLike | None = None,
-                        device: str | None = None, coarse: str = "sam", **kwargs) -> DisSamPredictor:
+                        device: str | None = None, coarse: str = "sam", stage1: str | None = None,
+                        **kwargs) -> DisSamPredictor:
         """Build from weight sources.
 
         Args:
-            sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder or hub
-                id). ``None`` (or ``coarse="grabcut"``) uses the weight-free GrabCut stage.
+            sam: stage-1 weights: for SAM, an official ``sam_vit_*.pth``, HF folder or hub id; for
+                ``stage1="sam2"``/``"sam3"``/``"sam-hq"`` an HF folder or hub id. ``None`` (or
+                ``coarse="grabcut"``) uses the weight-free GrabCut stage.
             refiner: refiner checkpoint (official ``.pth`` or dissam ``.safetensors``); ``None`` uses the
                 built-in demonstration model shipped with the package.
+            stage1: ``"sam"``, ``"sam-hq"``, ``"sam2"``, ``"sam3"``, ``"grabcut"`` or ``"auto"`` (from
+                the folder's ``config.json``); see :func:`dissam.stages.load_stage1`. ``None`` keeps the
+                ``coarse`` behaviour. With ``"sam3"``, :meth:`predict_text` is available.
         """
         from dissam.checkpoints import load_refiner
         from dissam.utils import resolve_device
@@ -150,6 +157,12 @@ class DisSamPredictor:
         if kwargs.get("size") is None:
             # dissam checkpoints record the size they were trained at; official ones are 1024
             kwargs["size"] = int(getattr(ref, "dissam_info", {}).get("metadata", {}).get("input_size", 1024))
+        if stage1 is not None:
+            from dissam.stages import load_stage1
+
+            predictor = cls(load_stage1(stage1, sam, dev), ref, device=dev, **kwargs)
+            predictor.stage1_source = sam
+            return predictor
         if coarse == "grabcut" or (sam is None and coarse == "sam"):
             if coarse == "sam":
                 log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
@@ -249,3 +262,25 @@ class DisSamPredictor:
         binary = self.binarize(soft)
         preds = [Prediction(soft[i], binary[i], coarse[i], bx[i]) for i in range(len(bx))]
         return preds[0] if single else preds
+
+    # ------------------------------------------------------------------ text prompts
+    def get_text_stage(self):
+        """The SAM 3 text stage: ``self.text_stage`` if set, else loaded once from the SAM 3 weights
+        this predictor's stage 1 came from."""
+        from dissam.text_prompts import require_text_stage
+
+        if self.text_stage is None and getattr(self.sam_stage, "name", "") == "sam3" and self.stage1_source:
+            from dissam.stages.sam3 import load_sam3_text
+
+            self.text_stage = load_sam3_text(self.stage1_source, self.device)
+        require_text_stage(self.text_stage)
+        return self.text_stage
+
+    def predict_text(self, text: str, score_threshold: float = 0.5, max_instances: int | None = 10,
+                     allow_empty: bool = False):
+        """Every instance of ``text`` (SAM 3) in the current image, each refined: a list of
+        :class:`dissam.text_prompts.TextPrediction` (best score first). Raises
+        :class:`dissam.stages.sam3.NoMatchError` when nothing scores ``>= score_threshold``."""
+        from dissam.text_prompts import predict_text
+
+        return predict_text(self, text, score_threshold, max_instances, allow_empty)
