@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from stage1_helpers import S2, S3, tiny_sam2, tiny_sam3_tracker
 
 from dissam.errors import CheckpointError, DisSamError, OfflineError
 from dissam.predictor import DisSamPredictor, GrabCutStage
 from dissam.stages import Stage1, detect_kind, load_stage1
 from dissam.stages.sam2 import PromptableStage
-from stage1_helpers import S2, S3, tiny_sam2, tiny_sam3_tracker
 
 H, W = 90, 120
 BOXES = np.array([[10, 12, 80, 70], [40, 5, 115, 88]], dtype=float)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
 from dissam.errors import DisSamError
 from dissam.predictor import Prediction
 
