@@ -7,7 +7,6 @@ so its hidden size is 128), SAM 3 at 112² (patch 14).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 S2 = 128
@@ -103,15 +102,11 @@ def tiny_tokenizer(folder: Path | None = None):
     """A CLIP tokenizer with a 54-entry character vocabulary (ids < 64), saved into ``folder`` if given."""
     from transformers import CLIPTokenizer
 
-    tmp = Path(folder or ".") / "_tok_src"
-    tmp.mkdir(parents=True, exist_ok=True)
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for c in "abcdefghijklmnopqrstuvwxyz":
         vocab[c] = len(vocab)
         vocab[c + "</w>"] = len(vocab)
-    (tmp / "vocab.json").write_text(json.dumps(vocab))
-    (tmp / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"))
+    tok = CLIPTokenizer(vocab=vocab, merges=[])
     if folder is not None:
         tok.save_pretrained(str(folder))
     return tok

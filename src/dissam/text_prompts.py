@@ -81,3 +81,14 @@ def require_text_stage(stage) -> None:
             "text prompts need SAM 3: build the predictor with stage1='sam3' and SAM 3 weights "
             "(--stage1 sam3 --sam facebook/sam3, or a local copy of it)"
         )
+
+
+def text_predictor(source, refiner=None, device=None, **kwargs):
+    """A :class:`~dissam.predictor.DisSamPredictor` for text prompts only: SAM 3's detector
+    (``Sam3Model`` + tokenizer from ``source``, a folder or hub id) and the refiner; no box stage."""
+    from dissam.predictor import DisSamPredictor
+    from dissam.stages.sam3 import load_sam3_text
+
+    predictor = DisSamPredictor.from_pretrained(sam=None, refiner=refiner, device=device, stage1="grabcut", **kwargs)
+    predictor.text_stage = load_sam3_text(source, predictor.device)
+    return predictor

@@ -153,12 +153,20 @@ def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None 
 
     src = os.fspath(source)
     model = load_hf_model(src, "Sam3Model", ("sam3", "sam3_video"), "sam3")
+    missing = (
+        f"{src} has SAM 3 weights but no usable tokenizer (tokenizer.json, or vocab.json + merges.txt); "
+        "text prompts need the CLIP tokenizer saved with the checkpoint"
+    )
+    if os.path.isdir(src) and not any(
+        os.path.isfile(os.path.join(src, f)) for f in ("tokenizer.json", "vocab.json")
+    ):
+        # transformers 5 would build an empty CLIP tokenizer here and every prompt would read as <unk>
+        raise CheckpointError(missing)
     try:
         offline = os.path.isdir(src) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "")
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
     except Exception as exc:
-        raise CheckpointError(
-            f"{src} has SAM 3 weights but no tokenizer (tokenizer.json / vocab.json + merges.txt); text "
-            f"prompts need the CLIP tokenizer saved with the checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise CheckpointError(f"{missing} ({type(exc).__name__}: {exc})") from exc
+    if len(tokenizer) <= 3:  # only the special tokens: the vocabulary did not load
+        raise CheckpointError(missing)
     return Sam3TextStage(model, tokenizer, device or "cpu", source=src)
