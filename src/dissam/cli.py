@@ -17,6 +17,7 @@ from dissam.errors import DisSamError
 # sub-command -> module, in the order they are listed in --help
 COMMANDS = {
     "predict": "dissam.commands.predict",
+    "video": "dissam.commands.video",
     "eval": "dissam.commands.evaluate",
     "prepare-masks": "dissam.commands.prepare_masks",
     "enrich": "dissam.commands.enrich",
