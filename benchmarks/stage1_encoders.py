@@ -42,11 +42,9 @@ def build(name: str):
         from transformers import SamConfig, SamModel
 
         cfg = SamConfig()  # ViT-B sizes by default
-        if name == "sam-vit-l":
-            v = cfg.vision_config
-            v.hidden_size, v.num_hidden_layers, v.num_attention_heads = 1024, 24, 16
-            v.global_attn_indexes = [5, 11, 17, 23]
-            cfg = SamConfig(vision_config=v.to_dict())
+        if name == "sam-vit-l":  # sam_vit_l: 1024 wide, 24 blocks, 16 heads, MLP 4096
+            cfg = SamConfig(vision_config=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                               global_attn_indexes=[5, 11, 17, 23]))
         model = SamModel(cfg).eval()
         return model.vision_encoder, 1024, lambda m, x: m(pixel_values=x)
     if name.startswith("sam2.1"):
