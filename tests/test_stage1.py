@@ -154,3 +154,23 @@ def test_predictor_feeds_the_stage1_mask_to_the_refiner(sam2_folder, tiny_refine
     ref = clean_inputs(image, coarse, BOXES, 64)
     torch.testing.assert_close(x[:, 3], ref[:, 3], atol=0, rtol=0)
     torch.testing.assert_close(x[:, 4], ref[:, 4], atol=0, rtol=0)
+
+
+def test_prepare_masks_accepts_a_sam2_folder(sam2_folder, tmp_path):
+    """`dissam prepare-masks --sam FOLDER` (and the benchmark's SAM baseline) pick the stage from config.json."""
+    from data_helpers import make_split
+
+    from dissam.data.prepare import prepare_masks
+    from dissam.io import read_mask
+
+    gt = np.zeros((50, 60), np.uint8)
+    gt[5:30, 8:40] = 255
+    split = make_split(tmp_path / "S", {"one": gt}, masks=False)
+    rep = prepare_masks(split, str(sam2_folder), device="cpu", progress=False)
+    assert (rep.images, rep.encoded, len(rep.written)) == (1, 1, 1)
+    stage = load_stage1("sam2", sam2_folder, "cpu")
+    from dissam.io import read_image
+
+    image = read_image(next((split / "im").iterdir()))
+    stage.set_image(image)
+    np.testing.assert_array_equal(read_mask(rep.written[0]) > 127, stage.coarse_masks([[8, 5, 39, 29]])[0])
