@@ -24,6 +24,7 @@ _EXPORTS = {
     "inflate_refiner_input": "dissam.checkpoints",
     "load_sam": "dissam.models.sam",
     "SamStage": "dissam.models.sam",
+    "load_stage1": "dissam.stages",
     "DisSamPredictor": "dissam.predictor",
     "read_image": "dissam.io",
     "DisSamError": "dissam.errors",
