@@ -98,6 +98,26 @@ def tiny_sam3_tracker():
     return Sam3TrackerModel(cfg).eval()
 
 
+def tiny_sam3_tracker_video():
+    import torch
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    torch.manual_seed(0)
+    vision = sam3_vision()
+    vision["fpn_hidden_size"] = 128
+    cfg = Sam3TrackerVideoConfig(
+        vision_config=vision,
+        prompt_encoder_config=dict(hidden_size=128, image_size=S3, patch_size=14),
+        mask_decoder_config=dict(hidden_size=128, num_attention_heads=2, mlp_dim=64, iou_head_hidden_dim=32),
+        image_size=S3, memory_attention_hidden_size=128, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[S3 // 14, S3 // 14],
+        memory_encoder_hidden_size=128, memory_encoder_output_channels=64, mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=64, num_maskmem=3,
+        max_object_pointers_in_encoder=4,
+    )
+    return Sam3TrackerVideoModel(cfg).eval()
+
+
 def tiny_tokenizer(folder: Path | None = None):
     """A CLIP tokenizer with a 54-entry character vocabulary (ids < 64), saved into ``folder`` if given."""
     from transformers import CLIPTokenizer

@@ -243,3 +243,24 @@ def test_stability_metrics():
     s = a.astype(np.uint8) * 200
     assert flicker(s, shift(s, 2, 1), (2, 1), np.ones_like(a)) == 0.0
     assert flicker(s, s, (2, 1), b) == pytest.approx(200 * 7 / 9)
+
+
+def test_load_tracker_picks_the_video_model_from_the_folder(clip, predictor, tmp_path):
+    from stage1_helpers import tiny_sam2, tiny_sam2_video, tiny_sam3_tracker_video
+
+    from dissam.video.trackers import SamVideoTracker, StageTracker, load_tracker
+
+    tiny_sam2_video().save_pretrained(str(tmp_path / "v2"))
+    tiny_sam3_tracker_video().save_pretrained(str(tmp_path / "v3"))
+    tiny_sam2().save_pretrained(str(tmp_path / "i2"))
+    t2 = load_tracker("auto", tmp_path / "v2", "cpu")
+    t3 = load_tracker("sam3", tmp_path / "v3", "cpu")
+    ti = load_tracker(None, tmp_path / "i2", "cpu")
+    assert isinstance(t2, SamVideoTracker) and t2.name == "sam2"
+    assert isinstance(t3, SamVideoTracker) and t3.name == "sam3" and t3.size == 112
+    assert isinstance(ti, StageTracker) and ti.stage.name == "sam2"
+    assert isinstance(load_tracker("grabcut", None), StageTracker)
+    path, spec, gts = clip
+    res = segment_video(path, tmp_path / "o", predictor, t3, box=_box(gts[0]), frame=2, write_videos=False,
+                        progress=False)
+    assert res.computed == N
