@@ -113,7 +113,7 @@ class VideoJob:
 
     def __init__(self, video: str | os.PathLike, out: str | os.PathLike, predictor, tracker, *,
                  box=None, text: str | None = None, frame: int = 0, batch_size: int = 4,
-                 write_videos: bool = True, progress: bool = True,
+                 score_threshold: float = 0.5, write_videos: bool = True, progress: bool = True,
                  on_frame: Callable[[int], None] | None = None):
         if (box is None) == (text is None):
             raise DisSamError("give exactly one prompt: a box or a text phrase")
@@ -122,6 +122,7 @@ class VideoJob:
         self.predictor = predictor
         self.tracker = tracker
         self.text = text
+        self.text_threshold = float(score_threshold)  # --text: minimum SAM 3 score on the prompt frame
         self.batch_size = max(1, int(batch_size))
         self.write_videos = write_videos
         self.progress = progress
@@ -216,8 +217,6 @@ class VideoJob:
             raise NoMatchError(f"the text prompt {self.text!r} matched nothing on frame {self.frame} "
                                f"(score >= {self.text_threshold:g}); try another --frame or a lower --score-threshold")
         return {"box": found.boxes[0]}
-
-    text_threshold = 0.5
 
     def _pass(self, order: list[int], frames: Iterator[tuple[int, np.ndarray]], reverse: bool) -> None:
         """Track and refine the frames of ``order`` (consecutive indices, forward or backward);
@@ -314,6 +313,5 @@ def segment_video(video, out, predictor, tracker, *, box=None, text: str | None 
         text: a phrase; SAM 3's best instance on frame ``frame`` gives the box.
     """
     job = VideoJob(video, out, predictor, tracker, box=box, text=text, frame=frame, batch_size=batch_size,
-                   write_videos=write_videos, progress=progress)
-    job.text_threshold = float(score_threshold)
+                   score_threshold=score_threshold, write_videos=write_videos, progress=progress)
     return job.run()
