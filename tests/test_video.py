@@ -182,6 +182,16 @@ def test_sam2_tracker_memory_is_pruned_on_long_runs():
     kept = sorted(tracker.session.output_dict_per_obj[0]["non_cond_frame_outputs"])
     assert kept == list(range(10 - tracker.window - 1, 10))
     assert list(tracker.session.output_dict_per_obj[0]["cond_frame_outputs"]) == [0]
+    unpruned = SamVideoTracker(tracker.model, prune=False)
+    unpruned.start(frame, 0, box=[5, 5, 30, 30])
+    frames = np.random.default_rng(0).integers(0, 255, (10, 40, 40, 3), dtype=np.uint8)
+    masks = [unpruned.step(frames[i], i) for i in range(1, 10)]
+    assert len(unpruned.session.processed_frames) == 10 and unpruned.state_bytes() > 2 * tracker.state_bytes()
+    # pruning forgets only what the model no longer reads: the masks are the same
+    again = SamVideoTracker(tracker.model)
+    again.start(frame, 0, box=[5, 5, 30, 30])
+    for i, m in zip(range(1, 10), masks):
+        np.testing.assert_array_equal(again.step(frames[i], i), m)
 
 
 def test_bad_inputs(clip, predictor, tmp_path):

@@ -47,9 +47,12 @@ class SamVideoTracker:
     Args:
         model: ``Sam2VideoModel`` or ``Sam3TrackerVideoModel``.
         device: where the model runs; the session's state is kept there too.
+        prune: forget frames outside the memory window (default); ``False`` keeps transformers'
+            behaviour (state grows with every frame), for measuring the difference.
     """
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model"):
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model",
+                 prune: bool = True):
         from dissam.stages.sam2 import NORMALISATION, model_input_size
         from dissam.utils import resolve_device
 
@@ -67,6 +70,7 @@ class SamVideoTracker:
         # frames further back than this are never read again (memories and object pointers)
         self.window = max(int(cfg.num_maskmem), int(cfg.max_object_pointers_in_encoder)) + 1
         self.source = source
+        self.prune = bool(prune)
         self.session = None
         self.reverse = False
         self._hw: tuple[int, int] | None = None
@@ -113,7 +117,8 @@ class SamVideoTracker:
         with torch.inference_mode():
             out = self.model(self.session, frame=x, frame_idx=int(index), reverse=self.reverse)
             logits = F.interpolate(out.pred_masks[:1].float(), self._hw, mode="bilinear", align_corners=False)
-        self._prune(int(index))
+        if self.prune:
+            self._prune(int(index))
         return (logits[0, 0] > 0).cpu().numpy()
 
     def _prune(self, index: int) -> None:
@@ -130,6 +135,23 @@ class SamVideoTracker:
         for tracked in sess.frames_tracked_per_obj.values():
             for i in [i for i in tracked if far(i)]:
                 del tracked[i]
+
+    def state_bytes(self) -> int:
+        """Bytes of tensors the session holds (streamed pixels and per-frame outputs)."""
+        sess, total = self.session, 0
+
+        def add(v):
+            nonlocal total
+            if isinstance(v, torch.Tensor):
+                total += v.numel() * v.element_size()
+            elif isinstance(v, dict):
+                for x in v.values():
+                    add(x)
+
+        add(dict(sess.processed_frames or {}))
+        for o in sess.output_dict_per_obj.values():
+            add(o)
+        return total
 
     def state_frames(self) -> int:
         """Frames whose outputs the session holds now (for the memory notes in docs/video.md)."""
