@@ -193,11 +193,13 @@ class VideoJob:
             raise DisSamError(f"frames {missing[:5]}... were not written")
         alpha = cut = None
         if self.write_videos:
-            alpha, cut = self._encode()
+            alpha, cut = self.out / f"{self.stem}_alpha.mp4", self.out / f"{self.stem}_cutout.webm"
+            if self.computed or not (alpha.is_file() and cut.is_file()):  # up to date after a finished run
+                alpha, cut = self._encode()
         return VideoResult(n, self.computed, n - self.computed, self.out, alpha, cut)
 
     def _fill_cache(self, cache: _FrameCache, k: int) -> None:
-        """Frames ``0..k-1`` on disk (those the forward pass did not already store)."""
+        """Frames ``0..k-1`` on disk (those an interrupted earlier run already stored are kept)."""
         if all(cache.has(i) for i in range(k)):
             return
         for i, f in iter_frames(self.video, start=0, stop=k):
