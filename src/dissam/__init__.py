@@ -33,6 +33,7 @@ _EXPORTS = {
     "save_checkpoint": "dissam.checkpoints",
     "load_checkpoint": "dissam.checkpoints",
     "inflate_refiner_input": "dissam.checkpoints",
+    "load_stage1": "dissam.stages",
     # evaluation
     "MetricSuite": "dissam.metrics",
     "ALL_METRICS": "dissam.metrics",
@@ -73,6 +74,7 @@ __all__ = [
     "load_checkpoint",
     "load_refiner",
     "load_sam",
+    "load_stage1",
     "read_image",
     "read_mask",
     "save_checkpoint",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from dissam.models.sam import SamStage, load_sam
     from dissam.predictor import DisSamPredictor, GrabCutStage, Prediction
     from dissam.refiner import Refiner
+    from dissam.stages import load_stage1
 
 
 def __getattr__(name: str) -> Any:

@@ -18,6 +18,7 @@ from dissam.errors import DisSamError
 COMMANDS = {
     "predict": "dissam.commands.predict",
     "app": "dissam.commands.app",
+    "video": "dissam.commands.video",
     "eval": "dissam.commands.evaluate",
     "prepare-masks": "dissam.commands.prepare_masks",
     "enrich": "dissam.commands.enrich",

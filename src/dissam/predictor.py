@@ -125,11 +125,14 @@ class DisSamPredictor:
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         self._image: np.ndarray | None = None
         self._sam_ready = False
+        self.text_stage: Any | None = None  # SAM 3 detector for predict_text, loaded on first use
+        self.stage1_source: str | os.PathLike | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, sam: str | os.PathLike | None = None, refiner: str | os.PathLike | None = None,
                         device: str | None = None, coarse: str = "sam", *, model: str | None = None,
+                        stage1: str | None = None,
                         **kwargs) -> DisSamPredictor:
         """Build from weight sources.
 
@@ -143,6 +146,10 @@ class DisSamPredictor:
             coarse: stage 1: ``"sam"``; ``"grabcut"`` (weight-free, lower quality; what the CLI uses
                 when no ``--sam`` is given, and says so); ``"none"`` (refine-only: every ``predict``
                 passes ``coarse_mask``).
+            stage1: the stage-1 family for ``sam``: ``"sam"``, ``"sam-hq"``, ``"sam2"``, ``"sam3"``,
+                ``"grabcut"`` or ``"auto"`` (from the folder's ``config.json``); see
+                :func:`dissam.stages.load_stage1`. ``None`` keeps the ``coarse`` behaviour. With
+                ``"sam3"``, :meth:`predict_text` is available.
             model: a preset naming both (``"dis-sam"``: SAM ViT-L + the DIS-SAM refiner, the paper's
                 pair; ``"demo"``: GrabCut + the built-in refiner; see ``dissam.hub.PRESETS``); an
                 explicit ``sam`` / ``refiner`` overrides its half.
@@ -162,7 +169,7 @@ class DisSamPredictor:
             refiner = preset_refiner if refiner is None else refiner
         if coarse not in STAGE1_CHOICES:
             raise ValueError(f"coarse must be one of {', '.join(STAGE1_CHOICES)}, not {coarse!r}")
-        if coarse == "sam" and sam is None:
+        if coarse == "sam" and sam is None and stage1 in (None, "sam", "auto"):
             raise DisSamError(
                 "no SAM source given: pass sam='sam_vit_l_0b3195.pth' (or a Hugging Face SAM id, or a "
                 "registry name such as 'sam-vit-l') for the paper's pipeline, coarse='grabcut' for the "
@@ -180,6 +187,12 @@ class DisSamPredictor:
         ref = load_refiner(refiner, device=dev)
         if kwargs.get("size") is None:
             kwargs["size"] = ref.input_size
+        if stage1 is not None:
+            from dissam.stages import load_stage1
+
+            predictor = cls(load_stage1(stage1, sam, dev), ref, device=dev, **kwargs)
+            predictor.stage1_source = sam
+            return predictor
         stage: Any
         if coarse == "grabcut":
             stage = GrabCutStage()
@@ -298,3 +311,25 @@ class DisSamPredictor:
         binary = self.binarize(soft)
         preds = [Prediction(soft[i], binary[i], coarse[i], bx[i]) for i in range(len(bx))]
         return preds[0] if single else preds
+
+    # ------------------------------------------------------------------ text prompts
+    def get_text_stage(self):
+        """The SAM 3 text stage: ``self.text_stage`` if set, else loaded once from the SAM 3 weights
+        this predictor's stage 1 came from."""
+        from dissam.text_prompts import require_text_stage
+
+        if self.text_stage is None and getattr(self.sam_stage, "name", "") == "sam3" and self.stage1_source:
+            from dissam.stages.sam3 import load_sam3_text
+
+            self.text_stage = load_sam3_text(self.stage1_source, self.device)
+        require_text_stage(self.text_stage)
+        return self.text_stage
+
+    def predict_text(self, text: str, score_threshold: float = 0.5, max_instances: int | None = 10,
+                     allow_empty: bool = False):
+        """Every instance of ``text`` (SAM 3) in the current image, each refined: a list of
+        :class:`dissam.text_prompts.TextPrediction` (best score first). Raises
+        :class:`dissam.stages.sam3.NoMatchError` when nothing scores ``>= score_threshold``."""
+        from dissam.text_prompts import predict_text
+
+        return predict_text(self, text, score_threshold, max_instances, allow_empty)

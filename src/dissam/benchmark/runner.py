@@ -79,9 +79,10 @@ class Runner:
         if self._sam is None:
             if self.cfg.sam is None:
                 raise DisSamError("a SAM mask has to be computed but no --sam SOURCE was given")
-            from dissam.models.sam import load_sam
+            from dissam.stages import load_stage1
 
-            self._sam = load_sam(self.cfg.sam, self.device, hq=None)
+            # any stage 1, from the source (a .pth is SAM; a folder's config.json names SAM 2.1 / SAM 3)
+            self._sam = load_stage1("auto", self.cfg.sam, self.device)
         return self._sam
 
     @_fatal

@@ -7,7 +7,7 @@ import glob
 import logging
 from pathlib import Path
 
-from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
+from dissam.choices import BOX_FORMATS, MASK_SELECTIONS, STAGE1_KINDS
 
 HELP = "segment the objects in boxes (SAM + refiner) and write masks, cut-outs and overlays"
 DESCRIPTION = """\
@@ -18,6 +18,8 @@ Segment the object inside each box prompt with DIS-SAM and write, for box k of i
                                                 edges unless --no-fg-estimation)
   STEM_k_overlay.png  mask and box on the image (--overlay)
   STEM_k_coarse.png   the stage-1 (SAM) mask    (--save-coarse)
+With --text PHRASE (SAM 3), k is PHRASE_i for the i-th instance found (best score first), e.g.
+STEM_bicycle_0.png.
 
 Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.json with boxes per
 image (see the README for the schema; rembg-style rectangle entries are accepted). Coordinates are
@@ -43,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "or id; default: built-in")
     p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
                    help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
+    p.add_argument("--stage1", choices=["auto", *STAGE1_KINDS], default=None,
+                   help="stage-1 model for --sam (auto: from the folder's config.json); see docs/stage1.md")
+    p.add_argument("--text", action="append", default=[], metavar="PHRASE",
+                   help="text prompt (SAM 3 weights in --sam): refine every instance found (repeatable)")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="--text: minimum SAM 3 score (default 0.5)")
+    p.add_argument("--max-instances", type=int, default=10, help="--text: at most this many per phrase (default 10)")
     p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box prompt (repeatable)")
     p.add_argument("--prompts", help="JSON file with boxes per image")
     p.add_argument("--box-format", choices=BOX_FORMATS, default="xyxy")
@@ -97,31 +105,47 @@ def run(args: argparse.Namespace) -> int:
 
     from dissam.boxes import as_boxes
     from dissam.errors import DisSamError
-    from dissam.io import write_png
     from dissam.predictor import DisSamPredictor
     from dissam.prompts import boxes_for_image, load_prompts, parse_box
-    from dissam.visualize import cutout, overlay
 
     cli_boxes = [parse_box(b) for b in args.box]
     prompts = load_prompts(args.prompts) if args.prompts else None
     images = _expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    coarse = args.coarse
-    if coarse == "sam" and args.sam is None and args.model is None:
-        log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
-                    "pass --sam sam_vit_l_0b3195.pth or a Hugging Face SAM id for the paper's pipeline")
-        coarse = "grabcut"
-    predictor = DisSamPredictor.from_pretrained(
-        sam=args.sam, refiner=args.refiner, model=args.model, device=args.device, coarse=coarse, size=args.size,
-        threshold=threshold, mask_selection=args.mask_selection, dtype=dtype,
-    )
+    common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, dtype=dtype)
+    if args.text:
+        from dissam.text_prompts import text_predictor
+
+        if cli_boxes or prompts or args.full_image_box:
+            raise DisSamError("give either --text or boxes (--box/--prompts/--full-image-box), not both")
+        if not args.sam:
+            raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
+        predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
+    else:
+        coarse = args.coarse
+        if coarse == "sam" and args.sam is None and args.model is None and args.stage1 in (None, "auto", "sam"):
+            log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
+                        "pass --sam sam_vit_l_0b3195.pth or a Hugging Face SAM id for the paper's pipeline")
+            coarse, stage1 = "grabcut", None
+        else:
+            stage1 = args.stage1
+        predictor = DisSamPredictor.from_pretrained(
+            sam=args.sam, refiner=args.refiner, model=args.model, device=args.device, coarse=coarse,
+            stage1=stage1, **common,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[Path, str]] = []
     written = 0
     for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 2):
         try:
+            if args.text:
+                predictor.set_image(path)
+                found = [(f"{path.stem}_{p.label}", p) for t in args.text for p in predictor.predict_text(
+                    t, score_threshold=args.score_threshold, max_instances=args.max_instances)]
+                written += _write_outputs(args, out, predictor.image, found)
+                continue
             boxes = boxes_for_image(path, prompts, cli_boxes)
             predictor.set_image(path)
             h, w = predictor.image.shape[:2]
@@ -132,19 +156,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 fmt = args.box_format
             preds = predictor.predict(boxes=as_boxes(boxes, fmt), box_format="xyxy")
-            for k, pr in enumerate(preds):
-                stem = f"{path.stem}_{k}"
-                write_png(out / f"{stem}.png", pr.mask.astype("uint8") * 255)
-                written += 1
-                if args.soft:
-                    write_png(out / f"{stem}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
-                if args.rgba:
-                    rgba = cutout(predictor.image, pr.soft, estimate_fg=not args.no_fg_estimation)
-                    write_png(out / f"{stem}_cutout.png", rgba)
-                if args.overlay:
-                    write_png(out / f"{stem}_overlay.png", overlay(predictor.image, [pr.mask], [pr.box]))
-                if args.save_coarse:
-                    write_png(out / f"{stem}_coarse.png", pr.coarse.astype("uint8") * 255)
+            written += _write_outputs(args, out, predictor.image, [(f"{path.stem}_{k}", p) for k, p in enumerate(preds)])
         except (DisSamError, OSError, ValueError) as exc:
             failures.append((path, str(exc)))
             log.error("%s: %s", path, exc)
@@ -155,3 +167,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {p}: {msg}")
         return 1
     return 0
+
+
+def _write_outputs(args: argparse.Namespace, out: Path, image, named_preds) -> int:
+    """Write the files of each ``(stem, Prediction)``; returns the number of masks written."""
+    from dissam.io import write_png
+    from dissam.visualize import cutout, overlay
+
+    for stem, pr in named_preds:
+        write_png(out / f"{stem}.png", pr.mask.astype("uint8") * 255)
+        if args.soft:
+            write_png(out / f"{stem}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
+        if args.rgba:
+            write_png(out / f"{stem}_cutout.png", cutout(image, pr.soft, estimate_fg=not args.no_fg_estimation))
+        if args.overlay:
+            write_png(out / f"{stem}_overlay.png", overlay(image, [pr.mask], [pr.box]))
+        if args.save_coarse:
+            write_png(out / f"{stem}_coarse.png", pr.coarse.astype("uint8") * 255)
+    return len(named_preds)

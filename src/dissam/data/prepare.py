@@ -138,9 +138,9 @@ def prepare_masks(
 
     def stage_ref() -> Any:
         if loaded[0] is None:  # loaded only when some mask is missing
-            from dissam.models.sam import load_sam
+            from dissam.stages import load_stage1
 
-            loaded[0] = load_sam(sam, device)
+            loaded[0] = load_stage1("auto", sam, device)  # SAM, HQ-SAM, SAM 2.1 or SAM 3 by the source
         return loaded[0]
 
     for split, s in tqdm(

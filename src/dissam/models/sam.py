@@ -102,6 +102,11 @@ class SamStage:
         self.encoder_calls = 0
         self.reset_image()
 
+    @property
+    def name(self) -> str:
+        """Stage-1 kind (:mod:`dissam.stages`): ``"sam"`` or ``"sam-hq"``."""
+        return "sam-hq" if self.is_hq else "sam"
+
     # ----------------------------------------------------------------- image
     def reset_image(self) -> None:
         """Forget the current image and its embedding."""

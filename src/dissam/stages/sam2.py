@@ -1,0 +1,158 @@
+"""SAM 2.1 and the SAM 3 tracker as stage 1: box prompt -> coarse mask.
+
+Both are ``transformers`` models with the same prompt interface (``Sam2Model`` for SAM 2 / 2.1,
+Hiera tiny to large; ``Sam3TrackerModel``, the promptable tracker half of SAM 3). Pre- and
+post-processing follow their processors (``Sam2Processor`` / ``Sam3TrackerProcessor``) and are done
+here with PIL/numpy/torch, so no processor files are needed next to the weights:
+
+* the image is resized to ``S x S`` (no aspect-preserving padding, unlike SAM 1; ``S`` = 1024 for
+  SAM 2.1, 1008 for SAM 3) with PIL bilinear and normalised (ImageNet mean/std for SAM 2,
+  0.5/0.5 for SAM 3);
+* boxes are scaled per axis (``x * S / W``, ``y * S / H``);
+* the low-resolution logits (``S/4``) are upsampled straight to the original size (bilinear,
+  ``align_corners=False``) and thresholded at 0.
+
+The processors resize with torch (antialiased); PIL's bilinear differs from it by small amounts at
+edges, which moves mask borders by well under a pixel at the low-resolution output.
+
+Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dissam.boxes import validate_boxes
+from dissam.errors import DisSamError
+from dissam.io import ImageLike, read_image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+SELECTIONS = ("first", "best", "single")
+
+# model_type -> (normalisation mean, std) of the family's processor
+NORMALISATION = {
+    "sam2": (IMAGENET_MEAN, IMAGENET_STD),
+    "sam2_video": (IMAGENET_MEAN, IMAGENET_STD),
+    "sam3_tracker": (HALF, HALF),
+    "sam3_tracker_video": (HALF, HALF),
+    "sam3": (HALF, HALF),
+    "sam3_video": (HALF, HALF),
+}
+
+
+def square_input(image: np.ndarray, size: int, mean, std) -> torch.Tensor:
+    """``H x W x 3`` uint8 RGB -> ``(1, 3, size, size)`` float32: PIL bilinear resize to a square,
+    ``(x / 255 - mean) / std``."""
+    resized = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    x = (resized - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(x).permute(2, 0, 1)[None].contiguous()
+
+
+def model_input_size(config) -> int:
+    """The square input side ``S`` of a SAM 2 / SAM 3 model (prompt-encoder image size)."""
+    cfg = getattr(config, "prompt_encoder_config", None)
+    if cfg is not None and getattr(cfg, "image_size", None):
+        return int(cfg.image_size)
+    return int(config.image_size)
+
+
+class PromptableStage:
+    """Box-prompted SAM 2.1 (``Sam2Model``) or SAM 3 tracker (``Sam3TrackerModel``).
+
+    Attributes:
+        model: the transformers model (eval, frozen, on ``device``).
+        name: ``"sam2"`` or ``"sam3"``.
+        image_size: the square input side ``S``.
+        encoder_calls: number of image-encoder runs so far (one per :meth:`set_image`).
+        original_size: ``(H, W)`` of the current image, or ``None``.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model"):
+        from dissam.utils import resolve_device
+
+        self.device = resolve_device(str(device))
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.source = source
+        model_type = model.config.model_type
+        if model_type not in NORMALISATION:
+            raise DisSamError(f"PromptableStage takes a SAM 2 or SAM 3 tracker model, not {model_type!r}")
+        self.name = "sam3" if model_type.startswith("sam3") else "sam2"
+        self.mean, self.std = NORMALISATION[model_type]
+        self.image_size = model_input_size(model.config)
+        self.encoder_calls = 0
+        self._embeddings: list[torch.Tensor] | None = None
+        self.original_size: tuple[int, int] | None = None
+
+    def set_image(self, image: ImageLike) -> PromptableStage:
+        """Encode ``image`` once (path, PIL image or ``H x W x 3`` uint8) and keep its features."""
+        arr = read_image(image)
+        x = square_input(arr, self.image_size, self.mean, self.std).to(self.device)
+        with torch.inference_mode():
+            self._embeddings = self.model.get_image_embeddings(x)
+        self.encoder_calls += 1
+        self.original_size = (int(arr.shape[0]), int(arr.shape[1]))
+        return self
+
+    def predict_batch(self, boxes, multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Masks for ``N`` boxes in one decoder call.
+
+        Args:
+            boxes: ``N x 4`` XYXY pixels of the original image (validated and clipped).
+            multimask_output: three masks per box (True) or the single-output token (False).
+        Returns:
+            ``masks`` bool ``(N, C, H, W)`` and ``iou_predictions`` float32 ``(N, C)``, C = 3 or 1.
+        """
+        if self._embeddings is None:
+            raise DisSamError("no image is set: call set_image(image) before coarse_masks")
+        h, w = self.original_size
+        valid = validate_boxes(boxes, (h, w))
+        scaled = valid.copy()
+        scaled[:, [0, 2]] *= self.image_size / w
+        scaled[:, [1, 3]] *= self.image_size / h
+        with torch.inference_mode():
+            out = self.model(
+                image_embeddings=self._embeddings,
+                input_boxes=torch.as_tensor(scaled, dtype=torch.float32, device=self.device)[None],
+                multimask_output=multimask_output,
+            )
+            low = out.pred_masks[0].float()  # (N, C, S/4, S/4) logits
+            masks = F.interpolate(low, (h, w), mode="bilinear", align_corners=False) > 0
+        return masks.cpu().numpy(), out.iou_scores[0].float().cpu().numpy()
+
+    def coarse_masks(self, boxes, selection: str = "first") -> np.ndarray:
+        """``N x 4`` boxes -> ``N x H x W`` bool (``selection`` as in :class:`dissam.models.sam.SamStage`)."""
+        if selection not in SELECTIONS:
+            raise DisSamError(f"unknown mask selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+        masks, iou = self.predict_batch(boxes, multimask_output=selection != "single")
+        idx = iou.argmax(axis=1) if selection == "best" else np.zeros(len(masks), dtype=np.int64)
+        return masks[np.arange(len(masks)), idx]
+
+    def __repr__(self) -> str:
+        return f"PromptableStage({type(self.model).__name__}, S={self.image_size}, device={self.device}, source={self.source!r})"
+
+
+def load_sam2(source: str | os.PathLike, device: str | torch.device | None = "cpu") -> PromptableStage:
+    """SAM 2 / 2.1 stage from a Hugging Face folder or hub id (``facebook/sam2.1-hiera-tiny`` ...
+    ``-large``). A ``sam2_video`` checkpoint is read as its image model."""
+    from dissam.stages.loading import load_hf_model
+
+    model = load_hf_model(source, "Sam2Model", ("sam2", "sam2_video"), "sam2")
+    return PromptableStage(model, device or "cpu", source=os.fspath(source))
+
+
+def load_sam3_tracker(source: str | os.PathLike, device: str | torch.device | None = "cpu") -> PromptableStage:
+    """SAM 3 box-prompted stage (``Sam3TrackerModel``) from a folder or hub id (``facebook/sam3``; the
+    full checkpoint holds detector and tracker, and the tracker part is read)."""
+    from dissam.stages.loading import load_hf_model
+
+    model = load_hf_model(source, "Sam3TrackerModel", ("sam3_tracker", "sam3_video", "sam3_tracker_video"), "sam3")
+    return PromptableStage(model, device or "cpu", source=os.fspath(source))
