@@ -11,6 +11,7 @@ from stage1_helpers import S2, S3, tiny_sam2, tiny_sam3_tracker
 
 from dissam.errors import CheckpointError, DisSamError, OfflineError
 from dissam.predictor import DisSamPredictor, GrabCutStage
+from dissam.refiner import Refiner
 from dissam.stages import Stage1, detect_kind, load_stage1
 from dissam.stages.sam2 import PromptableStage
 
@@ -134,11 +135,11 @@ def test_predictor_feeds_the_stage1_mask_to_the_refiner(sam2_folder, tiny_refine
     from dissam.transforms import clean_inputs
 
     pred = DisSamPredictor.from_pretrained(sam=str(sam2_folder), stage1="sam2", refiner=None, device="cpu", size=64)
-    pred.refiner = tiny_refiner  # a fixed refiner; the built-in one would do as well
+    pred.refiner = Refiner.from_module(tiny_refiner)  # a fixed refiner; the built-in one would do as well
     pred.dropped_channels = ()
     assert pred.sam_stage.name == "sam2"
     seen = []
-    handle = pred.refiner.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    handle = pred.refiner.net.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
     try:
         pred.set_image(image)
         results = pred.predict(boxes=BOXES)

@@ -57,7 +57,7 @@ def test_predict_text_one_result_per_instance(text_stage, tiny_refiner, image):
     pred.text_stage = text_stage
     pred.set_image(image)
     seen = []
-    handle = pred.refiner.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    handle = pred.refiner.net.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
     try:
         results = pred.predict_text("bicycle", score_threshold=0.0, max_instances=3)
     finally:

@@ -89,7 +89,7 @@ def test_each_frames_coarse_mask_and_box_reach_the_refiner_in_batches(clip, pred
 
     path, spec, gts = clip
     seen = []
-    handle = predictor.refiner.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    handle = predictor.refiner.net.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
     try:
         segment_video(path, tmp_path / "o", predictor, ScriptedTracker(gts), box=_box(gts[0]), batch_size=4,
                       write_videos=False, progress=False)

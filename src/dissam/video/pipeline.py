@@ -81,13 +81,8 @@ def refine_frames(predictor, frames: list[np.ndarray], coarse: list[np.ndarray],
 
     h, w = frames[0].shape[:2]
     x = torch.cat([clean_inputs(f, c[None], b[None], predictor.size) for f, c, b in zip(frames, coarse, boxes)])
-    x = x.to(predictor.device)
-    for ch in predictor.dropped_channels:
-        x[:, ch] = 0.0
-    dev = predictor.device
-    with torch.autocast(dev.type, dtype=predictor.dtype, enabled=predictor.dtype != torch.float32):
-        d1 = predictor.refiner(x)[0][0]
-    return postprocess(d1.float(), (h, w)).cpu().numpy()
+    d1 = predictor.refiner.forward_d1(x, dtype=predictor.dtype)  # the package's one refiner forward
+    return postprocess(d1, (h, w)).cpu().numpy()
 
 
 class _FrameCache:
