@@ -89,8 +89,9 @@ def test_bombs_and_garbage_are_refused_with_a_message():
 # ---------------------------------------------------------------------- the API
 def test_predict_matches_the_predictor_and_keeps_the_embedding(client, image_bytes, reference):
     info = client.get("/api/info").json()
-    assert info["models"]["refiner"] == "built-in dis-sam-compact" and info["models"]["builtin"]
-    assert "built-in" in info["models"]["notice"] and info["models"]["refiner_size"] == SIZE
+    # what was loaded: the tests' tiny refiner (built in Python) and tiny SAM, so no built-in notice
+    assert info["models"]["refiner"] == "model" and not info["models"]["builtin"]
+    assert info["models"]["notice"] == "" and info["models"]["refiner_size"] == SIZE
     up = client.post("/api/image", files={"image": ("x.png", image_bytes, "image/png")}).json()
     assert (up["width"], up["height"]) == (640, 480) and up["preview"].startswith("data:image/jpeg;base64,")
     service = client.app.state.service
@@ -296,3 +297,17 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
         assert r.status_code == 200 and r.json()["results"][0]["box"] == [float(v) for v in BOXES[0]]
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "example.org", "::"))
+
+
+def test_the_page_says_when_it_runs_on_the_built_in_models():
+    """No weights given: GrabCut and the built-in refiner, and the page says so; a preset or explicit
+    weights name what was loaded (here the built-in refiner named by path still counts as built-in)."""
+    from dissam.app.service import describe_models
+    from dissam.predictor import BUILTIN_REFINER, DisSamPredictor
+
+    pred = DisSamPredictor.from_pretrained(coarse="grabcut", device="cpu")
+    info = describe_models(pred)
+    assert info["builtin"] and info["sam"] == "GrabCut (weight-free)"
+    assert info["refiner"] == "built-in dis-sam-compact" and "built-in demonstration model" in info["notice"]
+    info = describe_models(pred, refiner=str(BUILTIN_REFINER))
+    assert info["refiner"] == "built-in dis-sam-compact"

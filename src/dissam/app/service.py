@@ -115,16 +115,18 @@ def _b64(data: bytes) -> str:
 
 def describe_models(predictor, sam: str | None = None, refiner: str | None = None) -> dict:
     """What the page and ``/api/info`` show about the loaded models."""
-    from dissam.predictor import GrabCutStage
+    from dissam.predictor import BUILTIN_REFINER, GrabCutStage
 
     stage = predictor.sam_stage
-    builtin_refiner = refiner is None
+    # what was loaded, not what was asked for (a --model preset names both halves)
+    builtin_refiner = Path(predictor.refiner.source).resolve() == BUILTIN_REFINER.resolve()
+    refiner = refiner or predictor.refiner.source
     grabcut = stage is None or isinstance(stage, GrabCutStage)
     notes = []
     if grabcut:
         notes.append("stage 1 is the weight-free GrabCut (no --sam given)")
     if builtin_refiner:
-        notes.append("the refiner is the built-in demonstration model (no --refiner given)")
+        notes.append("the refiner is the built-in demonstration model")
     return {
         "sam": "GrabCut (weight-free)" if grabcut else str(sam or getattr(stage, "source", "SAM")),
         "refiner": "built-in dis-sam-compact" if builtin_refiner else str(refiner),

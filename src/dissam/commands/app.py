@@ -7,6 +7,8 @@ import ipaddress
 import logging
 from pathlib import Path
 
+from dissam.commands.weights import add_weight_arguments, predictor_from_args
+
 HELP = "a local web page: upload an image, draw boxes, download masks and halo-free cut-outs"
 DESCRIPTION = """\
 Start a web page (and a JSON API) on this machine: upload an image or pick an example, drag boxes
@@ -24,10 +26,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples" / "images"  # pr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sam", help="SAM weights: official sam_vit_*.pth, a Hugging Face folder or hub id")
-    p.add_argument("--refiner", help="refiner checkpoint (DIS-SAM .pth or dissam .safetensors); default: built-in")
-    p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
-                   help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
+    add_weight_arguments(p)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -57,18 +56,15 @@ def build(args: argparse.Namespace):
         raise DisSamError(f"dissam app needs the optional extra: pip install 'dissam[app]' ({exc})") from None
     from dissam.app.service import Limits, describe_models
     from dissam.io import list_images
-    from dissam.predictor import DisSamPredictor
 
-    predictor = DisSamPredictor.from_pretrained(
-        sam=args.sam, refiner=args.refiner, coarse=args.coarse, device=None if args.device == "auto" else args.device,
-    )
+    predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
                     queue_size=args.queue_size)
     folder = Path(args.examples) if args.examples else EXAMPLES_DIR
     if args.examples and not folder.is_dir():
         raise DisSamError(f"--examples {folder}: not a folder")
     examples = {p.stem: p for p in list_images(folder)} if folder.is_dir() else {}
-    models = describe_models(predictor, sam=args.sam if args.coarse == "sam" else None, refiner=args.refiner)
+    models = describe_models(predictor, sam=args.sam, refiner=args.refiner)
     return create_app(predictor, limits=limits, models=models, examples=examples)
 
 

@@ -7,7 +7,8 @@ import glob
 import logging
 from pathlib import Path
 
-from dissam.choices import BOX_FORMATS, MASK_SELECTIONS, STAGE1_KINDS
+from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
+from dissam.commands.weights import add_weight_arguments, predictor_from_args
 
 HELP = "segment the objects in boxes (SAM + refiner) and write masks, cut-outs and overlays"
 DESCRIPTION = """\
@@ -36,17 +37,7 @@ log = logging.getLogger("dissam.predict")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--out", default="dissam_out", help="output folder (default: dissam_out)")
-    p.add_argument("--model", metavar="PRESET",
-                   help="a named pair of weights: dis-sam = SAM ViT-L + DIS-SAM refiner (the paper's); "
-                   "demo = GrabCut + built-in refiner. --sam / --refiner override its halves")
-    p.add_argument("--sam", help="SAM weights: a name (sam-vit-l; `dissam models list`), official sam_vit_*.pth, "
-                   "a Hugging Face folder or hub id")
-    p.add_argument("--refiner", help="refiner: a name (dis-sam), a .pth / dissam .safetensors, a Hub folder "
-                   "or id; default: built-in")
-    p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
-                   help="stage 1: SAM (default; GrabCut if --sam is not given) or weight-free GrabCut")
-    p.add_argument("--stage1", choices=["auto", *STAGE1_KINDS], default=None,
-                   help="stage-1 model for --sam (auto: from the folder's config.json); see docs/stage1.md")
+    add_weight_arguments(p)
     p.add_argument("--text", action="append", default=[], metavar="PHRASE",
                    help="text prompt (SAM 3 weights in --sam): refine every instance found (repeatable)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="--text: minimum SAM 3 score (default 0.5)")
@@ -105,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
 
     from dissam.boxes import as_boxes
     from dissam.errors import DisSamError
-    from dissam.predictor import DisSamPredictor
     from dissam.prompts import boxes_for_image, load_prompts, parse_box
 
     cli_boxes = [parse_box(b) for b in args.box]
@@ -123,17 +113,7 @@ def run(args: argparse.Namespace) -> int:
             raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
         predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
     else:
-        coarse = args.coarse
-        if coarse == "sam" and args.sam is None and args.model is None and args.stage1 in (None, "auto", "sam"):
-            log.warning("no SAM weights given: using the weight-free GrabCut stage 1 (lower quality); "
-                        "pass --sam sam_vit_l_0b3195.pth or a Hugging Face SAM id for the paper's pipeline")
-            coarse, stage1 = "grabcut", None
-        else:
-            stage1 = args.stage1
-        predictor = DisSamPredictor.from_pretrained(
-            sam=args.sam, refiner=args.refiner, model=args.model, device=args.device, coarse=coarse,
-            stage1=stage1, **common,
-        )
+        predictor = predictor_from_args(args, device=args.device, **common)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[Path, str]] = []
