@@ -19,10 +19,10 @@ from dissam.evaluate import (
     TEST_MEAN,
     evaluate_folders,
     evaluate_table,
-    format_table,
     mean_over_splits,
     pair_files,
 )
+from dissam.evaluation_tables import format_table
 from dissam.metrics import ALL_METRICS, MetricSuite
 
 FAST = ["maxFm", "MAE", "mIoU"]

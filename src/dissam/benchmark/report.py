@@ -29,7 +29,8 @@ def evaluate_run(
     A (column, split) with a failed image is left out (shown as "-") and named in ``incomplete``.
     "DIS-TE(1-4)" (mean of the four test splits' aggregates) is added for columns that have all four.
     """
-    from dissam.evaluate import add_test_mean, evaluate_folders, format_table, per_image_csv
+    from dissam.evaluate import add_test_mean, evaluate_folders
+    from dissam.evaluation_tables import format_table, per_image_csv
     from dissam.utils import atomic_write_bytes, library_versions
 
     run_dir = Path(cfg.run_dir)

@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_folder(args, metrics) -> int:
-    from dissam.evaluate import evaluate_folders, per_image_csv
+    from dissam.evaluate import evaluate_folders
+    from dissam.evaluation_tables import per_image_csv
 
     out = evaluate_folders(
         args.pred,
@@ -146,7 +147,8 @@ def _run_folder(args, metrics) -> int:
 
 def _run_table(args, metrics) -> int:
     from dissam.errors import DisSamError
-    from dissam.evaluate import evaluate_table, format_table, plot_curves
+    from dissam.evaluate import evaluate_table
+    from dissam.evaluation_tables import format_table, plot_curves
 
     if not args.gt_root or not args.pred_root or not args.splits:
         raise DisSamError("--table needs --gt-root, --pred-root and --splits")
