@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "dissam.commands.train",
     "synth": "dissam.commands.synth",
     "benchmark": "dissam.commands.benchmark",
+    "export": "dissam.commands.export",
     "info": "dissam.commands.info",
 }
 
