@@ -68,7 +68,7 @@ def test_two_processes_write_the_union_of_a_single_run(job, single_run):
     out = root / "sharded"
     procs = [_cli([*args, "-o", str(out)], {"RANK": str(r), "WORLD_SIZE": "2"}) for r in range(2)]
     logs = [p.communicate(timeout=300) for p in procs]
-    for p, (o, e) in zip(procs, logs):
+    for p, (_, e) in zip(procs, logs):
         assert p.returncode == 0, e[-2000:]
     # disjoint shards: 3 + 2 images, 2 boxes each
     assert "4 mask(s) for 2 image(s)" in logs[1][0] and "6 mask(s) for 3 image(s)" in logs[0][0]
