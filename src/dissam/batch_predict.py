@@ -171,8 +171,8 @@ def predict_images(
                     item.key = _item_key(settings, item.boxes, options)
                     if not overwrite and _is_done(out, path.stem, item.key):
                         item.image = None  # finished by an earlier run
-                except (DisSamError, OSError, ValueError) as exc:
-                    item.error = str(exc)
+                except Exception as exc:  # any unreadable input is that image's failure, not the job's
+                    item.error = str(exc) if isinstance(exc, (DisSamError, OSError, ValueError)) else repr(exc)
                 read_q.put(item)
         finally:
             read_q.put(_STOP)
@@ -210,7 +210,7 @@ def predict_images(
                         files.append(f"{base}_coarse.png")
                 # the marker goes last: an image is finished only once all its files are in place
                 atomic_write_bytes(_marker(out, stem), json.dumps({"key": item.key, "files": files}).encode())
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # a dead writer would block the model thread on a full queue
                 write_errors.append((str(item.path), f"writing outputs: {exc}"))
                 log.error("%s: writing outputs: %s", item.path, exc)
 
