@@ -17,6 +17,7 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -41,13 +42,15 @@ def refiner_paths(ref, size: int, tmp: Path):
     from dissam.runtime.onnx_export import export_refiner
     from dissam.runtime.runners import OnnxRefinerRunner, TorchRefinerRunner
 
-    plain = Refiner(ref.net, ref.config, size, ref.dropped_channels, ref.source)
-    path = export_refiner(plain, tmp / f"refiner{size}.onnx")
+    def own():  # each runner its own copy: channels_last changes the module's memory format
+        return Refiner(copy.deepcopy(ref.net), ref.config, size, ref.dropped_channels, ref.source)
+
+    path = export_refiner(own(), tmp / f"refiner{size}.onnx")
     return {
-        "torch fp32": TorchRefinerRunner(plain, "fp32", channels_last=False),
-        "torch fp32 channels_last": TorchRefinerRunner(plain, "fp32", channels_last=True),
-        "torch bf16 channels_last": TorchRefinerRunner(plain, "bf16", channels_last=True),
-        "ORT fp32": OnnxRefinerRunner(plain, "fp32", path=path),
+        "torch fp32": TorchRefinerRunner(own(), "fp32", channels_last=False),
+        "torch fp32 channels_last": TorchRefinerRunner(own(), "fp32", channels_last=True),
+        "torch bf16 channels_last": TorchRefinerRunner(own(), "bf16", channels_last=True),
+        "ORT fp32": OnnxRefinerRunner(own(), "fp32", path=path),
     }
 
 
@@ -151,10 +154,13 @@ def main() -> None:
     manifest = json.loads((ROOT / "tests" / "fixtures" / "isnet" / "manifest.json").read_text())
     net = ISNetDIS(in_ch=5).eval()
     net.load_state_dict(isnet_fixture_state_dict(manifest["isnet_dis_in5"]["state_dict"]))
-    results["fixture_isnet_1024"] = evaluate_refiner(Refiner.from_module(net), 1024, data, args.fixture_n, tmp,
-                                                     metrics=False)
+    keys = ["builtin_native", "builtin_1024"]
+    if args.fixture_n > 0:
+        results["fixture_isnet_1024"] = evaluate_refiner(Refiner.from_module(net), 1024, data, args.fixture_n, tmp,
+                                                         metrics=False)
+        keys.append("fixture_isnet_1024")
     results["sam_fixture"] = evaluate_sam(tmp)
-    for key in ("builtin_native", "builtin_1024", "fixture_isnet_1024"):
+    for key in keys:
         print(f"\n### refiner, {key} ({args.n if key.startswith('builtin') else args.fixture_n} images)\n")
         print("| path | max abs diff vs fp32 | mask IoU vs fp32 (mean / min) | maxF | MAE | S | mIoU | s/img |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -83,6 +83,24 @@ def resolve_runtime(device: torch.device, backend: str | None = None, precision:
     return backend, precision
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); ``None`` where unknown (not Linux).
+
+    Without them bf16 autocast is emulated and several times *slower* than fp32 (measured 7x on an
+    AVX2-only EPYC: docs/benchmarks.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def _warn_slow_bf16(device: torch.device, precision: str) -> None:
+    if precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        log.warning("this CPU has no bf16 instructions (avx512_bf16/amx): bf16 runs emulated and is slower "
+                    "than fp32 here; use --precision fp32 (or --backend onnx for a faster lossless path)")
+
+
 def ort_session(path: str | Path, device: torch.device | None = None, threads: int | None = None):
     """An ONNX Runtime session for ``path``: CUDA execution provider on a CUDA device when onnxruntime
     has it, else the CPU with ``threads`` (default: torch's thread count) intra-op threads."""
@@ -110,6 +128,7 @@ class TorchRefinerRunner:
         # channels_last is the layout oneDNN's convolutions want: measured 1.26x faster on the CPU,
         # lossless (only the summation order changes, within float32 rounding)
         self.channels_last = refiner.device.type == "cpu" if channels_last is None else bool(channels_last)
+        _warn_slow_bf16(refiner.device, precision)
         if self.channels_last:
             refiner.net.to(memory_format=torch.channels_last)
 
@@ -171,6 +190,7 @@ class TorchSamEncoderRunner:
         self.precision = precision
         self.dtype = _DTYPES[precision]
         self.is_hq = getattr(model.config, "model_type", "") == "sam_hq"
+        _warn_slow_bf16(next(model.parameters()).device, precision)
 
     def __call__(self, pixel_values: torch.Tensor):
         dev = next(self.model.parameters()).device
