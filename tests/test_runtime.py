@@ -18,6 +18,10 @@ CPU = torch.device("cpu")
 def test_defaults_and_impossible_combinations():
     assert resolve_runtime(CPU) == ("torch", "fp32")
     assert resolve_runtime(CPU, "torch", "bf16") == ("torch", "bf16")
+    assert resolve_runtime(CPU, "auto", "bf16") == ("torch", "bf16")  # bf16 exists only in torch
+    from dissam.runtime.runners import onnx_available
+
+    assert resolve_runtime(CPU, "auto") == ("onnx" if onnx_available() else "torch", "fp32")
     with pytest.raises(DisSamError, match="int8 runs on the ONNX backend"):
         resolve_runtime(CPU, "torch", "int8")
     with pytest.raises(DisSamError, match="torch backend"):

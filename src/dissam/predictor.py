@@ -100,8 +100,9 @@ class DisSamPredictor:
         dtype: refiner compute dtype; ``torch.bfloat16``/``torch.float16`` run under autocast (the same
             as ``precision="bf16"``/``"fp16"``; ``precision`` wins when both are given).
         refiner_batch_size: boxes per refiner call (memory bound at 1024²).
-        backend: ``"torch"`` (default) or ``"onnx"`` (ONNX Runtime on graphs exported once and cached
-            next to the weights; needs ``dissam[onnx]``), for the refiner and SAM's image encoder.
+        backend: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime on graphs exported once and cached
+            next to the weights; needs ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when installed),
+            for the refiner and SAM's image encoder.
         precision: ``"fp32"`` (default), ``"bf16"``/``"fp16"`` (torch autocast) or ``"int8"`` (onnx:
             SAM's encoder in dynamic int8). Lossy precisions are opt-in: docs/benchmarks.md has their
             measured cost. See :mod:`dissam.runtime.runners`.

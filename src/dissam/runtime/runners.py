@@ -61,11 +61,16 @@ def resolve_runtime(device: torch.device, backend: str | None = None, precision:
                     ) -> tuple[str, str]:
     """Validate ``backend``/``precision`` and fill in defaults: ``(backend, precision)``.
 
-    Default backend: ``"torch"`` (the ONNX backend is opt-in, see docs/benchmarks.md for when it pays);
+    Default backend: ``"torch"``; ``"auto"`` picks ONNX Runtime on a CPU when it is installed (the fastest
+    lossless path measured there) and torch otherwise;
     default precision ``"fp32"``: the lossy precisions (bf16, fp16, int8) stay opt-in until measured
     on trained weights. Raises :class:`DisSamError` for combinations that do not exist."""
     backend = backend or "torch"
     precision = precision or "fp32"
+    if backend == "auto":
+        # the fastest lossless choice measured on a CPU (docs/benchmarks.md): ONNX Runtime when it is
+        # installed; torch elsewhere (CUDA) and for the torch-only precisions
+        backend = "onnx" if device.type == "cpu" and onnx_available() and precision in ("fp32", "int8") else "torch"
     if backend not in BACKENDS:
         raise DisSamError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
