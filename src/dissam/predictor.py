@@ -135,6 +135,7 @@ class DisSamPredictor:
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
         self.backend, self.precision = resolve_runtime(self.device, backend, precision or dtype_name)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
         self._refiner_runner = None
         if (self.backend, self.precision) != ("torch", "fp32") and hasattr(sam_stage, "encoder_runner"):
             from dissam.runtime.runners import make_sam_encoder_runner
