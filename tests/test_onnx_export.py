@@ -211,3 +211,20 @@ def test_cli_export_errors(tmp_path, capsys):
     assert "needs --sam" in capsys.readouterr().err
     assert main(["export", "-o", str(tmp_path), "--parts", "encoder"]) == 1
     assert "unknown part" in capsys.readouterr().err
+
+
+def test_external_data_of_big_graphs_goes_to_one_file(tmp_path, tiny_refiner):
+    """Over 2 GB the exporter writes one file per tensor; they are gathered into <name>.data so that two
+    graphs in one cache folder cannot overwrite each other's weights."""
+    import onnx
+
+    path = ox.export_refiner(tiny_refiner, tmp_path / "a" / "r.onnx", size=32)
+    split = tmp_path / "split"
+    split.mkdir()
+    onnx.save_model(onnx.load(str(path)), str(split / "r.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=False, size_threshold=0)
+    assert len(list(split.iterdir())) > 10
+    ox._one_data_file(split, "r.onnx")
+    assert sorted(p.name for p in split.iterdir()) == ["r.onnx", "r.onnx.data"]
+    x = torch.rand(1, 5, 32, 32)
+    np.testing.assert_allclose(_run(split / "r.onnx", {"x": x})[0], _run(path, {"x": x})[0], atol=1e-6, rtol=0)

@@ -20,8 +20,8 @@ Graphs (names of inputs and outputs, ``N`` marks a dynamic axis):
   ``intermediate_embeddings`` -> ``low_res_logits`` ``(N, 3, 256, 256)`` and ``iou_predictions``
   ``(N, 3)`` (``multimask_output=True``: mask tokens 1..3, as DIS-SAM's ``"first"`` selection uses).
 
-Files over protobuf's 2 GB limit (ViT-H's encoder) are written with external data next to the
-``.onnx`` file by the exporter.
+Graphs over protobuf's 2 GB limit (ViT-H's encoder) keep their weights in one external file,
+``<name>.onnx.data``, next to the ``.onnx`` file (keep the two together).
 """
 
 from __future__ import annotations
@@ -133,12 +133,27 @@ def _export(module: nn.Module, args: tuple, path: str | os.PathLike, input_names
                 input_names=list(input_names), output_names=list(output_names), dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
+        if len(list(tmp.iterdir())) > 1:
+            _one_data_file(tmp, path.name)
         for f in sorted(tmp.iterdir(), key=lambda p: p.name == path.name):  # the .onnx file last
             os.replace(f, path.parent / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s", path)
     return path
+
+
+def _one_data_file(folder: Path, name: str) -> None:
+    """Rewrite a graph whose weights the exporter wrote as one external file per tensor (graphs over
+    protobuf's 2 GB limit, e.g. ViT-H's encoder) with all of them in ``<name>.data``: tensor-named
+    files of two graphs in one cache folder would overwrite each other."""
+    import onnx
+
+    model = onnx.load(str(folder / name))  # reads the external tensors too
+    for f in folder.iterdir():
+        f.unlink()
+    onnx.save_model(model, str(folder / name), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{name}.data")
 
 
 def export_refiner(net: nn.Module, path: str | os.PathLike, size: int = 1024, in_ch: int = 5) -> Path:
