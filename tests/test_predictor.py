@@ -202,9 +202,10 @@ def test_cli_writes_every_promised_file_and_reports_failures(tmp_path, fixtures_
     assert rc == 1  # two inputs failed
     printed = capsys.readouterr().out
     assert "2 image(s) failed" in printed and "broken.jpg" in printed and "missing.png" in printed
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .dissam-done: resume markers
     expected = sorted(f"image_{k}{s}.png" for k in (0, 1) for s in ("", "_soft", "_cutout", "_overlay", "_coarse"))
     assert names == expected
+    assert sorted(p.name for p in (out / ".dissam-done").iterdir()) == ["image.json"]  # failed inputs: no marker
     mask = np.asarray(Image.open(out / "image_0.png"))
     assert mask.shape == (480, 640) and set(np.unique(mask)) <= {0, 255}
     cut = Image.open(out / "image_1_cutout.png")
@@ -220,7 +221,7 @@ def test_cli_prompts_file_and_xywh(tmp_path, fixtures_dir, tiny_sam_path, refine
     rc = main(["predict", str(img), "--sam", str(tiny_sam_path), "--refiner", str(refiner_ckpt),
                "--prompts", str(prompts), "--box-format", "xywh", "-o", str(out), "--threshold", "otsu"])
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["image_0.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["image_0.png"]
 
 
 def test_cli_no_box_is_a_per_image_error(tmp_path, fixtures_dir, tiny_sam_path, refiner_ckpt, capsys):

@@ -27,6 +27,7 @@ COMMANDS = {
     "benchmark": "dissam.commands.benchmark",
     "models": "dissam.commands.models",
     "convert": "dissam.commands.convert",
+    "export": "dissam.commands.export",
     "info": "dissam.commands.info",
 }
 

@@ -96,14 +96,22 @@ class DisSamPredictor:
         threshold: probability threshold for the binary mask (``"otsu"`` for Otsu on the 8-bit map,
             as the authors' demo does).
         device: ``"cpu"``, ``"cuda"``, ... (``None``: the refiner's current device).
-        dtype: refiner compute dtype; ``torch.bfloat16``/``torch.float16`` run under autocast.
+        dtype: refiner compute dtype; ``torch.bfloat16``/``torch.float16`` run under autocast (the same
+            as ``precision="bf16"``/``"fp16"``; ``precision`` wins when both are given).
         refiner_batch_size: boxes per refiner call (memory bound at 1024²).
+        backend: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime on graphs exported once and cached
+            next to the weights; needs ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when installed),
+            for the refiner and SAM's image encoder.
+        precision: ``"fp32"`` (default), ``"bf16"``/``"fp16"`` (torch autocast) or ``"int8"`` (onnx:
+            SAM's encoder in dynamic int8). Lossy precisions are opt-in: docs/benchmarks.md has their
+            measured cost. See :mod:`dissam.runtime.runners`.
     """
 
     def __init__(self, sam_stage: Any | None, refiner: Refiner | nn.Module, *, size: int | None = None,
                  mask_selection: str = "first", threshold: float | str = 0.5,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 refiner_batch_size: int = 4):
+                 refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None):
+        from dissam.runtime.runners import resolve_runtime
         from dissam.utils import resolve_device
 
         if not isinstance(refiner, Refiner):
@@ -123,6 +131,14 @@ class DisSamPredictor:
         self.threshold = threshold
         self.dtype = dtype
         self.refiner_batch_size = max(1, int(refiner_batch_size))
+        dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
+        self.backend, self.precision = resolve_runtime(self.device, backend, precision or dtype_name)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+        self._refiner_runner = None
+        if (self.backend, self.precision) != ("torch", "fp32") and hasattr(sam_stage, "encoder_runner"):
+            from dissam.runtime.runners import make_sam_encoder_runner
+
+            sam_stage.encoder_runner = make_sam_encoder_runner(sam_stage, self.backend, self.precision)
         self._image: np.ndarray | None = None
         self._sam_ready = False
         self.text_stage: Any | None = None  # SAM 3 detector for predict_text, loaded on first use
@@ -257,6 +273,16 @@ class DisSamPredictor:
             self._sam_ready = True
         return np.asarray(self.sam_stage.coarse_masks(boxes, selection=self.mask_selection), dtype=bool)
 
+    @property
+    def refiner_runner(self):
+        """The refiner's backend (:mod:`dissam.runtime.runners`), made on first use: an ONNX export
+        happens at most once per weights (cached)."""
+        if self._refiner_runner is None:
+            from dissam.runtime.runners import make_refiner_runner
+
+            self._refiner_runner = make_refiner_runner(self.refiner, self.backend, self.precision)
+        return self._refiner_runner
+
     def refine(self, coarse: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps."""
         from dissam.transforms import clean_inputs, postprocess
@@ -266,7 +292,7 @@ class DisSamPredictor:
         for start in range(0, len(boxes), self.refiner_batch_size):
             sl = slice(start, start + self.refiner_batch_size)
             x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size)
-            d1 = self.refiner.forward_d1(x, dtype=self.dtype)
+            d1 = self.refiner_runner(x)
             out[sl] = postprocess(d1, (h, w)).cpu().numpy()
         return out
 

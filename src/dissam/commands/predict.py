@@ -29,6 +29,15 @@ pixels of the image as displayed (EXIF orientation applied), XYXY by default.
 Without --refiner the built-in demonstration refiner is used; without --sam a weight-free GrabCut
 stage 1 (lower quality). One failing image is reported and the others continue; the exit status is
 non-zero if any image failed.
+
+Runs over folders are resumable: an image whose outputs a previous run finished (with the same
+weights, flags and boxes) is skipped (--overwrite redoes it). Under torchrun (or with RANK and
+WORLD_SIZE set) each process takes its share of the images and its GPU from LOCAL_RANK:
+  torchrun --nproc-per-node 4 -m dissam predict photos/ --prompts boxes.json -o out
+
+Backends: --backend torch (default) or onnx (ONNX Runtime; graphs exported once and cached next to
+the weights; pip install 'dissam[onnx]'); --precision fp32 (default), bf16 (torch), int8 (onnx: the
+SAM encoder). Lossy precisions are opt-in: see docs/benchmarks.md for their measured cost.
 """
 
 log = logging.getLogger("dissam.predict")
@@ -58,7 +67,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="refiner compute precision")
+    p.add_argument("--backend", choices=["torch", "onnx", "auto"], default=None,
+                   help="runtime for the refiner and SAM's image encoder (default: torch; auto: onnx on a CPU "
+                        "when onnxruntime is installed)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default=None,
+                   help="fp32 (default); bf16/fp16 autocast (torch); int8 SAM encoder (onnx). Lossy: opt-in")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="old name of --precision (kept for scripts)")
+    p.add_argument("--overwrite", action="store_true", help="redo images that a previous run finished")
 
 
 def _expand_inputs(items: list[str]) -> list[Path]:
@@ -91,62 +107,85 @@ def _expand_inputs(items: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
+    from dissam.batch_predict import OutputOptions, predict_images
     from dissam.boxes import as_boxes
     from dissam.errors import DisSamError
     from dissam.prompts import boxes_for_image, load_prompts, parse_box
+    from dissam.sharding import device_for_rank, dist_env
 
     cli_boxes = [parse_box(b) for b in args.box]
     prompts = load_prompts(args.prompts) if args.prompts else None
     images = _expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, dtype=dtype)
+    if args.precision and args.dtype and args.precision != args.dtype:
+        raise DisSamError(f"--dtype {args.dtype} and --precision {args.precision} disagree: give only --precision")
+    precision = args.precision or args.dtype
+    common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
+                  precision=precision)
     if args.text:
-        from dissam.text_prompts import text_predictor
+        return _run_text(args, images, cli_boxes, prompts, common)
+    env = dist_env()
+    device = device_for_rank(args.device, env)  # cuda:LOCAL_RANK under torchrun
 
-        if cli_boxes or prompts or args.full_image_box:
-            raise DisSamError("give either --text or boxes (--box/--prompts/--full-image-box), not both")
-        if not args.sam:
-            raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
-        predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
-    else:
-        predictor = predictor_from_args(args, device=args.device, **common)
+    def build():
+        return predictor_from_args(args, device=str(device), **common)
+
+    def boxes_for(path: Path, hw: tuple[int, int]):
+        boxes = boxes_for_image(path, prompts, cli_boxes)
+        if not boxes:
+            if not args.full_image_box:
+                raise DisSamError("no box given for this image (use --box, --prompts or --full-image-box)")
+            return as_boxes([[0, 0, hw[1] - 1, hw[0] - 1]], "xyxy")
+        return as_boxes(boxes, args.box_format)
+
+    settings = {
+        "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse, "stage1": args.stage1,
+        "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
+        "backend": args.backend or "torch", "precision": precision or "fp32",
+        "fg_estimation": not args.no_fg_estimation,
+    }
+    options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
+                            estimate_fg=not args.no_fg_estimation)
+    summary = predict_images(build, images, args.out, boxes_for, options=options, settings=settings,
+                             overwrite=args.overwrite, env=env)
+    skipped = f", {summary.skipped} already done" if summary.skipped else ""
+    print(f"dissam predict{env.tag()}: {summary.masks} mask(s) for {summary.done} image(s) written to "
+          f"{args.out}{skipped}")
+    if summary.failures:
+        print(f"dissam predict{env.tag()}: {len(summary.failures)} image(s) failed:")
+        for p, msg in summary.failures:
+            print(f"  {p}: {msg}")
+        return 1
+    return 0
+
+
+def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, common: dict) -> int:
+    """``--text``: SAM 3 finds the instances of each phrase in each image, the refiner refines each
+    (one process; outputs ``STEM_PHRASE_i``)."""
+    from dissam.errors import DisSamError
+    from dissam.text_prompts import text_predictor
+
+    if cli_boxes or prompts or args.full_image_box:
+        raise DisSamError("give either --text or boxes (--box/--prompts/--full-image-box), not both")
+    if not args.sam:
+        raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
+    predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failures: list[tuple[Path, str]] = []
-    written = 0
-    for path in tqdm(images, desc="predict", unit="img", disable=len(images) < 2):
+    failures, written = [], 0
+    for path in images:
         try:
-            if args.text:
-                predictor.set_image(path)
-                found = [(f"{path.stem}_{p.label}", p) for t in args.text for p in predictor.predict_text(
-                    t, score_threshold=args.score_threshold, max_instances=args.max_instances)]
-                written += _write_outputs(args, out, predictor.image, found)
-                continue
-            boxes = boxes_for_image(path, prompts, cli_boxes)
             predictor.set_image(path)
-            h, w = predictor.image.shape[:2]
-            if not boxes:
-                if not args.full_image_box:
-                    raise DisSamError("no box given for this image (use --box, --prompts or --full-image-box)")
-                boxes, fmt = [[0, 0, w - 1, h - 1]], "xyxy"
-            else:
-                fmt = args.box_format
-            preds = predictor.predict(boxes=as_boxes(boxes, fmt), box_format="xyxy")
-            written += _write_outputs(args, out, predictor.image, [(f"{path.stem}_{k}", p) for k, p in enumerate(preds)])
+            found = [(f"{path.stem}_{p.label}", p) for t in args.text for p in predictor.predict_text(
+                t, score_threshold=args.score_threshold, max_instances=args.max_instances)]
+            written += _write_outputs(args, out, predictor.image, found)
         except (DisSamError, OSError, ValueError) as exc:
             failures.append((path, str(exc)))
             log.error("%s: %s", path, exc)
     print(f"dissam predict: {written} mask(s) for {len(images) - len(failures)} image(s) written to {out}")
-    if failures:
-        print(f"dissam predict: {len(failures)} image(s) failed:")
-        for p, msg in failures:
-            print(f"  {p}: {msg}")
-        return 1
-    return 0
+    for p, msg in failures:
+        print(f"  failed: {p}: {msg}")
+    return 1 if failures else 0
 
 
 def _write_outputs(args: argparse.Namespace, out: Path, image, named_preds) -> int:

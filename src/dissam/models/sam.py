@@ -100,6 +100,9 @@ class SamStage:
         self.is_hq = _is_hq_config(model.config)
         self.image_size = int(model.config.vision_config.image_size)
         self.encoder_calls = 0
+        # optional backend for the image encoder (dissam.runtime.runners): pixels -> (embedding,
+        # HQ-SAM intermediate embeddings or None); None runs the torch module in fp32
+        self.encoder_runner: Any | None = None
         self.reset_image()
 
     @property
@@ -124,11 +127,14 @@ class SamStage:
         and 16-bit are converted by :func:`dissam.io.read_image`). Runs the image encoder once."""
         arr = read_image(image)
         pixels, input_size = preprocess_image(arr, self.image_size)
-        with torch.inference_mode():
-            out = self.model.vision_encoder(pixel_values=pixels.to(self.device))
+        if self.encoder_runner is not None:
+            self.image_embedding, self._intermediate = self.encoder_runner(pixels)
+        else:
+            with torch.inference_mode():
+                out = self.model.vision_encoder(pixel_values=pixels.to(self.device))
+            self.image_embedding = out.last_hidden_state
+            self._intermediate = list(out.intermediate_embeddings) if self.is_hq else None
         self.encoder_calls += 1
-        self.image_embedding = out.last_hidden_state
-        self._intermediate = list(out.intermediate_embeddings) if self.is_hq else None
         self.original_size = (int(arr.shape[0]), int(arr.shape[1]))
         self.input_size = input_size
         return self

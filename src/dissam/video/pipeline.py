@@ -81,7 +81,7 @@ def refine_frames(predictor, frames: list[np.ndarray], coarse: list[np.ndarray],
 
     h, w = frames[0].shape[:2]
     x = torch.cat([clean_inputs(f, c[None], b[None], predictor.size) for f, c, b in zip(frames, coarse, boxes)])
-    d1 = predictor.refiner.forward_d1(x, dtype=predictor.dtype)  # the package's one refiner forward
+    d1 = predictor.refiner_runner(x)  # the predictor's backend (torch through Refiner.forward_d1, or ONNX)
     return postprocess(d1, (h, w)).cpu().numpy()
 
 

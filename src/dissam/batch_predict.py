@@ -1,0 +1,298 @@
+"""Prediction over many images: resumable, sharded across processes, with I/O off the model's thread.
+
+``dissam predict`` runs through :func:`predict_images` whether it is given one image or a folder.
+
+* **Resumable.** Every output file is written atomically (temporary file + rename), and once all
+  outputs of an image are in place a *done marker* ``OUT/.dissam-done/STEM.json`` is written
+  (atomically, last). The marker records a key of everything that decides the outputs (weights,
+  stage 1, size, threshold, backend, precision, the image's boxes, the output kinds). A rerun skips
+  an image whose marker has the same key and whose files all exist; anything else is redone. A
+  crash therefore loses at most the images in flight, and changing the model or the flags never
+  silently keeps stale outputs. ``--overwrite`` redoes everything.
+* **Sharded.** Under ``torchrun`` (or with ``RANK``/``WORLD_SIZE`` set by hand) each process takes
+  every ``WORLD_SIZE``-th image of the sorted list (:func:`dissam.sharding.shard`) and its device
+  from ``LOCAL_RANK`` (:func:`dissam.sharding.device_for_rank`). Ranks write into the same output
+  folder; their images are disjoint, so their files are too.
+* **The model never waits for I/O.** A reader thread decodes the next images (and resolves their
+  boxes) into a small queue; a writer thread encodes and writes the PNGs of finished images. The
+  main thread runs only SAM and the refiner. Both queues are bounded (memory stays flat).
+* **One progress bar** for the whole job, on rank 0: its total is every image of all ranks, and it
+  counts done markers on disk, so it shows the other ranks' progress too (and the images a previous
+  run finished).
+
+Outputs for box ``k`` of image ``STEM``: ``STEM_k.png`` (mask), and with the options ``STEM_k_soft.png``,
+``STEM_k_cutout.png``, ``STEM_k_overlay.png``, ``STEM_k_coarse.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dissam.errors import DisSamError
+
+__all__ = ["OutputOptions", "BatchSummary", "predict_images", "expected_files", "DONE_DIR"]
+
+log = logging.getLogger("dissam.predict")
+
+DONE_DIR = ".dissam-done"
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which files to write per box (the mask is always written)."""
+
+    soft: bool = False
+    rgba: bool = False
+    overlay: bool = False
+    coarse: bool = False
+    estimate_fg: bool = True  # cut-outs: estimate the foreground colour under soft edges (dissam.matting)
+
+    def suffixes(self) -> list[str]:
+        return [""] + [s for s, on in (("_soft", self.soft), ("_cutout", self.rgba), ("_overlay", self.overlay),
+                                       ("_coarse", self.coarse)) if on]
+
+
+def expected_files(stem: str, n_boxes: int, options: OutputOptions) -> list[str]:
+    """File names written for an image with ``n_boxes`` boxes."""
+    return [f"{stem}_{k}{s}.png" for k in range(n_boxes) for s in options.suffixes()]
+
+
+@dataclass
+class BatchSummary:
+    """What one process did."""
+
+    rank: int = 0
+    total: int = 0  # images of this rank
+    done: int = 0  # images predicted now
+    skipped: int = 0  # images finished by an earlier run
+    masks: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Item:
+    path: Path
+    image: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    key: str = ""
+    error: str | None = None
+
+
+def _marker(out: Path, stem: str) -> Path:
+    return out / DONE_DIR / f"{stem}.json"
+
+
+def _is_done(out: Path, stem: str, key: str) -> bool:
+    m = _marker(out, stem)
+    if not m.is_file():
+        return False
+    try:
+        info = json.loads(m.read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("key") == key and all((out / f).is_file() for f in info.get("files", []))
+
+
+def _item_key(settings: dict, boxes: np.ndarray, options: OutputOptions) -> str:
+    blob = json.dumps({"settings": settings, "boxes": np.round(boxes, 4).tolist(), "outputs": options.suffixes()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def predict_images(
+    predictor_factory: Callable[[], Any],
+    images: Sequence[Path],
+    out: str | Path,
+    boxes_for: Callable[[Path, tuple[int, int]], np.ndarray],
+    *,
+    options: OutputOptions = OutputOptions(),
+    settings: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    env=None,
+    prefetch: int = 2,
+) -> BatchSummary:
+    """Predict every image of this process's shard and write its outputs to ``out``.
+
+    Args:
+        predictor_factory: builds the :class:`~dissam.predictor.DisSamPredictor` (called once, after
+            the shard is known to have work: a rank with nothing to do loads no model).
+        images: all images of the job (every rank passes the same list; sorted by path for sharding).
+        boxes_for: ``(path, (H, W)) -> (N, 4)`` XYXY boxes for an image (raise :class:`DisSamError`
+            for an image without boxes: it is reported and the others continue).
+        settings: what decides the outputs besides the boxes (weights, flags), for the done markers.
+        overwrite: redo images that an earlier run finished.
+        env: a :class:`dissam.sharding.DistEnv` (default: from the environment).
+        prefetch: images decoded ahead by the reader thread (and finished images queued for writing).
+    Returns:
+        this rank's :class:`BatchSummary`.
+    """
+    from dissam.io import read_image
+    from dissam.sharding import dist_env, shard
+
+    env = env or dist_env()
+    out = Path(out)
+    (out / DONE_DIR).mkdir(parents=True, exist_ok=True)
+    stems: dict[str, Path] = {}
+    for p in images:
+        if p.stem in stems and stems[p.stem] != p:
+            raise DisSamError(f"two inputs share the name {p.stem!r} ({stems[p.stem]} and {p}); outputs would collide")
+        stems[p.stem] = p
+    mine = shard(list(dict.fromkeys(images)), env.rank, env.world_size, key=str)
+    settings = dict(settings or {})
+    summary = BatchSummary(rank=env.rank, total=len(mine))
+    t0 = time.perf_counter()
+
+    read_q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    write_q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for path in mine:
+                if stop.is_set():
+                    break
+                item = _Item(path)
+                try:
+                    item.image = read_image(path)
+                    item.boxes = np.asarray(boxes_for(path, item.image.shape[:2]), dtype=np.float64).reshape(-1, 4)
+                    item.key = _item_key(settings, item.boxes, options)
+                    if not overwrite and _is_done(out, path.stem, item.key):
+                        item.image = None  # finished by an earlier run
+                except Exception as exc:  # any unreadable input is that image's failure, not the job's
+                    item.error = str(exc) if isinstance(exc, (DisSamError, OSError, ValueError)) else repr(exc)
+                read_q.put(item)
+        finally:
+            read_q.put(_STOP)
+
+    write_errors: list[tuple[str, str]] = []
+
+    def writer() -> None:
+        from dissam.io import write_png
+        from dissam.utils import atomic_write_bytes
+        from dissam.visualize import cutout, overlay
+
+        while True:
+            job = write_q.get()
+            if job is _STOP:
+                return
+            item, preds = job
+            stem = item.path.stem
+            try:
+                files = []
+                for k, pr in enumerate(preds):
+                    base = f"{stem}_{k}"
+                    write_png(out / f"{base}.png", pr.mask.astype("uint8") * 255)
+                    files.append(f"{base}.png")
+                    if options.soft:
+                        write_png(out / f"{base}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
+                        files.append(f"{base}_soft.png")
+                    if options.rgba:
+                        write_png(out / f"{base}_cutout.png", cutout(item.image, pr.soft, estimate_fg=options.estimate_fg))
+                        files.append(f"{base}_cutout.png")
+                    if options.overlay:
+                        write_png(out / f"{base}_overlay.png", overlay(item.image, [pr.mask], [pr.box]))
+                        files.append(f"{base}_overlay.png")
+                    if options.coarse:
+                        write_png(out / f"{base}_coarse.png", pr.coarse.astype("uint8") * 255)
+                        files.append(f"{base}_coarse.png")
+                # the marker goes last: an image is finished only once all its files are in place
+                atomic_write_bytes(_marker(out, stem), json.dumps({"key": item.key, "files": files}).encode())
+            except Exception as exc:  # a dead writer would block the model thread on a full queue
+                write_errors.append((str(item.path), f"writing outputs: {exc}"))
+                log.error("%s: writing outputs: %s", item.path, exc)
+
+    bar = _ProgressBar(out, len(images), env, enabled=progress) if env.is_main else None
+    threads = [threading.Thread(target=reader, name="dissam-reader", daemon=True),
+               threading.Thread(target=writer, name="dissam-writer", daemon=True)]
+    for t in threads:
+        t.start()
+    predictor = None
+    try:
+        while True:
+            item = read_q.get()
+            if item is _STOP:
+                break
+            if item.error is not None:
+                summary.failures.append((str(item.path), item.error))
+                log.error("%s: %s", item.path, item.error)
+                continue
+            if item.image is None:
+                summary.skipped += 1
+                continue
+            if predictor is None:
+                predictor = predictor_factory()
+            try:
+                predictor.set_image(item.image)
+                preds = predictor.predict(boxes=item.boxes, box_format="xyxy")
+            except (DisSamError, ValueError) as exc:
+                summary.failures.append((str(item.path), str(exc)))
+                log.error("%s: %s", item.path, exc)
+                continue
+            write_q.put((item, preds))
+            summary.done += 1
+            summary.masks += len(preds)
+    finally:
+        stop.set()
+        write_q.put(_STOP)
+        for t in threads:
+            # drain the reader if the loop stopped early, so that its bounded put cannot block it
+            while t.name == "dissam-reader" and t.is_alive():
+                try:
+                    read_q.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            t.join()
+        if bar is not None:
+            bar.close()
+    summary.failures.extend(write_errors)
+    summary.done -= len(write_errors)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+class _ProgressBar:
+    """tqdm over all images of the job, advanced by counting done markers on disk (every rank's)."""
+
+    def __init__(self, out: Path, total: int, env, enabled: bool = True, poll_s: float = 0.5):
+        from tqdm import tqdm
+
+        self.folder = out / DONE_DIR
+        self.bar = tqdm(total=total, desc=f"predict{env.tag()}", unit="img", disable=not enabled or total < 2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(poll_s,), name="dissam-progress", daemon=True)
+        self._thread.start()
+
+    def _count(self) -> int:
+        try:
+            return sum(1 for p in self.folder.iterdir() if p.suffix == ".json")
+        except OSError:
+            return self.bar.n
+
+    def _poll(self, poll_s: float) -> None:
+        while not self._stop.wait(poll_s):
+            self._update()
+
+    def _update(self) -> None:
+        n = min(self._count(), self.bar.total)
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._update()
+        self.bar.close()
