@@ -2,7 +2,7 @@
 # The project's test command (README): set up if needed, then the default (fast) test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# the suite covers the app and its browser test, so it installs their extras too
-export DISSAM_EXTRAS=${DISSAM_EXTRAS:-test,app,browser-test}
+# the suite covers the app, its browser test and the ONNX parity tests, so it installs their extras too
+export DISSAM_EXTRAS=${DISSAM_EXTRAS:-test,app,browser-test,onnx}
 bash scripts/setup.sh
 exec .venv/bin/python -m pytest -q "$@"
