@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
     ap.add_argument("--no-sam", action="store_true", help="skip the SAM encoders")
+    ap.add_argument("--no-cudnn-benchmark", action="store_true",
+                    help="leave torch.backends.cudnn.benchmark off (PyTorch's default, as dissam's predictor runs)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     device = torch.device(args.device)
@@ -277,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_suite: CUDA is not available here; use --device cpu", file=sys.stderr)
         return 2
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+        # fixed shapes: let cuDNN pick its fastest kernels (--no-cudnn-benchmark: what dissam's
+        # predictor gets, which leaves PyTorch's default, benchmark off)
+        torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     args.tiny = args.quick and device.type == "cpu"
     args.size = 64 if args.tiny else 1024
     args.batches = [1, 2] if args.tiny else [1, 8]
