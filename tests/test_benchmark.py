@@ -616,3 +616,22 @@ def test_mask_only_ablation_model_gets_no_box(tmp_path, masked_root, tiny_refine
     with torch.inference_mode():
         exp = to_authors_png(postprocess(tiny_refiner(x[None].float())[0][0][0, 0], (H, W)))
     assert np.array_equal(read_mask(run_dir / "predictions" / "dis-sam" / "DIS-TE1" / f"{stem}.png"), exp)
+
+
+def test_runtime_choice_matches_the_faithful_path_and_is_guarded(tmp_path, masked_root, refiner_path):
+    """--backend torch (channels_last fp32 on the CPU) gives the faithful path's saved maps up to a
+    grey level or two (float32 rounding before the uint8 truncation); a run dir made with one runtime
+    refuses another."""
+    from dissam.io import read_mask
+
+    base = dict(data=str(masked_root), splits=["DIS-VD"], progress=False, evaluate=False, methods=["dis-sam"],
+                refiner=str(refiner_path), size=64, device="cpu")
+    run_benchmark(BenchmarkConfig(**base, run_dir=str(tmp_path / "faithful")))
+    run_benchmark(BenchmarkConfig(**base, run_dir=str(tmp_path / "torch"), backend="torch"))
+    a = sorted((tmp_path / "faithful" / "predictions" / "dis-sam" / "DIS-VD").glob("*.png"))
+    b = sorted((tmp_path / "torch" / "predictions" / "dis-sam" / "DIS-VD").glob("*.png"))
+    assert [p.name for p in a] == [p.name for p in b] and a
+    for pa, pb in zip(a, b):
+        assert np.abs(read_mask(pa).astype(int) - read_mask(pb).astype(int)).max() <= 2
+    with pytest.raises(DisSamError, match="other settings.*precision"):
+        run_benchmark(BenchmarkConfig(**base, run_dir=str(tmp_path / "torch"), backend="torch", precision="bf16"))

@@ -30,6 +30,8 @@ class BenchmarkConfig:
     jitters: list[float] = field(default_factory=list)
     jitter_seed: int = 0
     size: int = 1024
+    backend: str | None = None  # None: the faithful torch fp32 path; "torch" / "onnx" (docs/runtime.md)
+    precision: str | None = None  # None: fp32; "bf16" / "fp16" (torch autocast)
     device: str | None = "auto"
     workers: int = 1
     metrics: list[str] | None = None
@@ -67,7 +69,7 @@ def resolve_methods(cfg: BenchmarkConfig, have_masks: bool) -> tuple[list[str], 
 
 
 #SETTINGS
-_SETTINGS = ("data", "sam", "refiner", "hq_sam", "isnet", "size", "jitter_seed")
+_SETTINGS = ("data", "sam", "refiner", "hq_sam", "isnet", "size", "jitter_seed", "backend", "precision")
 
 
 def _source_id(value) -> Any:
@@ -85,8 +87,10 @@ def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS, write
     merged settings."""
     path = Path(cfg.run_dir) / "settings.json"
     now = {k: _source_id(getattr(cfg, k)) for k in _SETTINGS}
+    # the runtime is a setting even when left at its default (the faithful torch fp32 path)
+    now["backend"], now["precision"] = cfg.backend or "faithful", cfg.precision or "fp32"
     if not any(m in ("dis-sam", "isnet") for m in methods):
-        now["size"] = None  # only the refiner and IS-Net depend on it
+        now["size"] = now["backend"] = now["precision"] = None  # only the refiner and IS-Net depend on them
     if not cfg.jitters:
         now["jitter_seed"] = None
     old = json.loads(path.read_text()) if path.is_file() else {}

@@ -58,6 +58,7 @@ class Runner:
         self.methods = methods
         self.run_dir = Path(cfg.run_dir)
         self._sam = self._hq = self._refiner = self._isnet = None
+        self._runners: dict[str, Any] = {}  # method -> refiner runtime (--backend / --precision)
         self._device = None
         self.stats = {"computed": 0, "reused": 0, "sam_calls": 0, "failed": 0}
         self._settings_written = False
@@ -104,6 +105,17 @@ class Runner:
         if self._isnet is None:
             self._isnet = load_net(self.cfg.isnet, self.device, 3, "--isnet")
         return self._isnet
+
+    def _run(self, method: str, ref):
+        """The network call of ``method``: ``Refiner.forward_d1`` (the faithful default, PyTorch's
+        contiguous fp32), or the runtime of ``--backend``/``--precision`` when one is asked for."""
+        if not (self.cfg.backend or self.cfg.precision):
+            return ref.forward_d1
+        if method not in self._runners:
+            from dissam.runtime.runners import make_refiner_runner
+
+            self._runners[method] = make_refiner_runner(ref, self.cfg.backend or "torch", self.cfg.precision or "fp32")
+        return self._runners[method]
 
     # ---------------------------------------------------------------- paths
     def pred_path(self, column: str, item: Item) -> Path:
@@ -281,7 +293,7 @@ class Runner:
         ref = self.refiner() if method == "dis-sam" else self.isnet()
         # dropped prompt channels of ablation models are zeroed on a copy (the faithful sample is
         # cached for the other methods)
-        d1 = ref.forward_d1(x[None])  # side output 1: (1, 1, S, S) probabilities
+        d1 = self._run(method, ref)(x[None])  # side output 1: (1, 1, S, S) probabilities
         return to_authors_png(postprocess(d1[0, 0], ctx["hw"]))  # (H, W)
 
     def _input(self, method: str, pct: float | None, ctx: dict):

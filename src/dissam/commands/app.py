@@ -7,7 +7,7 @@ import ipaddress
 import logging
 from pathlib import Path
 
-from dissam.commands.weights import add_weight_arguments, predictor_from_args
+from dissam.commands.weights import add_runtime_arguments, add_weight_arguments, predictor_from_args
 
 HELP = "a local web page: upload an image, draw boxes, download masks and halo-free cut-outs"
 DESCRIPTION = """\
@@ -27,6 +27,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples" / "images"  # pr
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_weight_arguments(p)
+    add_runtime_arguments(p)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -57,7 +58,8 @@ def build(args: argparse.Namespace):
     from dissam.app.service import Limits, describe_models
     from dissam.io import list_images
 
-    predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device)
+    predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device,
+                                    backend=args.backend, precision=args.precision)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
                     queue_size=args.queue_size)
     folder = Path(args.examples) if args.examples else EXAMPLES_DIR

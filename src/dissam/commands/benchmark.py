@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dissam.runtime import BACKENDS
+
 HELP = "reproduce the paper's tables: GT-box prompts, DIS-SAM and baselines, box-jitter robustness"
 
 DESCRIPTION = """\
@@ -76,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=int, default=1024, help="refiner input size (default 1024, the paper's)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="refiner runtime (default: the faithful torch fp32 path; docs/runtime.md)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                        help="refiner precision (default fp32; bf16/fp16 are lossy: docs/benchmarks.md)")
     parser.add_argument(
         "--workers", type=int, default=1, metavar="N", help="evaluation processes (default 1)"
     )
@@ -113,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         jitters=parse_jitters(args.box_jitter),
         jitter_seed=args.jitter_seed,
         size=args.size,
+        backend=args.backend,
+        precision=args.precision,
         device=args.device,
         workers=args.workers,
         metrics=_split_list(args.metrics),

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
-from dissam.commands.weights import add_weight_arguments, predictor_from_args
+from dissam.commands.weights import add_runtime_arguments, add_weight_arguments, predictor_from_args
 
 HELP = "segment the objects in boxes (SAM + refiner) and write masks, cut-outs and overlays"
 DESCRIPTION = """\
@@ -67,11 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--backend", choices=["torch", "onnx", "auto"], default=None,
-                   help="runtime for the refiner and SAM's image encoder (default: torch; auto: onnx on a CPU "
-                        "when onnxruntime is installed)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default=None,
-                   help="fp32 (default); bf16/fp16 autocast (torch); int8 SAM encoder (onnx). Lossy: opt-in")
+    add_runtime_arguments(p)
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="old name of --precision (kept for scripts)")
     p.add_argument("--overwrite", action="store_true", help="redo images that a previous run finished")

@@ -1,5 +1,6 @@
-"""The weight options that every command building a predictor shares (``dissam predict``,
-``dissam app``): ``--model``, ``--sam``, ``--refiner``, ``--stage1``, ``--coarse``, and the one rule
+"""The weight and runtime options that every command building a predictor shares (``dissam predict``,
+``dissam app``): ``--model``, ``--sam``, ``--refiner``, ``--stage1``, ``--coarse``, ``--backend``,
+``--precision``, and the one rule
 for a command line without SAM weights (the weight-free GrabCut stage 1, with a notice; the Python
 API never switches silently)."""
 
@@ -9,6 +10,7 @@ import argparse
 import logging
 
 from dissam.choices import STAGE1_KINDS
+from dissam.runtime import BACKENDS, PRECISIONS
 
 log = logging.getLogger("dissam")
 
@@ -30,6 +32,15 @@ def add_weight_arguments(p: argparse.ArgumentParser) -> None:
                    help="stage-1 model family for --sam (auto: from the folder's config.json); see docs/stage1.md")
     p.add_argument("--coarse", choices=["sam", "grabcut"], default="sam",
                    help="stage 1: SAM (default; GrabCut if no SAM weights are given) or weight-free GrabCut")
+
+
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--precision`` (docs/runtime.md)."""
+    p.add_argument("--backend", choices=[*BACKENDS, "auto"], default=None,
+                   help="runtime for the refiner and SAM's image encoder (default: torch; auto: onnx on a CPU "
+                        "when onnxruntime is installed)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="fp32 (default); bf16/fp16 autocast (torch); int8 SAM encoder (onnx). Lossy: opt-in")
 
 
 def predictor_from_args(args: argparse.Namespace, device=None, **kwargs):
