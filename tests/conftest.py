@@ -40,3 +40,20 @@ def tiny_refiner():
 
     torch.manual_seed(1234)
     return build_refiner("dis-sam-compact").eval()
+
+
+@pytest.fixture(scope="session")
+def image(fixtures_dir):
+    """The SAM fixture's image: ``H x W x 3`` uint8 RGB (a test module may define its own ``image``)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.array(Image.open(fixtures_dir / "sam" / "image.png").convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def boxes(fixtures_dir):
+    """The SAM fixture's boxes: ``N x 4`` float XYXY pixels of :func:`image`."""
+    import numpy as np
+
+    return np.array(json.loads((fixtures_dir / "sam" / "meta.json").read_text())["boxes_xyxy"], dtype=float)

@@ -90,13 +90,6 @@ def hq_model():
     return model
 
 
-@pytest.fixture(scope="module")
-def image(fixtures_dir):
-    from PIL import Image
-
-    return np.array(Image.open(fixtures_dir / "sam" / "image.png").convert("RGB"))
-
-
 BOXES_1024 = torch.tensor([[[40.0, 60.0, 700.0, 650.0], [300.0, 200.0, 900.0, 720.0], [0.0, 0.0, 128.0, 96.0]]])
 
 

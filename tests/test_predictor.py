@@ -20,16 +20,6 @@ SIZE = 256  # refiner input size for the tests (the paper uses 1024)
 
 
 @pytest.fixture(scope="module")
-def image(fixtures_dir):
-    return np.array(Image.open(fixtures_dir / "sam" / "image.png").convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def boxes(fixtures_dir):
-    return np.array(json.loads((fixtures_dir / "sam" / "meta.json").read_text())["boxes_xyxy"], dtype=float)
-
-
-@pytest.fixture(scope="module")
 def stage(tiny_sam_path):
     return load_sam(tiny_sam_path)
 

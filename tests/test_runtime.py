@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dissam.errors import DisSamError
 from dissam.runtime.runners import TorchRefinerRunner, resolve_runtime
@@ -47,16 +44,6 @@ def test_torch_fp32_channels_last_is_lossless_and_bf16_is_close(tiny_refiner):
         assert bf.dtype == torch.float32 and 0 < diff < 0.05  # bf16 has 8 mantissa bits: close, not equal
     finally:
         tiny_refiner.to(memory_format=torch.contiguous_format)
-
-
-@pytest.fixture(scope="module")
-def image(fixtures_dir):
-    return np.array(Image.open(fixtures_dir / "sam" / "image.png").convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def boxes(fixtures_dir):
-    return np.array(json.loads((fixtures_dir / "sam" / "meta.json").read_text())["boxes_xyxy"], dtype=float)
 
 
 def test_predictor_onnx_backend_matches_torch(tmp_path, tiny_sam_path, tiny_refiner, image, boxes, monkeypatch):
