@@ -100,3 +100,31 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
     with pytest.raises(DisSamError, match=r"dissam\[onnx\]"):
         load_stage1("u2netp")
+
+
+def test_predict_cli_with_u2netp_stage1(tmp_path, tiny_refiner):
+    """``dissam predict --stage1 u2netp`` end to end: no --sam, the bundled file; the saved coarse mask
+    is U²-Netp's."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from dissam.checkpoints import save_checkpoint
+    from dissam.cli import main
+    from dissam.io import read_image
+    from dissam.stages.u2netp import U2NetpStage
+
+    image = Path(__file__).resolve().parents[1] / "examples" / "images" / "tree_on_coffee.jpg"
+    box = [109, 71, 318, 356]
+    ck = save_checkpoint(tmp_path / "tiny.safetensors", tiny_refiner, metadata={"input_size": 64})
+    out = tmp_path / "out"
+    assert main(["predict", str(image), "--box", ",".join(map(str, box)), "--stage1", "u2netp",
+                 "--refiner", str(ck), "--save-coarse", "--device", "cpu", "-o", str(out)]) == 0
+    coarse = np.array(Image.open(out / "tree_on_coffee_0_coarse.png")) > 127
+    mask = np.array(Image.open(out / "tree_on_coffee_0.png"))
+    rgb = read_image(image)
+    assert coarse.shape == mask.shape == rgb.shape[:2]
+    stage = U2NetpStage()
+    stage.set_image(rgb)
+    expected = stage.coarse_masks(np.array([box]))[0]
+    assert coarse.any() and np.array_equal(coarse, expected)
