@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dissam.choices import STAGE1_KINDS
+
 HELP = "segment one object through a video from a box or text on one frame (resumable)"
 DESCRIPTION = """\
 Track the object through the clip with stage 1 (SAM 2.1 / SAM 3 video models, or any image stage
@@ -28,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", metavar="PHRASE", help="text prompt instead of a box (SAM 3)")
     p.add_argument("--frame", type=int, default=0, help="the frame the prompt refers to (default 0)")
     p.add_argument("-o", "--out", default=None, help="output folder (default: STEM_dissam next to the clip)")
-    p.add_argument("--stage1", choices=["auto", "sam", "sam-hq", "sam2", "sam3", "grabcut"], default="auto",
+    p.add_argument("--stage1", choices=["auto", *STAGE1_KINDS], default="auto",
                    help="tracker: sam2/sam3 video models propagate; the others re-prompt per frame")
     p.add_argument("--sam", help="stage-1 weights: Hugging Face folder or hub id (facebook/sam2.1-hiera-tiny ...)")
     p.add_argument("--text-model", help="--text: SAM 3 detector weights (default: --sam)")
