@@ -121,3 +121,15 @@ def test_cli_text_names_prompt_and_instance(sam3_folder, tmp_path, image, capsys
     assert "matched nothing" in capsys.readouterr().out
     rc = main(["predict", str(img), "--text", "bicycle", "--box", "1,1,20,20", "--sam", str(sam3_folder)])
     assert rc == 1
+
+
+def test_sam3_box_predictor_loads_its_text_stage_on_first_use(sam3_folder, tiny_refiner, image):
+    class Sam3BoxStage:  # stands in for the SAM 3 tracker stage that from_pretrained(stage1="sam3") builds
+        name = "sam3"
+
+    pred = DisSamPredictor(Sam3BoxStage(), tiny_refiner, size=64)
+    pred.stage1_source = str(sam3_folder)
+    pred.set_image(image)
+    results = pred.predict_text("bicycle", score_threshold=0.0, max_instances=2)
+    assert isinstance(pred.text_stage, Sam3TextStage) and len(results) == 2
+    assert pred.get_text_stage() is pred.text_stage  # loaded once
