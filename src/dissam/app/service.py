@@ -134,7 +134,7 @@ def describe_models(predictor, sam: str | None = None, refiner: str | None = Non
         "device": str(predictor.device),
         "builtin": bool(grabcut or builtin_refiner),
         "notice": ("Running on the built-in models: " + "; ".join(notes) + ". They are for trying the tool "
-                   "offline and far from the paper's quality: start with --sam and --refiner for that.")
+                   "offline and far from the paper's quality: start with --model dis-sam (or --sam and --refiner) for that.")
         if notes else "",
     }
 
