@@ -129,7 +129,6 @@ class DisSamPredictor:
         self.size = int(size) if size is not None else refiner.input_size
         self.mask_selection = mask_selection
         self.threshold = threshold
-        self.dtype = dtype
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
         self.backend, self.precision = resolve_runtime(self.device, backend, precision or dtype_name)
@@ -142,6 +141,7 @@ class DisSamPredictor:
         self._image: np.ndarray | None = None
         self._sam_ready = False
         self.text_stage: Any | None = None  # SAM 3 detector for predict_text, loaded on first use
+        self.text_image: np.ndarray | None = None  # the image the text stage has encoded
         self.stage1_source: str | os.PathLike | None = None
 
     # ------------------------------------------------------------------ construction
@@ -268,9 +268,7 @@ class DisSamPredictor:
         """Stage 1 for ``N x 4`` validated boxes: ``N x H x W`` bool (one embedding, one decoder call)."""
         if self.sam_stage is None:
             raise DisSamError("this predictor has no stage 1 (SAM); pass coarse_mask=... to refine a given mask")
-        if not self._sam_ready:
-            self.sam_stage.set_image(self.image)
-            self._sam_ready = True
+        self.ensure_embedding()
         return np.asarray(self.sam_stage.coarse_masks(boxes, selection=self.mask_selection), dtype=bool)
 
     @property
@@ -296,9 +294,11 @@ class DisSamPredictor:
             out[sl] = postprocess(d1, (h, w)).cpu().numpy()
         return out
 
-    def binarize(self, soft: np.ndarray) -> np.ndarray:
-        """``soft`` (``H x W`` or ``N x H x W`` float in [0, 1]) -> bool, by threshold or Otsu."""
-        if self.threshold == "otsu":
+    def binarize(self, soft: np.ndarray, threshold: float | str | None = None) -> np.ndarray:
+        """``soft`` (``H x W`` or ``N x H x W`` float in [0, 1]) -> bool, by ``threshold`` (default: the
+        predictor's) or Otsu."""
+        threshold = self.threshold if threshold is None else threshold
+        if threshold == "otsu":
             import cv2
 
             maps = soft.reshape(-1, *soft.shape[-2:])
@@ -308,7 +308,7 @@ class DisSamPredictor:
                 _, b = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
                 out.append(b > 0)
             return np.stack(out).reshape(soft.shape)
-        return soft > float(self.threshold)
+        return soft > float(threshold)
 
     def predict(self, box: Sequence[float] | np.ndarray | None = None, *, boxes: np.ndarray | None = None,
                 coarse_mask: ImageLike | np.ndarray | None = None,

@@ -57,7 +57,9 @@ def predict_text(predictor, text: str, score_threshold: float = 0.5, max_instanc
     from dissam.stages.sam3 import NoMatchError
 
     stage = predictor.get_text_stage()
-    stage.set_image(predictor.image)
+    if predictor.text_image is not predictor.image:  # one SAM 3 encoding per image, for every phrase
+        stage.set_image(predictor.image)
+        predictor.text_image = predictor.image
     found = stage.find(text, score_threshold=score_threshold, max_instances=max_instances)
     if len(found) == 0:
         if allow_empty:

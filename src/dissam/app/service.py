@@ -256,12 +256,7 @@ class SegmentationService:
         t = lap("decoder_ms", t)
         soft = p.refine(coarse, bx)
         t = lap("refiner_ms", t)
-        saved = p.threshold
-        try:
-            p.threshold = "otsu" if threshold == "otsu" else (float(value) if threshold == "binary" else 0.5)
-            masks = p.binarize(soft)
-        finally:
-            p.threshold = saved
+        masks = p.binarize(soft, "otsu" if threshold == "otsu" else (float(value) if threshold == "binary" else 0.5))
         t = lap("threshold_ms", t)
         results, fg_ms = [], 0.0
         encode_ms = 0.0

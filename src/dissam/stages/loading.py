@@ -78,7 +78,9 @@ def load_hf_model(source: str | os.PathLike, class_name: str, accepted: tuple[st
     src = os.fspath(source)
     path = Path(src).expanduser()
     cls = getattr(transformers, class_name)
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    from dissam.hub.cache import is_offline
+
+    offline = is_offline()
     if path.is_dir():
         model_type = read_model_type(path)
         if model_type is None:

@@ -163,7 +163,9 @@ def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None 
         # transformers 5 would build an empty CLIP tokenizer here and every prompt would read as <unk>
         raise CheckpointError(missing)
     try:
-        offline = os.path.isdir(src) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "")
+        from dissam.hub.cache import is_offline
+
+        offline = os.path.isdir(src) or is_offline()
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
     except Exception as exc:
         raise CheckpointError(f"{missing} ({type(exc).__name__}: {exc})") from exc
