@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dissam.errors import CheckpointError, DisSamError
-from dissam.stages.u2netp import U2NETP_SHA256, file_sha256, preprocess, vendored_path
+from dissam.hub.verify import file_sha256
+from dissam.stages.u2netp import U2NETP_SHA256, preprocess, vendored_path
 
 pytest.importorskip("onnxruntime")
 

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         }
         if not args.no_check:
             manifest["graphs"]["refiner"]["check_max_abs_diff"] = _check_refiner(ref, path)
-    if args.sam:
+    if any(p.startswith("sam") for p in parts):  # no SAM load when only the refiner is exported
         from dissam.models.sam import load_sam
 
         stage = load_sam(args.sam, device="cpu")

@@ -78,7 +78,9 @@ def component_gt(gt: np.ndarray, k: int) -> np.ndarray:
 
 def component_box(comp: np.ndarray) -> tuple[int, int, int, int]:
     """Inclusive XYXY box of ``comp * 255 > 125`` (the notebook's rule)."""
-    ys, xs = np.where(np.asarray(comp).astype(np.int64) * 255 > 125)
+    comp = np.asarray(comp)
+    # bool components (what components() gives) need no arithmetic; other arrays follow the rule
+    ys, xs = np.nonzero(comp if comp.dtype == bool else comp.astype(np.int64) * 255 > 125)
     if ys.size == 0:
         raise DatasetError("cannot take the box of an empty component")
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())

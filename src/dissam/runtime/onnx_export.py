@@ -214,7 +214,12 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # quantize_dynamic writes to a path: a temporary name, renamed once complete (no half file)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    os.replace(tmp, dst)
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dst

@@ -23,7 +23,6 @@ Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive
 
 from __future__ import annotations
 
-import hashlib
 import os
 from importlib import resources
 from pathlib import Path
@@ -163,12 +162,6 @@ class U2NetpStage:
         return np.stack([self._mask(b) for b in boxes])
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_u2netp(source: str | os.PathLike | None = None, **kwargs) -> U2NetpStage:
