@@ -64,6 +64,25 @@ class OutputOptions:
                                        ("_coarse", self.coarse)) if on]
 
 
+def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: OutputOptions) -> list[str]:
+    """Write the files of one :class:`~dissam.predictor.Prediction` of ``image`` (``H x W x 3``
+    uint8) as ``out/BASE.png`` and the ``BASE_<kind>.png`` that ``options`` asks for, each atomically;
+    returns their names."""
+    from dissam.io import write_png
+    from dissam.visualize import cutout, overlay
+
+    pictures = {"": lambda: pred.mask.astype("uint8") * 255,
+                "_soft": lambda: (pred.soft * 255).round().clip(0, 255).astype("uint8"),
+                "_cutout": lambda: cutout(image, pred.soft, estimate_fg=options.estimate_fg),
+                "_overlay": lambda: overlay(image, [pred.mask], [pred.box]),
+                "_coarse": lambda: pred.coarse.astype("uint8") * 255}
+    names = []
+    for suffix in options.suffixes():
+        write_png(out / f"{base}{suffix}.png", pictures[suffix]())
+        names.append(f"{base}{suffix}.png")
+    return names
+
+
 def expected_files(stem: str, n_boxes: int, options: OutputOptions) -> list[str]:
     """File names written for an image with ``n_boxes`` boxes."""
     return [f"{stem}_{k}{s}.png" for k in range(n_boxes) for s in options.suffixes()]
@@ -181,9 +200,7 @@ def predict_images(
     write_errors: list[tuple[str, str]] = []
 
     def writer() -> None:
-        from dissam.io import write_png
         from dissam.utils import atomic_write_bytes
-        from dissam.visualize import cutout, overlay
 
         while True:
             job = write_q.get()
@@ -194,21 +211,7 @@ def predict_images(
             try:
                 files = []
                 for k, pr in enumerate(preds):
-                    base = f"{stem}_{k}"
-                    write_png(out / f"{base}.png", pr.mask.astype("uint8") * 255)
-                    files.append(f"{base}.png")
-                    if options.soft:
-                        write_png(out / f"{base}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
-                        files.append(f"{base}_soft.png")
-                    if options.rgba:
-                        write_png(out / f"{base}_cutout.png", cutout(item.image, pr.soft, estimate_fg=options.estimate_fg))
-                        files.append(f"{base}_cutout.png")
-                    if options.overlay:
-                        write_png(out / f"{base}_overlay.png", overlay(item.image, [pr.mask], [pr.box]))
-                        files.append(f"{base}_overlay.png")
-                    if options.coarse:
-                        write_png(out / f"{base}_coarse.png", pr.coarse.astype("uint8") * 255)
-                        files.append(f"{base}_coarse.png")
+                    files += write_prediction(out, f"{stem}_{k}", item.image, pr, options)
                 # the marker goes last: an image is finished only once all its files are in place
                 atomic_write_bytes(_marker(out, stem), json.dumps({"key": item.key, "files": files}).encode())
             except Exception as exc:  # a dead writer would block the model thread on a full queue

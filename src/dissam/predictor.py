@@ -283,13 +283,14 @@ class DisSamPredictor:
 
     def refine(self, coarse: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps."""
-        from dissam.transforms import clean_inputs, postprocess
+        from dissam.transforms import clean_inputs, postprocess, resize_image
 
         h, w = self.image.shape[:2]
         out = np.empty((len(boxes), h, w), dtype=np.float32)
+        im_u8 = resize_image(self.image, self.size)  # once for all chunks of boxes
         for start in range(0, len(boxes), self.refiner_batch_size):
             sl = slice(start, start + self.refiner_batch_size)
-            x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size)
+            x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size, im_u8=im_u8)
             d1 = self.refiner_runner(x)
             out[sl] = postprocess(d1, (h, w)).cpu().numpy()
         return out

@@ -22,10 +22,20 @@ from torch import nn
 
 from dissam.models.isnet import RefinerConfig
 
-__all__ = ["Refiner", "forward_d1", "PROMPT_CHANNELS"]
+__all__ = ["Refiner", "forward_d1", "zero_dropped", "PROMPT_CHANNELS"]
 
 PROMPT_CHANNELS = {"mask": 3, "box": 4}
 """Input channel of each prompt in the 5-channel refiner input."""
+
+
+def zero_dropped(x: torch.Tensor, dropped_channels: Sequence[int]) -> torch.Tensor:
+    """``x`` (``(N, C, S, S)``) with the prompt channels a refiner was trained without set to zero,
+    on a copy (the caller's tensor is untouched); ``x`` itself when there are none."""
+    if not dropped_channels:
+        return x
+    x = x.clone()
+    x[:, list(dropped_channels)] = 0.0
+    return x
 
 
 def forward_d1(
@@ -41,9 +51,7 @@ def forward_d1(
     ``dropped_channels`` are set to zero first (on a copy: the caller's tensor is untouched), as the
     model saw them in training. ``dtype`` other than float32 runs under autocast (bf16 on CPU and GPU,
     fp16 on GPU). Gradients are not tracked; the caller decides train/eval mode."""
-    if dropped_channels:
-        x = x.clone()
-        x[:, list(dropped_channels)] = 0.0
+    x = zero_dropped(x, dropped_channels)
     with torch.inference_mode(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
         return net(x)[0][0].float()
 

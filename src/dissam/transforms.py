@@ -162,21 +162,29 @@ def faithful_sample(
 
 
 def clean_inputs(
-    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int | Sequence[int] = 1024
+    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int | Sequence[int] = 1024,
+    im_u8: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inference inputs for ``N`` boxes of one image: ``(N, 5, S, S)`` float32. The image is resized
-    once; each coarse mask (``N x H x W``, bool or uint8) like the authors' masks; each box map is drawn
-    from the user's box (:func:`box_map_from_box`)."""
+    once (or pass ``im_u8 = resize_image(image, size)``, ``(3, S, S)`` uint8, to reuse it across
+    calls); each coarse mask (``N x H x W``, bool or uint8) like the authors' masks; each box map is
+    drawn from the user's box (:func:`box_map_from_box`)."""
     masks = np.asarray(masks)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if masks.ndim == 2:
         masks = masks[None]
     hw = image.shape[:2]
-    im_u8 = resize_uint8(_image_chw(image), size)
+    if im_u8 is None:
+        im_u8 = resize_image(image, size)
     m = masks.astype(np.uint8) * 255 if masks.dtype == bool else masks.astype(np.uint8)
     mask_u8 = resize_uint8(torch.from_numpy(_writable(m))[:, None], size)
     box_u8 = torch.stack([box_map_from_box(b, hw, size) for b in boxes])
     return assemble_input(im_u8.expand(len(boxes), -1, -1, -1), mask_u8, box_u8)
+
+
+def resize_image(image: np.ndarray, size: int | Sequence[int] = 1024) -> torch.Tensor:
+    """``H x W x 3`` uint8 -> ``(3, S, S)`` uint8, resized as the refiner's inputs are."""
+    return resize_uint8(_image_chw(image), size)
 
 
 def clean_input(

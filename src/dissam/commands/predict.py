@@ -6,9 +6,13 @@ import argparse
 import glob
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
 from dissam.commands.weights import add_runtime_arguments, add_weight_arguments, predictor_from_args
+
+if TYPE_CHECKING:  # heavy modules load inside run(), so that --help stays instant
+    from dissam.batch_predict import OutputOptions
 
 HELP = "segment the objects in boxes (SAM + refiner) and write masks, cut-outs and overlays"
 DESCRIPTION = """\
@@ -118,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
     precision = args.precision or args.dtype
     common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
                   precision=precision)
+    options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
+                            estimate_fg=not args.no_fg_estimation)
     if args.text:
-        return _run_text(args, images, cli_boxes, prompts, common)
+        return _run_text(args, images, cli_boxes, prompts, common, options)
     env = dist_env()
     device = device_for_rank(args.device, env)  # cuda:LOCAL_RANK under torchrun
 
@@ -140,8 +146,6 @@ def run(args: argparse.Namespace) -> int:
         "backend": args.backend or "torch", "precision": precision or "fp32",
         "fg_estimation": not args.no_fg_estimation,
     }
-    options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
-                            estimate_fg=not args.no_fg_estimation)
     summary = predict_images(build, images, args.out, boxes_for, options=options, settings=settings,
                              overwrite=args.overwrite, env=env)
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
@@ -155,9 +159,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, common: dict) -> int:
+def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, common: dict,
+              options: OutputOptions) -> int:
     """``--text``: SAM 3 finds the instances of each phrase in each image, the refiner refines each
     (one process; outputs ``STEM_PHRASE_i``)."""
+    from dissam.batch_predict import write_prediction
     from dissam.errors import DisSamError
     from dissam.text_prompts import text_predictor
 
@@ -174,7 +180,9 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
             predictor.set_image(path)
             found = [(f"{path.stem}_{p.label}", p) for t in args.text for p in predictor.predict_text(
                 t, score_threshold=args.score_threshold, max_instances=args.max_instances)]
-            written += _write_outputs(args, out, predictor.image, found)
+            for base, pr in found:
+                write_prediction(out, base, predictor.image, pr, options)
+            written += len(found)
         except (DisSamError, OSError, ValueError) as exc:
             failures.append((path, str(exc)))
             log.error("%s: %s", path, exc)
@@ -182,21 +190,3 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     for p, msg in failures:
         print(f"  failed: {p}: {msg}")
     return 1 if failures else 0
-
-
-def _write_outputs(args: argparse.Namespace, out: Path, image, named_preds) -> int:
-    """Write the files of each ``(stem, Prediction)``; returns the number of masks written."""
-    from dissam.io import write_png
-    from dissam.visualize import cutout, overlay
-
-    for stem, pr in named_preds:
-        write_png(out / f"{stem}.png", pr.mask.astype("uint8") * 255)
-        if args.soft:
-            write_png(out / f"{stem}_soft.png", (pr.soft * 255).round().clip(0, 255).astype("uint8"))
-        if args.rgba:
-            write_png(out / f"{stem}_cutout.png", cutout(image, pr.soft, estimate_fg=not args.no_fg_estimation))
-        if args.overlay:
-            write_png(out / f"{stem}_overlay.png", overlay(image, [pr.mask], [pr.box]))
-        if args.save_coarse:
-            write_png(out / f"{stem}_coarse.png", pr.coarse.astype("uint8") * 255)
-    return len(named_preds)

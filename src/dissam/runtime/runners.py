@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from dissam.errors import DisSamError
-from dissam.refiner import Refiner, forward_d1
+from dissam.refiner import Refiner, forward_d1, zero_dropped
 from dissam.runtime import BACKENDS, PRECISIONS
 
 __all__ = [
@@ -168,10 +168,7 @@ class OnnxRefinerRunner:
         self.session = ort_session(self.path, refiner.device, threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().float().cpu()
-        if self.refiner.dropped_channels:
-            x = x.clone()
-            x[:, list(self.refiner.dropped_channels)] = 0.0
+        x = zero_dropped(x.detach().float().cpu(), self.refiner.dropped_channels)
         (d1,) = self.session.run(["d1"], {"x": x.contiguous().numpy()})
         return torch.from_numpy(d1)
 
