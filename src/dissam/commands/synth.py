@@ -11,13 +11,17 @@ Write N synthetic samples in the DIS-5K layout (see docs/synthetic.md):
   OUT/im/synth_000000.jpg   RGB image
   OUT/gt/synth_000000.png   8-bit soft ground truth of the target object only
   OUT/boxes.json            {stem: [x0, y0, x1, y1]} target box, inclusive pixels
-  OUT/mask/synth_000000.png coarse stage-1 mask, with --masks degrade|grabcut
+  OUT/mask/synth_000000.png coarse stage-1 mask, with --masks degrade|grabcut|stage1-like
 
 With --max-targets K > 1 the ground truth holds 1..K separate objects under one box (the
 multi-component masks that `dissam enrich` splits into extra samples).
 
+With --style photo the objects sit in real photographs (scikit-image's public-domain/CC0 samples
+plus the files and folders given with --photos) and pass through a camera model (blur, white
+balance, noise, JPEG); docs/experiments.md says how the built-in model used it.
+
 Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks,
---max-targets).
+--max-targets, --style, --photos).
 """
 
 
@@ -29,10 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size-max", type=int, default=512, help="largest image side in px (default 512)")
     parser.add_argument(
         "--masks",
-        choices=("degrade", "grabcut", "none"),
+        choices=("degrade", "grabcut", "stage1-like", "none"),
         default="none",
         help="also write OUT/mask/ coarse masks: 'degrade' (SAM-like degraded GT), "
-        "'grabcut' (OpenCV GrabCut from the box, slow), 'none' (default)",
+        "'grabcut' (OpenCV GrabCut from the box, slow), 'stage1-like' (GrabCut, U²-Netp or degraded GT, "
+        "the latter where a stage 1 fails outright; slow), 'none' (default)",
+    )
+    parser.add_argument(
+        "--style",
+        choices=("dis", "photo"),
+        default="dis",
+        help="'dis' (default): flat objects on procedural textures; 'photo': photo-textured objects in "
+        "real photographs through a camera model",
+    )
+    parser.add_argument(
+        "--photos",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="with --style photo: more photographs (files or folders) for backgrounds and textures",
     )
     parser.add_argument(
         "--max-targets",
@@ -62,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         max_targets=args.max_targets,
+        style=args.style,
+        photos=tuple(args.photos),
     )
     print(
         f"wrote {len(boxes)} samples to {args.out_dir} (im/, gt/, boxes.json"

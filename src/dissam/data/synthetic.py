@@ -47,7 +47,8 @@ from dissam.utils import atomic_write_bytes
 
 SEED_STRIDE = 1_000_003
 JPEG_QUALITY = 92
-MASK_SOURCES = ("degrade", "grabcut", "none")
+MASK_SOURCES = ("degrade", "grabcut", "stage1-like", "none")
+STYLES = ("dis", "photo")
 
 
 
@@ -176,13 +177,29 @@ def sample_stem(index: int) -> str:
     return f"synth_{index:06d}"
 
 
-def _write_one(job: tuple) -> tuple[str, list[int]]:
-    index, seed, size_range, out, masks, max_targets = job
-    image, gt, box = generate_sample(index, seed, size_range=size_range, max_targets=max_targets)
+def generate_photo_style_sample(
+    index: int, seed: int, photos: tuple[str, ...] = (), size_range: tuple[int, int] = (320, 512)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample ``index`` of ``seed`` in the photo style (:func:`dissam.data.photo_scenes.generate_photo_sample`)
+    with the photo bank of ``photos`` (files or folders, added to scikit-image's samples)."""
+    from dissam.data.photo_scenes import generate_photo_sample, load_photo_bank
+
+    rng = sample_rng(index, seed)
+    size = _resolve_size(None, size_range, rng)
+    return generate_photo_sample(rng, load_photo_bank(tuple(str(p) for p in photos)), size)
+
+
+def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
+    index, seed, size_range, out, masks, max_targets, style, photos = job
+    if style == "photo":
+        image, gt, box = generate_photo_style_sample(index, seed, photos, size_range)
+    else:
+        image, gt, box = generate_sample(index, seed, size_range=size_range, max_targets=max_targets)
     stem = sample_stem(index)
     out = Path(out)
     atomic_write_bytes(out / "im" / f"{stem}.jpg", encode_jpeg(image))
     write_png(out / "gt" / f"{stem}.png", gt)
+    info = None
     if masks == "degrade":
         from dissam.coarse import degrade_mask
 
@@ -191,7 +208,15 @@ def _write_one(job: tuple) -> tuple[str, list[int]]:
         from dissam.coarse import grabcut_mask
 
         write_png(out / "mask" / f"{stem}.png", grabcut_mask(image, box))
-    return stem, [int(v) for v in box]
+    elif masks == "stage1-like":
+        from dissam.coarse import stage1_like_mask
+
+        # the JPEG that is written is what a stage 1 would see
+        seen = np.asarray(Image.open(io.BytesIO(encode_jpeg(image))).convert("RGB"))
+        mask, source, iou = stage1_like_mask(seen, gt, box, seed * SEED_STRIDE + index)
+        write_png(out / "mask" / f"{stem}.png", mask)
+        info = {"source": source, "stage1_iou": round(iou, 4)}
+    return stem, [int(v) for v in box], info
 
 
 def generate_dataset(
@@ -203,15 +228,29 @@ def generate_dataset(
     workers: int = 1,
     progress: bool = True,
     max_targets: int = 1,
+    style: str = "dis",
+    photos: tuple[str, ...] = (),
 ) -> dict[str, list[int]]:
     """Write samples ``0 .. n-1`` in the DIS-5K layout and return the boxes.
 
     Files: ``out_dir/im/<stem>.jpg``, ``out_dir/gt/<stem>.png`` (8-bit soft GT),
     ``out_dir/boxes.json`` ``{stem: [x0, y0, x1, y1]}`` (inclusive pixels of ``gt > 0``), and with
-    ``masks`` ``"degrade"`` or ``"grabcut"`` also ``out_dir/mask/<stem>.png`` ({0, 255}, see
-    ``dissam.coarse``). Output bytes depend only on ``(seed, index, size_range, masks, max_targets)``;
-    ``max_targets`` is :func:`generate_sample`'s.
+    ``masks`` ``"degrade"``, ``"grabcut"`` or ``"stage1-like"`` also ``out_dir/mask/<stem>.png``
+    ({0, 255}, see ``dissam.coarse``; ``stage1-like`` also writes ``out_dir/mask_sources.json``, which
+    source each mask came from). Output bytes depend only on ``(seed, index, size_range, masks,
+    max_targets, style, photos)``; ``max_targets`` is :func:`generate_sample`'s (the ``dis`` style only).
+    ``style="photo"`` draws photo-like samples (:mod:`dissam.data.photo_scenes`) from the photo bank
+    of ``photos`` plus scikit-image's samples.
     """
+    if style not in STYLES:
+        raise DatasetError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    if style == "photo":
+        from dissam.data.photo_scenes import load_photo_bank
+
+        photos = tuple(str(p) for p in photos)
+        load_photo_bank(photos)  # fail early (and fill the cache the forked workers share)
+    elif photos:
+        raise DatasetError("photos only apply to style='photo'")
     if n < 0:
         raise DatasetError(f"n must be >= 0, got {n}")
     if masks == "none":
@@ -226,26 +265,31 @@ def generate_dataset(
     (out / "gt").mkdir(parents=True, exist_ok=True)
     if max_targets < 1:
         raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
-    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets)) for i in range(n)]
+    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets), style, photos) for i in range(n)]
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=n, desc="synth", unit="img")
     boxes: dict[str, list[int]] = {}
+    sources: dict[str, dict] = {}
     try:
         if workers > 1 and n > 1:
             import multiprocessing as mp
 
             with mp.get_context("fork").Pool(workers) as pool:
-                for stem, box in pool.imap(_write_one, jobs, chunksize=4):
+                for stem, box, info in pool.imap(_write_one, jobs, chunksize=4):
                     boxes[stem] = box
+                    if info:
+                        sources[stem] = info
                     if bar:
                         bar.update(1)
         else:
             for job in jobs:
-                stem, box = _write_one(job)
+                stem, box, info = _write_one(job)
                 boxes[stem] = box
+                if info:
+                    sources[stem] = info
                 if bar:
                     bar.update(1)
     finally:
@@ -255,4 +299,7 @@ def generate_dataset(
     boxes = dict(sorted(boxes.items()))
     rows = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in boxes.items())
     atomic_write_bytes(path, ("{\n" + rows + "\n}\n").encode())
+    if sources:
+        rows = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(sources.items()))
+        atomic_write_bytes(out / "mask_sources.json", ("{\n" + rows + "\n}\n").encode())
     return boxes
