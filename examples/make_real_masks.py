@@ -12,7 +12,8 @@ as in the boxes of ``examples/real_photos.json``. Operations:
 * ``thresh`` (``region`` polygon, ``feature``, ``lt``/``gt``, ``mode``): the pixels of the region whose
   feature (``gray``, ``b_minus_r`` on RGB) is below ``lt`` / above ``gt``;
 * ``open`` / ``close`` (``k``): binary opening / closing with a ``k x k`` square;
-* ``fill_holes``; ``keep_largest`` (the largest 8-connected component).
+* ``fill_holes``; ``keep_largest`` (the largest 8-connected component); ``min_area`` (``px``): drop
+  8-connected components smaller than ``px`` pixels (specks of a threshold).
 
 Every operation is deterministic, so the PNGs are rebuilt bit-exactly. The result is clipped to the
 entry's box (the object lies inside it) and written as uint8 0/255.
@@ -100,6 +101,9 @@ def apply_ops(image: np.ndarray, ops: list[dict]) -> np.ndarray:
             n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
             if n > 1:
                 m = lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        elif kind == "min_area":
+            n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+            m = np.isin(lab, 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= op["px"]))
         else:
             raise ValueError(f"unknown operation {kind!r}")
     return m
