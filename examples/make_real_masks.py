@@ -12,6 +12,8 @@ as in the boxes of ``examples/real_photos.json``. Operations:
 * ``thresh`` (``region`` polygon, ``feature``, ``lt``/``gt``, ``mode``): the pixels of the region whose
   feature (``gray``, ``b_minus_r`` on RGB) is below ``lt`` / above ``gt``;
 * ``open`` / ``close`` (``k``): binary opening / closing with a ``k x k`` square;
+* ``sub_mask`` (``name``): remove the pixels of another annotated mask (an occluder, e.g. the
+  cameraman's gloves in front of his camera), so that two objects never share a pixel;
 * ``fill_holes``; ``keep_largest`` (the largest 8-connected component); ``min_area`` (``px``): drop
   8-connected components smaller than ``px`` pixels (specks of a threshold).
 
@@ -66,8 +68,11 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
     return (pad.astype(bool) | (ff == 0))[1:-1, 1:-1]
 
 
-def apply_ops(image: np.ndarray, ops: list[dict]) -> np.ndarray:
-    """Run the annotation operations on ``image`` (``HxWx3`` uint8); returns an ``HxW`` bool mask."""
+def apply_ops(image: np.ndarray, ops: list[dict], others: dict[str, dict] | None = None) -> np.ndarray:
+    """Run the annotation operations on ``image`` (``HxWx3`` uint8); returns an ``HxW`` bool mask.
+
+    ``others`` maps names to annotation entries of the same photo, for ``sub_mask``.
+    """
     shape = image.shape[:2]
     m = np.zeros(shape, bool)
     for op in ops:
@@ -95,6 +100,10 @@ def apply_ops(image: np.ndarray, ops: list[dict]) -> np.ndarray:
             k = np.ones((op["k"], op["k"]), np.uint8)
             f = cv2.morphologyEx
             m = f(m.astype(np.uint8), cv2.MORPH_OPEN if kind == "open" else cv2.MORPH_CLOSE, k).astype(bool)
+        elif kind == "sub_mask":
+            if not others or op["name"] not in others:
+                raise ValueError(f"sub_mask: no annotation named {op['name']!r}")
+            m &= build_mask(others[op["name"]], image, others) == 0
         elif kind == "fill_holes":
             m = _fill_holes(m)
         elif kind == "keep_largest":
@@ -109,11 +118,16 @@ def apply_ops(image: np.ndarray, ops: list[dict]) -> np.ndarray:
     return m
 
 
-def build_mask(entry: dict, image: np.ndarray | None = None) -> np.ndarray:
-    """The ``HxW`` uint8 (0/255) mask of one annotation entry, clipped to its XYXY box (inclusive)."""
+def build_mask(entry: dict, image: np.ndarray | None = None, others: dict[str, dict] | None = None) -> np.ndarray:
+    """The ``HxW`` uint8 (0/255) mask of one annotation entry, clipped to its XYXY box (inclusive).
+
+    ``others``: the annotation entries by name (for ``sub_mask``); all of ``annotations.json`` if None.
+    """
     if image is None:
         image = load_photo(entry["image"])
-    m = apply_ops(image, entry["ops"])
+    if others is None:
+        others = {e["name"]: e for e in load_annotations()}
+    m = apply_ops(image, entry["ops"], others)
     x0, y0, x1, y1 = entry["box"]
     keep = np.zeros_like(m)
     keep[y0:y1 + 1, x0:x1 + 1] = True
