@@ -11,6 +11,12 @@ the stage-1 mask and three numbers compare them (all inside the box, where the o
 * ``washed``: share of pixels whose refined probability is in [0.2, 0.8] (unsure, grey output).
 * ``|ref-coarse|``: mean absolute difference of the refined probability and the stage-1 mask.
 
+Entries with a ``gt`` field (hand-made masks, ``examples/real_masks/``) are also scored against it,
+on the whole photo, for the stage-1 mask and the refined map: IoU (``dissam.metrics``, both binarised at
+>= 128, as ``dissam eval``'s mIoU), MAE (mean |map - GT/255|, the refined map as a soft map, no
+min-max normalisation) and HCE (``dissam.metrics.hce``: maps binarised at > 128, relax 5, RDP epsilon 2,
+the package defaults ``dissam eval`` uses; the refined map is quantised to uint8 as a saved PNG).
+
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/real_photo_check.py [--stage1 grabcut u2netp]
        [--band 5] [--json out.json]
 """
@@ -58,6 +64,36 @@ def measures(coarse: np.ndarray, soft: np.ndarray, box: np.ndarray, band: int) -
     }
 
 
+def to_uint8(soft: np.ndarray) -> np.ndarray:
+    """A probability map in [0, 1] as the uint8 PNG ``dissam predict`` would save."""
+    return np.clip(np.rint(soft.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def gt_measures(coarse: np.ndarray, soft: np.ndarray, gt: np.ndarray) -> dict:
+    """IoU / MAE / HCE of the stage-1 mask (``coarse``, bool ``HxW``) and the refined map (``soft``,
+    float ``HxW`` in [0, 1]) against the ground truth (``gt``, uint8 ``HxW``, 0..255)."""
+    from dissam.metrics import hce, iou_and_boundary_iou
+
+    out = {}
+    g01 = gt.astype(np.float64) / 255.0
+    for key, u8, mapped in (("s1", coarse.astype(np.uint8) * 255, coarse.astype(np.float64)),
+                            ("ref", to_uint8(soft), soft.astype(np.float64))):
+        out[f"{key}_iou"] = iou_and_boundary_iou(u8, gt)[0]
+        out[f"{key}_mae"] = float(np.abs(mapped - g01).mean())
+        out[f"{key}_hce"] = hce(u8, gt)
+    return out
+
+
+def load_gt(entry: dict, photos_path: Path) -> np.ndarray | None:
+    """The entry's ground truth (uint8 ``HxW``), its ``gt`` path relative to the JSON's folder; or None."""
+    if "gt" not in entry:
+        return None
+    gt = cv2.imread(str(photos_path.parent / entry["gt"]), cv2.IMREAD_GRAYSCALE)
+    if gt is None:
+        raise SystemExit(f"cannot read the ground truth {entry['gt']} of {entry['image']}")
+    return gt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage1", nargs="+", default=["grabcut", "u2netp"])
@@ -79,6 +115,9 @@ def main() -> None:
             out = pred.predict(box)
             row = {"stage1": kind, "image": p["image"], "object": p["object"], "box": p["box"],
                    "seconds": time.perf_counter() - t, **measures(out.coarse, out.soft, box, args.band)}
+            gt = load_gt(p, Path(args.photos))
+            if gt is not None:
+                row.update(gt_measures(out.coarse, out.soft, gt))
             rows.append(row)
     print(f"| stage 1 | photo | object | stage-1 share of box | IoU far (>{args.band} px) | washed [0.2, 0.8] "
           "| mean abs(refined - coarse) |")
@@ -91,6 +130,23 @@ def main() -> None:
         print(f"| **{kind}, mean** | | | {np.mean([r['coarse_share'] for r in sel]):.2f} "
               f"| {np.mean([r['iou_far'] for r in sel]):.3f} | {np.mean([r['washed'] for r in sel]):.3f} "
               f"| {np.mean([r['mad'] for r in sel]):.3f} |")
+    scored = [r for r in rows if "s1_iou" in r]
+    if scored:
+        print()
+        print("| stage 1 | photo | object | IoU stage 1 | IoU refined | MAE stage 1 | MAE refined "
+              "| HCE stage 1 | HCE refined |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in scored:
+            print(f"| {r['stage1']} | {r['image']} | {r['object']} | {r['s1_iou']:.3f} | {r['ref_iou']:.3f} "
+                  f"| {r['s1_mae']:.4f} | {r['ref_mae']:.4f} | {r['s1_hce']} | {r['ref_hce']} |")
+        for kind in args.stage1:
+            sel = [r for r in scored if r["stage1"] == kind]
+            if sel:
+                means = [np.mean([r[k] for r in sel]) for k in
+                         ("s1_iou", "ref_iou", "s1_mae", "ref_mae", "s1_hce", "ref_hce")]
+                print(f"| **{kind}, mean** | | | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.4f} "
+                      f"| {means[3]:.4f} | {means[4]:.0f} | {means[5]:.0f} |")
+        print(f"(HCE with OpenCV {cv2.__version__})")
     if args.json:
         from dissam.utils import atomic_write_bytes
 

@@ -1,0 +1,70 @@
+"""The hand-made ground-truth masks of the real-photo check (examples/real_masks/).
+
+Each entry of ``examples/real_photos.json`` with a ``gt`` field must point to a committed PNG of the
+photo's size that is non-empty, lies inside the entry's box, and is rebuilt bit-exactly from
+``examples/real_masks/annotations.json`` by ``examples/make_real_masks.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("skimage")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PHOTOS = json.loads((EXAMPLES / "real_photos.json").read_text())["photos"]
+WITH_GT = [p for p in PHOTOS if "gt" in p]
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_real_masks", EXAMPLES / "make_real_masks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def maker():
+    return _maker()
+
+
+def test_at_least_four_masks():
+    assert len(WITH_GT) >= 4
+    assert len({p["gt"] for p in WITH_GT}) == len(WITH_GT)
+
+
+@pytest.mark.parametrize("entry", WITH_GT, ids=[Path(p["gt"]).stem for p in WITH_GT])
+def test_mask_file_and_rebuild(entry, maker):
+    path = EXAMPLES / entry["gt"]
+    assert path.is_file(), path
+    gt = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert gt is not None and gt.ndim == 2 and gt.dtype == np.uint8
+    photo = maker.load_photo(entry["image"])
+    assert gt.shape == photo.shape[:2]
+    assert (gt > 0).sum() > 500
+    x0, y0, x1, y1 = entry["box"]
+    outside = gt.copy()
+    outside[y0:y1 + 1, x0:x1 + 1] = 0
+    assert not outside.any(), "mask pixels outside the entry's box"
+
+    annotations = {a["name"]: a for a in maker.load_annotations()}
+    ann = annotations[path.stem]
+    assert ann["image"] == entry["image"] and ann["box"] == entry["box"]
+    rebuilt = maker.build_mask(ann, photo, annotations)
+    assert rebuilt.dtype == np.uint8 and rebuilt.shape == gt.shape
+    assert np.array_equal(rebuilt, gt)
+
+
+def test_masks_of_one_photo_do_not_overlap(maker):
+    by_image: dict[str, list[np.ndarray]] = {}
+    for p in WITH_GT:
+        by_image.setdefault(p["image"], []).append(cv2.imread(str(EXAMPLES / p["gt"]), cv2.IMREAD_GRAYSCALE) > 0)
+    for masks in by_image.values():
+        total = np.sum(masks, axis=0)
+        assert total.max() <= 1
