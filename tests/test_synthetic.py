@@ -147,7 +147,12 @@ def test_bundled_examples_match_the_generator():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     prompts = json.loads((root / "prompts.json").read_text())
-    assert sorted(prompts) == sorted(f"{stem}.jpg" for stem, *_ in mod.EXAMPLES)
+    assert sorted(prompts) == sorted(f"{stem}.jpg" for stem, *_ in (*mod.EXAMPLES, *mod.PHOTO_EXAMPLES))
+    for stem, name, entry in mod.PHOTO_EXAMPLES:  # the real photographs, as scikit-image ships them
+        photo, box = mod.photo_example(name, entry)
+        assert prompts[f"{stem}.jpg"] == [box]
+        bundled = read_image(root / "images" / f"{stem}.jpg").astype(np.int16)
+        assert bundled.shape == photo.shape and np.abs(bundled - photo).mean() < 4
     for stem, index, kind, bg in mod.EXAMPLES:
         image, gt, box = generate_sample(index, mod.SEED, size=(480, 640), kind=kind, background_kind=bg)
         assert prompts[f"{stem}.jpg"] == [box.tolist()]

@@ -129,3 +129,36 @@ def test_predict_cli_with_u2netp_stage1(tmp_path, tiny_refiner):
     stage.set_image(rgb)
     expected = stage.coarse_masks(np.array([box]))[0]
     assert coarse.any() and np.array_equal(coarse, expected)
+
+
+def test_near_empty_mask_falls_back_to_grabcut():
+    """A box where U²-Netp finds (almost) nothing gets GrabCut's mask; the guard can be switched off."""
+    from dissam.coarse import grabcut_mask
+    from dissam.stages.u2netp import U2NetpStage
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)  # noise: nothing salient
+    image[30:90, 50:110] = (200, 40, 40)  # a red square GrabCut separates from the noise
+    box = np.array([[40, 20, 119, 99]], dtype=np.float64)
+    strict = U2NetpStage(min_box_share=0.99)  # every mask counts as near-empty
+    strict.set_image(image)
+    guarded = strict.coarse_masks(box)[0]
+    assert strict.last_fallbacks == [True]
+    np.testing.assert_array_equal(guarded, grabcut_mask(image, box[0]) > 127)
+    raw = U2NetpStage(min_box_share=0.99, fallback=None)
+    raw.set_image(image)
+    np.testing.assert_array_equal(raw.coarse_masks(box)[0], raw._mask(box[0]))
+    assert raw.last_fallbacks == [False]
+    with pytest.raises(DisSamError, match="fallback"):
+        U2NetpStage(fallback="sam")
+    with pytest.raises(DisSamError, match="min_box_share"):
+        U2NetpStage(min_box_share=1.0)
+
+
+def test_guard_keeps_normal_masks(stage):
+    from dissam.data.synthetic import generate_sample
+
+    image, _, box = generate_sample(0, seed=0, size=320)
+    stage.set_image(image)
+    stage.coarse_masks(box[None])
+    assert stage.last_fallbacks == [False]

@@ -105,12 +105,18 @@ class DisSamPredictor:
         precision: ``"fp32"`` (default), ``"bf16"``/``"fp16"`` (torch autocast) or ``"int8"`` (onnx:
             SAM's encoder in dynamic int8). Lossy precisions are opt-in: docs/benchmarks.md has their
             measured cost. See :mod:`dissam.runtime.runners`.
+        edit_threshold: ``"auto"`` (default): the refiner's own calibration
+            (:attr:`~dissam.refiner.Refiner.edit_threshold`: the built-in model keeps its full-resolution
+            coarse mask except where it confidently edits it; the paper's model records none and is
+            used as it is); ``None``: the raw refined map; a float in [0, 1): that threshold
+            (:func:`dissam.refiner.merge_edits`).
     """
 
     def __init__(self, sam_stage: Any | None, refiner: Refiner | nn.Module, *, size: int | None = None,
                  mask_selection: str = "first", threshold: float | str = 0.5,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None):
+                 refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None,
+                 edit_threshold: float | str | None = "auto"):
         from dissam.runtime.runners import resolve_runtime
         from dissam.utils import resolve_device
 
@@ -129,6 +135,11 @@ class DisSamPredictor:
         self.size = int(size) if size is not None else refiner.input_size
         self.mask_selection = mask_selection
         self.threshold = threshold
+        if edit_threshold == "auto":
+            edit_threshold = refiner.edit_threshold
+        if edit_threshold is not None and not 0.0 <= float(edit_threshold) < 1.0:
+            raise DisSamError(f"edit_threshold must be 'auto', None or in [0, 1), got {edit_threshold!r}")
+        self.edit_threshold = None if edit_threshold is None else float(edit_threshold)
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
         self.backend, self.precision = resolve_runtime(self.device, backend, precision or dtype_name)
@@ -282,7 +293,8 @@ class DisSamPredictor:
         return self._refiner_runner
 
     def refine(self, coarse: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps."""
+        """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps
+        (merged with the coarse masks when ``edit_threshold`` is set: :func:`dissam.refiner.merge_edits`)."""
         from dissam.transforms import clean_inputs, postprocess, resize_image
 
         h, w = self.image.shape[:2]
@@ -293,6 +305,10 @@ class DisSamPredictor:
             x = clean_inputs(self.image, coarse[sl], boxes[sl], self.size, im_u8=im_u8)
             d1 = self.refiner_runner(x)
             out[sl] = postprocess(d1, (h, w)).cpu().numpy()
+        if self.edit_threshold:
+            from dissam.refiner import merge_edits
+
+            out = merge_edits(out, np.asarray(coarse, dtype=bool), self.edit_threshold)
         return out
 
     def binarize(self, soft: np.ndarray, threshold: float | str | None = None) -> np.ndarray:

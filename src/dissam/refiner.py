@@ -17,12 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from dissam.models.isnet import RefinerConfig
 
-__all__ = ["Refiner", "forward_d1", "zero_dropped", "PROMPT_CHANNELS"]
+__all__ = ["Refiner", "forward_d1", "zero_dropped", "merge_edits", "PROMPT_CHANNELS"]
 
 PROMPT_CHANNELS = {"mask": 3, "box": 4}
 """Input channel of each prompt in the 5-channel refiner input."""
@@ -117,6 +118,41 @@ class Refiner:
     def forward_d1(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """d1 ``(N, 1, S, S)`` float32 for ``x`` ``(N, C, S, S)`` (moved to the refiner's device)."""
         return forward_d1(self.net, x.to(self.device), dtype=dtype, dropped_channels=self.dropped_channels)
+
+    @property
+    def edit_threshold(self) -> float | None:
+        """The :func:`merge_edits` threshold this refiner was calibrated with (its checkpoint's metadata
+        ``edit_threshold``), or ``None``: use the refined map as it is (the paper's model, and every
+        checkpoint that records none)."""
+        value = self.metadata.get("edit_threshold")
+        return None if value is None else float(value)
+
+
+def merge_edits(soft: np.ndarray, coarse: np.ndarray, threshold: float) -> np.ndarray:
+    """The coarse mask, except where the refiner confidently changes it.
+
+    A refiner that runs at a low resolution (the built-in compact model: 384²) blurs what it does not
+    change, and one that is unsure of a texture it never saw draws it grey; the stage-1 mask is crisp and
+    at full resolution. Each pixel keeps the coarse value unless the refined probability differs from
+    it by more than ``threshold`` (with ``threshold >= 0.5`` that is a confident flip of the decision:
+    a thin part drawn back, a leak removed), where it takes the refined value.
+
+    Args:
+        soft: refined probabilities, ``(..., H, W)`` float in [0, 1].
+        coarse: the coarse masks, same shape, bool (or 0/1).
+        threshold: in [0, 1); 0 returns ``soft`` itself.
+    Returns:
+        float32 array of ``soft``'s shape.
+    """
+    if not 0.0 <= float(threshold) < 1.0:
+        raise ValueError(f"edit threshold must be in [0, 1), got {threshold}")
+    soft = np.asarray(soft, dtype=np.float32)
+    c = np.asarray(coarse).astype(np.float32)
+    if soft.shape != c.shape:
+        raise ValueError(f"soft {soft.shape} and coarse {c.shape} differ in shape")
+    if threshold == 0:
+        return soft
+    return np.where(np.abs(soft - c) > float(threshold), soft, c)
 
 
 def dropped_prompt_channels(metadata: Mapping[str, Any]) -> tuple[int, ...]:

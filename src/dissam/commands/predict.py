@@ -67,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--soft", action="store_true", help="write 8-bit soft maps")
     p.add_argument("--save-coarse", action="store_true", help="write the coarse (stage-1) masks")
     p.add_argument("--threshold", default="0.5", help="probability threshold for the binary mask, or 'otsu'")
+    p.add_argument("--edit-threshold", default="auto", metavar="auto|none|T",
+                   help="keep the full-resolution coarse mask except where the refined map differs from it by "
+                        "more than T (auto: the refiner's own calibration, which only the built-in model has; "
+                        "none: the raw refined map); docs/experiments.md")
     p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise DisSamError(f"--dtype {args.dtype} and --precision {args.precision} disagree: give only --precision")
     precision = args.precision or args.dtype
     common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
-                  precision=precision)
+                  precision=precision, edit_threshold=parse_edit_threshold(args.edit_threshold))
     options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
                             estimate_fg=not args.no_fg_estimation)
     if args.text:
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse, "stage1": args.stage1,
         "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
         "backend": args.backend or "torch", "precision": precision or "fp32",
-        "fg_estimation": not args.no_fg_estimation,
+        "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
     }
     summary = predict_images(build, images, args.out, boxes_for, options=options, settings=settings,
                              overwrite=args.overwrite, env=env)
@@ -190,3 +194,19 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     for p, msg in failures:
         print(f"  failed: {p}: {msg}")
     return 1 if failures else 0
+
+
+def parse_edit_threshold(text: str) -> float | str | None:
+    """``--edit-threshold``: ``auto``, ``none`` or a number in [0, 1)."""
+    from dissam.errors import DisSamError
+
+    low = text.strip().lower()
+    if low in ("auto", "none"):
+        return None if low == "none" else "auto"
+    try:
+        value = float(low)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise DisSamError(f"--edit-threshold takes auto, none or a number in [0, 1), not {text!r}")
+    return value

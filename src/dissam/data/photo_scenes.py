@@ -44,6 +44,9 @@ BANK_SKIMAGE = (
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 BANK_MAX_SIDE = 1600  # bank photos are stored downscaled to this longer side (crops are smaller still)
 
+FRAMED_SHARE = 0.35  # targets cut by the image borders (close-ups)
+GREY_SHARE = 0.1  # black-and-white photographs
+
 # Real photographs show mostly solid objects with some fine parts: the smooth body with holes is
 # drawn more often here than in the default generator.
 PHOTO_KIND_WEIGHTS = {**KIND_WEIGHTS, "blob": 3 * KIND_WEIGHTS["blob"]}
@@ -187,16 +190,43 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32)
 
 
+def _markings(tex: np.ndarray, rng: np.random.Generator) -> None:
+    """Paint 1-6 soft-edged spots and strokes of other colours onto ``tex`` (in place): the eyes,
+    labels, seams and highlights real objects have inside them, which are not holes."""
+    h, w = tex.shape[:2]
+    layer = np.zeros((h, w), np.float32)
+    colour = np.zeros((h, w, 3), np.float32)
+    for _ in range(int(rng.integers(1, 7))):
+        one = np.zeros((h, w), np.float32)
+        c = (int(rng.integers(w)), int(rng.integers(h)))
+        if rng.random() < 0.6:
+            axes = (int(rng.integers(2, max(3, w // 6))), int(rng.integers(2, max(3, h // 6))))
+            cv2.ellipse(one, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+        else:
+            q = (int(rng.integers(w)), int(rng.integers(h)))
+            cv2.line(one, c, q, 1.0, int(rng.integers(1, max(2, min(h, w) // 20))))
+        one = cv2.GaussianBlur(one, (0, 0), rng.uniform(0.5, 2.0))
+        colour += one[..., None] * rng.uniform(0, 255, 3).astype(np.float32)
+        layer += one
+    a = np.clip(layer, 0, 1)[..., None]
+    tex *= 1 - a
+    tex += a * colour / np.maximum(layer, 1e-6)[..., None]
+
+
 def _object_texture(bank, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A photo texture (with a shading gradient) 60 % of the time, else a flat shaded colour."""
+    """A photo texture (with a shading gradient) 60 % of the time, else a flat shaded colour; with
+    painted markings half of the time."""
     if rng.random() < 0.6:
         tex = photo_crop(bank, h, w, rng, zoom=(0.1, 0.6))
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         a = rng.uniform(0, 2 * np.pi)
         shade = (np.cos(a) * xx + np.sin(a) * yy) / max(h, w, 1)
         tex *= (1.0 + (shade - shade.mean()) * rng.uniform(0, 0.8))[..., None]
-        return np.clip(tex, 0, 255)
-    return object_texture(h, w, rng)
+    else:
+        tex = object_texture(h, w, rng).astype(np.float32)
+    if rng.random() < 0.5:
+        _markings(tex, rng)
+    return np.clip(tex, 0, 255)
 
 
 def _pick_kind(rng: np.random.Generator) -> str:
@@ -234,8 +264,10 @@ def generate_photo_sample(
     """One photo-like sample of size ``size = (H, W)`` drawn from ``rng``.
 
     A bank photograph as background (defocused 35 % of the time: depth of field), 0-2 distractor
-    objects behind the target, the target (kind ``kind`` or drawn; 45-90 % of each side) with a cast
-    shadow 40 % of the time, then :func:`camera_effects`.
+    objects behind the target, the target (kind ``kind`` or drawn): 45-90 % of each side with a cast
+    shadow 40 % of the time, or (``FRAMED_SHARE``) 70-125 % of each side and cut by the image borders,
+    as in close-ups where the box is most of the frame; black and white ``GREY_SHARE`` of the time;
+    then :func:`camera_effects`.
 
     Returns:
         ``image`` ``(H, W, 3)`` uint8 RGB, ``gt`` ``(H, W)`` uint8 (the target's exact coverage * 255)
@@ -255,14 +287,33 @@ def generate_photo_sample(
         dh, dw = int(h * rng.uniform(0.15, 0.45)), int(w * rng.uniform(0.15, 0.45))
         dy, dx = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
         _paste(img, render_object(_pick_kind(rng), dh, dw, rng), _object_texture(bank, dh, dw, rng), dx, dy)
-    th, tw = max(24, int(h * rng.uniform(0.45, 0.9))), max(24, int(w * rng.uniform(0.45, 0.9)))
-    ty, tx = int(rng.integers(1, h - th)), int(rng.integers(1, w - tw))
-    cov = render_object(kind, th, tw, rng)
-    if rng.random() < 0.4:
-        _cast_shadow(img, cov, tx, ty, rng)
-    _paste(img, cov, _object_texture(bank, th, tw, rng), tx, ty)
     gt = np.zeros((h, w), np.uint8)
-    gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
+    if rng.random() < FRAMED_SHARE:
+        # framed by the photograph: up to 1.25x the frame and cut by its borders, as close-ups are
+        th, tw = int(h * rng.uniform(0.7, 1.25)), int(w * rng.uniform(0.7, 1.25))
+        ty = int(rng.integers(-int(0.2 * th), max(-int(0.2 * th) + 1, h - int(0.8 * th))))
+        tx = int(rng.integers(-int(0.2 * tw), max(-int(0.2 * tw) + 1, w - int(0.8 * tw))))
+        cov = render_object(kind, th, tw, rng)
+        sy, sx = slice(max(0, -ty), min(th, h - ty)), slice(max(0, -tx), min(tw, w - tx))
+        y0, x0 = max(0, ty), max(0, tx)
+        cov = np.ascontiguousarray(cov[sy, sx])
+        _paste(img, cov, _object_texture(bank, *cov.shape, rng), x0, y0)
+        gt[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]] = coverage_to_u8(cov)
+    else:
+        th, tw = max(24, int(h * rng.uniform(0.45, 0.9))), max(24, int(w * rng.uniform(0.45, 0.9)))
+        ty, tx = int(rng.integers(1, h - th)), int(rng.integers(1, w - tw))
+        cov = render_object(kind, th, tw, rng)
+        if rng.random() < 0.4:
+            _cast_shadow(img, cov, tx, ty, rng)
+        _paste(img, cov, _object_texture(bank, th, tw, rng), tx, ty)
+        gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
+    if not gt.any():  # a framed object whose visible part was empty: draw it fully inside instead
+        th, tw = max(24, int(h * 0.6)), max(24, int(w * 0.6))
+        cov = render_object(kind, th, tw, rng)
+        _paste(img, cov, _object_texture(bank, th, tw, rng), (w - tw) // 2, (h - th) // 2)
+        gt[(h - th) // 2 : (h - th) // 2 + th, (w - tw) // 2 : (w - tw) // 2 + tw] = coverage_to_u8(cov)
+    if rng.random() < GREY_SHARE:  # black-and-white photographs
+        img[:] = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     box = box_from_mask(gt, 0)
     if box is None:  # pragma: no cover - every drawer draws something
         raise DatasetError("a photo-like sample rendered an empty target")

@@ -219,6 +219,13 @@ def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
     return stem, [int(v) for v in box], info
 
 
+def _one_thread_per_worker() -> None:
+    # One process per core already: OpenCV's own thread pool in every worker would oversubscribe it.
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def generate_dataset(
     out_dir: str | os.PathLike,
     n: int,
@@ -248,7 +255,7 @@ def generate_dataset(
         from dissam.data.photo_scenes import load_photo_bank
 
         photos = tuple(str(p) for p in photos)
-        load_photo_bank(photos)  # fail early (and fill the cache the forked workers share)
+        load_photo_bank(photos)  # fail early, before any worker starts
     elif photos:
         raise DatasetError("photos only apply to style='photo'")
     if n < 0:
@@ -277,7 +284,9 @@ def generate_dataset(
         if workers > 1 and n > 1:
             import multiprocessing as mp
 
-            with mp.get_context("fork").Pool(workers) as pool:
+            # spawn, not fork: a process forked after OpenCV has started its thread pool (the photo bank
+            # is resized with cv2 in this process) can hang in its first parallel OpenCV call
+            with mp.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker) as pool:
                 for stem, box, info in pool.imap(_write_one, jobs, chunksize=4):
                     boxes[stem] = box
                     if info:

@@ -15,7 +15,11 @@ Per box:
 3. run the network, take its first output ``d1`` (already a sigmoid) and min-max normalise it (as
    U-2-Net's test script does), resize it back to the crop and paste it into an ``H x W`` map;
 4. threshold at ``threshold``, clip to the box, and keep the connected components that are at least
-   ``min_component`` of the largest one (drops specks of salient background).
+   ``min_component`` of the largest one (drops specks of salient background);
+5. guard: when that mask covers less than ``min_box_share`` of the box, the network has found some
+   other salient thing (on a lattice tower it picks the lamp post in front of it) or nothing, and
+   the box gets GrabCut's mask instead (``fallback="grabcut"``, the default; ``None`` keeps the
+   near-empty mask). ``last_fallbacks`` says which boxes of the last call fell back.
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
 ``N x H x W`` bool at the original size. Needs ONNX Runtime (the ``dissam[onnx]`` extra).
@@ -80,19 +84,25 @@ class U2NetpStage:
         min_component: keep components with an area of at least this share of the largest one.
         clip_to_box: zero the mask outside the box (the box bounds the object by definition).
         threads: ONNX Runtime intra-op threads (``None``: its default).
+        min_box_share: masks covering less of the box than this are near-empty (step 5).
+        fallback: ``"grabcut"`` (default): a near-empty mask is replaced by GrabCut's; ``None``: kept.
     """
 
     name = "u2netp"
 
     def __init__(self, path: str | os.PathLike | None = None, *, margin: float = 0.15, threshold: float = 0.5,
-                 min_component: float = 0.1, clip_to_box: bool = True, threads: int | None = None):
+                 min_component: float = 0.1, clip_to_box: bool = True, threads: int | None = None,
+                 min_box_share: float = 0.03, fallback: str | None = "grabcut"):
         ort = _onnxruntime()
         self.path = Path(path).expanduser() if path is not None else vendored_path()
         if not self.path.is_file():
             raise CheckpointError(f"U²-Netp ONNX file not found: {self.path}")
-        if margin < 0 or not 0 < threshold < 1 or not 0 <= min_component <= 1:
+        if margin < 0 or not 0 < threshold < 1 or not 0 <= min_component <= 1 or not 0 <= min_box_share < 1:
             raise DisSamError(f"bad U²-Netp settings: margin={margin} (>= 0), threshold={threshold} (in (0, 1)), "
-                              f"min_component={min_component} (in [0, 1])")
+                              f"min_component={min_component} (in [0, 1]), min_box_share={min_box_share} "
+                              "(in [0, 1))")
+        if fallback not in (None, "grabcut"):
+            raise DisSamError(f"U²-Netp fallback must be 'grabcut' or None, got {fallback!r}")
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
@@ -108,6 +118,8 @@ class U2NetpStage:
         self.output_name = self.session.get_outputs()[0].name  # d1, the fused side outputs' first
         self.margin, self.threshold = float(margin), float(threshold)
         self.min_component, self.clip_to_box = float(min_component), bool(clip_to_box)
+        self.min_box_share, self.fallback = float(min_box_share), fallback
+        self.last_fallbacks: list[bool] = []
         self._image: np.ndarray | None = None
 
     def set_image(self, image: ImageLike) -> None:
@@ -158,8 +170,25 @@ class U2NetpStage:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         h, w = self._image.shape[:2]
         if len(boxes) == 0:
+            self.last_fallbacks = []
             return np.zeros((0, h, w), dtype=bool)
-        return np.stack([self._mask(b) for b in boxes])
+        masks, self.last_fallbacks = [], []
+        for b in boxes:
+            mask = self._mask(b)
+            near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(b, h, w)
+            if near_empty:
+                from dissam.coarse import grabcut_mask
+
+                mask = grabcut_mask(self._image, b) > 127
+            masks.append(mask)
+            self.last_fallbacks.append(bool(near_empty))
+        return np.stack(masks)
+
+
+def _box_area(box: np.ndarray, h: int, w: int) -> int:
+    """Pixels of the XYXY-inclusive ``box`` inside an ``h x w`` image."""
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    return max(0, min(w, x1 + 1) - max(0, x0)) * max(0, min(h, y1 + 1) - max(0, y0))
 
 
 

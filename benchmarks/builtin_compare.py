@@ -1,0 +1,165 @@
+"""Compare built-in refiner candidates side by side: on generated data and on real photographs.
+
+For each candidate (``NAME=PATH[@SIZE][#EDIT]``: the refiner's own size and edit threshold by default;
+``EDIT`` is ``none`` for the raw refined map or a number, see ``dissam.refiner.merge_edits``) and each
+evaluation set, the refined maps are scored against the ground truth next to the coarse masks they
+were given (every candidate refines the same coarse masks, computed once):
+
+* ``generated``: the built-in model test's set (tests/test_builtin_model.py: seed 12345, 24 images,
+  320-448 px, degraded-GT coarse masks with seeds 0-23); maxF, S, HCE, mIoU and MAE.
+* ``real``: the hand-made masks of examples/real_masks/ (examples/real_photos.json entries with a
+  ``gt``), with each weight-free stage 1 (``grabcut``, ``u2netp``); IoU, MAE and HCE per entry, as
+  benchmarks/real_photo_check.py scores them, plus the washed-out share on all nine boxes.
+* ``photo``: a photo-like split written by ``dissam synth --style photo --masks stage1-like``
+  (``--photo-split``), with its own masks; maxF, MAE, HCE, mIoU.
+
+Usage:
+  PYTHONPATH=src .venv/bin/python benchmarks/builtin_compare.py \
+      --candidate old=src/dissam/weights/dis-sam-compact.safetensors --candidate new=runs/x/best.safetensors@512#0.6 \
+      [--sets generated real photo] [--photo-split runs/photo/val] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from real_photo_check import gt_measures, load_gt, load_photo  # noqa: E402
+
+
+def parse_candidate(text: str) -> tuple[str, str, dict]:
+    name, _, rest = text.partition("=")
+    if not rest:
+        raise SystemExit(f"--candidate wants NAME=PATH[@SIZE][#EDIT], got {text!r}")
+    rest, _, edit = rest.partition("#")
+    path, _, size = rest.partition("@")
+    options: dict = {"size": int(size)} if size else {}
+    if edit:
+        options["edit_threshold"] = None if edit == "none" else float(edit)
+    return name, path, options
+
+
+def predictors(candidates):
+    from dissam.predictor import DisSamPredictor
+
+    return {name: DisSamPredictor.from_pretrained(sam=None, refiner=path, device="cpu", coarse="grabcut", **options)
+            for name, path, options in candidates}
+
+
+def suite_scores(preds, items, metrics=("maxFm", "Smeasure", "MAE", "HCE", "mIoU")) -> dict:
+    """``items``: (image, gt, box, coarse) tuples. Scores of the coarse masks and of each candidate."""
+    from dissam.metrics import MetricSuite
+    from dissam.transforms import to_authors_png
+
+    suites = {"coarse": MetricSuite(metrics), **{n: MetricSuite(metrics) for n in preds}}
+    for image, gt, box, coarse in items:
+        suites["coarse"].step(coarse, gt)
+        for name, pred in preds.items():
+            res = pred.set_image(image).predict(box=box, coarse_mask=coarse)
+            suites[name].step(to_authors_png(res.soft), gt)
+    return {n: s.results() for n, s in suites.items()}
+
+
+def generated_items():
+    from dissam.coarse import degrade_mask
+    from dissam.data.synthetic import generate_sample
+
+    for i in range(24):
+        image, gt, box = generate_sample(i, seed=12345, size_range=(320, 448))
+        yield image, gt, box, degrade_mask(gt, seed=i)
+
+
+def photo_items(split: Path):
+    import cv2
+
+    boxes = json.loads((split / "boxes.json").read_text())
+    for stem, box in boxes.items():
+        image = cv2.cvtColor(cv2.imread(str(split / "im" / f"{stem}.jpg")), cv2.COLOR_BGR2RGB)
+        gt = cv2.imread(str(split / "gt" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imread(str(split / "mask" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+        yield image, gt, np.asarray(box, dtype=np.float64), mask
+
+
+def real_rows(preds, stage1s=("grabcut", "u2netp")) -> list[dict]:
+    from dissam.stages.factory import load_stage1
+
+    entries = json.loads((ROOT / "examples" / "real_photos.json").read_text())["photos"]
+    rows = []
+    for kind in stage1s:
+        stage = load_stage1(kind)
+        for p in entries:
+            image, box = load_photo(p["image"]), np.asarray(p["box"], dtype=np.float64)
+            stage.set_image(image)
+            coarse = np.asarray(stage.coarse_masks(box[None]))[0].astype(bool)
+            gt = load_gt(p, ROOT / "examples" / "real_photos.json")
+            x0, y0, x1, y1 = (int(v) for v in box)
+            for name, pred in preds.items():
+                soft = pred.set_image(image).predict(box=box, coarse_mask=coarse.astype(np.uint8) * 255).soft
+                crop = soft[y0:y1 + 1, x0:x1 + 1]
+                row = {"stage1": kind, "candidate": name, "image": p["image"], "object": p["object"],
+                       "washed": float(((crop >= 0.2) & (crop <= 0.8)).mean())}
+                if gt is not None:
+                    row.update(gt_measures(coarse, soft, gt))
+                rows.append(row)
+    return rows
+
+
+def print_real(rows: list[dict]) -> None:
+    print("| stage 1 | candidate | IoU stage 1 -> refined | MAE stage 1 -> refined | HCE stage 1 -> refined "
+          "| washed (9 boxes) | entries refined IoU >= stage 1 |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in dict.fromkeys(r["stage1"] for r in rows):
+        for name in dict.fromkeys(r["candidate"] for r in rows):
+            sel = [r for r in rows if r["stage1"] == kind and r["candidate"] == name]
+            g = [r for r in sel if "s1_iou" in r]
+            m = {k: np.mean([r[k] for r in g]) for k in ("s1_iou", "ref_iou", "s1_mae", "ref_mae", "s1_hce", "ref_hce")}
+            wins = sum(r["ref_iou"] >= r["s1_iou"] for r in g)
+            print(f"| {kind} | {name} | {m['s1_iou']:.3f} -> {m['ref_iou']:.3f} | {m['s1_mae']:.4f} -> "
+                  f"{m['ref_mae']:.4f} | {m['s1_hce']:.1f} -> {m['ref_hce']:.1f} "
+                  f"| {np.mean([r['washed'] for r in sel]):.3f} | {wins}/{len(g)} |")
+
+
+def print_suite(title: str, scores: dict) -> None:
+    metrics = list(next(iter(scores.values())))
+    print(f"\n{title}\n\n| | " + " | ".join(metrics) + " |")
+    print("|---|" + "---:|" * len(metrics))
+    for name, s in scores.items():
+        print(f"| {name} | " + " | ".join(f"{s[m]:.4f}" if m != "HCE" else f"{s[m]:.1f}" for m in metrics) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH[@SIZE]")
+    ap.add_argument("--sets", nargs="+", default=["generated", "real"], choices=["generated", "real", "photo"])
+    ap.add_argument("--photo-split", type=Path, help="a photo-like split for the 'photo' set")
+    ap.add_argument("--json", help="write every score here")
+    args = ap.parse_args()
+    preds = predictors([parse_candidate(c) for c in args.candidate])
+    out: dict = {}
+    t = time.perf_counter()
+    if "real" in args.sets:
+        out["real"] = real_rows(preds)
+        print_real(out["real"])
+    if "generated" in args.sets:
+        out["generated"] = suite_scores(preds, generated_items())
+        print_suite("generated (the built-in model test's 24 images)", out["generated"])
+    if "photo" in args.sets:
+        if args.photo_split is None:
+            raise SystemExit("--sets photo needs --photo-split")
+        out["photo"] = suite_scores(preds, photo_items(args.photo_split))
+        print_suite(f"photo-like ({args.photo_split})", out["photo"])
+    print(f"\n({time.perf_counter() - t:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

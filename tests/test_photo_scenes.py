@@ -1,0 +1,139 @@
+"""Photo-like training samples (dissam.data.photo_scenes) and stage-1-like coarse masks (dissam.coarse)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dissam.boxes import box_from_mask
+from dissam.coarse import STAGE1_LIKE_SOURCES, degrade_mask, mask_iou, stage1_like_mask
+from dissam.data import photo_scenes
+from dissam.data.synthetic import generate_dataset, generate_photo_style_sample
+from dissam.errors import DatasetError
+
+pytest.importorskip("skimage")
+
+
+@pytest.fixture(scope="module")
+def bank_file(tmp_path_factory):
+    """A small photograph file (a smooth colour field with an edge) for the bank's file path."""
+    d = tmp_path_factory.mktemp("bank")
+    yy, xx = np.mgrid[0:200, 0:300]
+    im = np.stack([xx * 255 // 300, yy * 255 // 200, ((xx > 150) * 200)], -1).astype(np.uint8)
+    Image.fromarray(im).save(d / "field.png")
+    return d
+
+
+def test_bank_keeps_the_check_photographs_out(bank_file):
+    bank = photo_scenes.load_photo_bank((str(bank_file),))
+    assert len(bank) == len(photo_scenes.BANK_SKIMAGE) + 1
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 for p in bank)
+    assert max(max(p.shape[:2]) for p in bank) <= photo_scenes.BANK_MAX_SIDE
+    assert not set(photo_scenes.BANK_SKIMAGE) & set(photo_scenes.CHECK_PHOTOS)
+    with pytest.raises(DatasetError, match="real-photo check"):
+        photo_scenes.load_photo_bank((), ("brick", "chelsea"))
+    with pytest.raises(DatasetError, match="does not exist"):
+        photo_scenes.load_photo_bank((str(bank_file / "missing"),))
+    with pytest.raises(DatasetError, match="empty"):
+        photo_scenes.load_photo_bank((), ())
+
+
+def test_unreadable_bank_file_is_named(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match="broken.jpg"):
+        photo_scenes.load_photo_bank((str(tmp_path),), ())
+
+
+def test_photo_sample_is_deterministic_consistent_and_photo_like(bank_file):
+    a = generate_photo_style_sample(3, 7, (str(bank_file),), (96, 128))
+    b = generate_photo_style_sample(3, 7, (str(bank_file),), (96, 128))
+    c = generate_photo_style_sample(4, 7, (str(bank_file),), (96, 128))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+    image, gt, box = a
+    h, w = gt.shape
+    assert 96 <= h <= 128 and 96 <= w <= 128 and image.shape == (h, w, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(box, box_from_mask(gt, 0))
+    assert gt.max() == 255 and (gt > 0).mean() > 0.01  # the target is there, with a solid core
+    # camera effects: sensor noise and JPEG leave no perfectly flat 8x8 patch
+    patches = image[: h // 8 * 8, : w // 8 * 8].reshape(h // 8, 8, w // 8, 8, 3).std(axis=(1, 3))
+    assert (patches > 0).all()
+
+
+def test_camera_effects_keep_range_shape_and_content():
+    rng = np.random.default_rng(0)
+    img = np.zeros((64, 80, 3), np.float32)
+    img[:, 40:] = 200.0
+    out = photo_scenes.camera_effects(img, rng)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+    assert out[:, 50:].mean() - out[:, :30].mean() > 100  # an edge stays an edge
+
+
+def test_stage1_like_mask_sources_and_fallback(bank_file):
+    image, gt, box = generate_photo_style_sample(0, 1, (str(bank_file),), (96, 128))
+    seen = {}
+    for seed in range(12):
+        mask, source, iou = stage1_like_mask(image, gt, box, seed)
+        assert mask.shape == gt.shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        assert source in STAGE1_LIKE_SOURCES
+        if source != "degrade":
+            assert iou >= 0.7 and mask_iou(mask, gt) == pytest.approx(iou)
+        seen[source] = seen.get(source, 0) + 1
+    assert len(seen) >= 2
+    # a stage 1 below the IoU floor gives way to the degraded ground truth
+    mask, source, iou = stage1_like_mask(image, gt, box, 0, min_iou=1.01)
+    assert source == "degrade"
+    rng = np.random.default_rng(0)
+    rng.choice(3, p=[0.4, 0.4, 0.2])
+    np.testing.assert_array_equal(mask, degrade_mask(gt, int(rng.integers(2**31))))
+
+
+def test_mask_iou():
+    a = np.zeros((4, 4), np.uint8)
+    b = a.copy()
+    assert mask_iou(a, b) == 1.0
+    a[:2], b[1:3] = 255, 255
+    assert mask_iou(a, b) == pytest.approx(4 / 12)
+
+
+def test_photo_dataset_writes_stage1_like_masks_and_sources(tmp_path, bank_file):
+    out = tmp_path / "photo"
+    boxes = generate_dataset(out, 3, seed=2, size_range=(96, 112), masks="stage1-like", progress=False,
+                             style="photo", photos=(str(bank_file),))
+    sources = json.loads((out / "mask_sources.json").read_text())
+    assert sorted(sources) == sorted(boxes) == ["synth_000000", "synth_000001", "synth_000002"]
+    for stem, info in sources.items():
+        assert info["source"] in STAGE1_LIKE_SOURCES and 0 <= info["stage1_iou"] <= 1
+        assert (out / "mask" / f"{stem}.png").is_file()
+    with pytest.raises(DatasetError, match="unknown style"):
+        generate_dataset(out, 1, style="watercolour", progress=False)
+    with pytest.raises(DatasetError, match="photos only apply"):
+        generate_dataset(out, 1, photos=(str(bank_file),), progress=False)
+
+
+def test_cli_synth_photo_style(tmp_path, bank_file):
+    from dissam.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["synth", str(out), "-n", "2", "--style", "photo", "--photos", str(bank_file),
+                 "--size-min", "96", "--size-max", "100", "--no-progress"]) == 0
+    assert len(list((out / "im").glob("*.jpg"))) == 2 and not (out / "mask").exists()
+    image, gt, _ = generate_photo_style_sample(1, 0, (str(bank_file),), (96, 100))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "gt" / "synth_000001.png")), gt)
+
+
+def test_some_targets_are_framed_by_the_image_borders(bank_file):
+    """Close-ups: a share of targets runs into the image border (their box touches it)."""
+    touching = 0
+    for i in range(16):
+        _, gt, box = generate_photo_style_sample(i, 21, (str(bank_file),), (64, 80))
+        h, w = gt.shape
+        assert gt.any()
+        x0, y0, x1, y1 = box
+        touching += x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1
+    assert 2 <= touching <= 12  # FRAMED_SHARE = 0.35 of 16
