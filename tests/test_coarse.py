@@ -73,6 +73,24 @@ def test_grabcut_segments_inside_the_box():
     assert (m[outside] == 0).all()
 
 
+def test_grabcut_on_a_downscaled_copy():
+    """max_side: GrabCut runs on a smaller copy (large photographs), the mask comes back at full size."""
+    rng = np.random.default_rng(0)
+    image = np.full((120, 160, 3), 220, np.uint8)
+    image[30:90, 40:120] = (30, 60, 200)
+    image = np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)
+    box = [30, 20, 130, 100]
+    ref = np.zeros((120, 160), np.uint8)
+    ref[30:90, 40:120] = 255
+    small = grabcut_mask(image, box, max_side=80)
+    assert small.shape == (120, 160) and set(np.unique(small).tolist()) <= {0, 255}
+    assert _iou(small, ref) > 0.9
+    outside = np.ones_like(small, bool)
+    outside[20:101, 30:131] = False
+    assert (small[outside] == 0).all()
+    np.testing.assert_array_equal(grabcut_mask(image, box, max_side=160), grabcut_mask(image, box))
+
+
 def test_grabcut_on_generated_sample_stays_in_box():
     image, gt, box = generate_sample(1, seed=0, size=128, kind="blob")
     m = grabcut_mask(image, box, iters=3)

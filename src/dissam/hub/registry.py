@@ -144,8 +144,9 @@ _BUILTIN: list[ModelEntry] = [
     ),
     ModelEntry(
         "dis-sam-compact", "refiner", "builtin",
-        "built-in demonstration refiner (compact IS-Net, trained on generated data)",
-        filename="dis-sam-compact.safetensors", check="refiner:dis-sam-compact", license="MIT",
+        "built-in refiner (compact IS-Net, trained on generated and photo-like data)",
+        filename="dis-sam-compact.safetensors", check="refiner:dis-sam-compact",
+        license="MIT (trained with CC-BY-4.0 photographs: attribution in docs/experiments.md)",
     ),
 ]
 

@@ -179,7 +179,7 @@ class U2NetpStage:
             if near_empty:
                 from dissam.coarse import grabcut_mask
 
-                mask = grabcut_mask(self._image, b) > 127
+                mask = grabcut_mask(self._image, b, max_side=1024) > 127
             masks.append(mask)
             self.last_fallbacks.append(bool(near_empty))
         return np.stack(masks)
