@@ -1,8 +1,8 @@
 """Regenerate docs/images/quickstart.png: for each bundled example, the input with its box, the
-coarse stage-1 mask and the refined mask, side by side (built-in refiner, GrabCut stage 1 unless
---sam is given).
+coarse stage-1 mask and the refined mask, side by side (built-in refiner; the weight-free stage 1
+``--stage1``, GrabCut by default, unless --sam is given).
 
-Usage: .venv/bin/python examples/make_readme_figure.py [--sam SOURCE] [--refiner CKPT]
+Usage: .venv/bin/python examples/make_readme_figure.py [--sam SOURCE] [--refiner CKPT] [--stage1 u2netp]
 """
 
 from __future__ import annotations
@@ -24,14 +24,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sam")
     ap.add_argument("--refiner")
+    ap.add_argument("--stage1", choices=["grabcut", "u2netp"], default="grabcut",
+                    help="the weight-free stage 1 when no --sam is given")
     ap.add_argument("--coarse", choices=["stage1", "degraded-gt"], default="stage1",
                     help="stage1: the coarse mask of SAM/GrabCut; degraded-gt: the SAM-like degraded ground truth "
                          "the built-in model was trained with (refine-only mode)")
     ap.add_argument("--out", default=str(HERE.parent / "docs" / "images" / "quickstart.png"))
     a = ap.parse_args()
     prompts = json.loads((HERE / "prompts.json").read_text())
-    pred = DisSamPredictor.from_pretrained(sam=a.sam, refiner=a.refiner, device="cpu", coarse="sam" if a.sam else "grabcut")
-    stage1 = "SAM" if a.sam else "GrabCut"
+    if a.sam:
+        pred = DisSamPredictor.from_pretrained(sam=a.sam, refiner=a.refiner, device="cpu")
+    elif a.stage1 == "u2netp":
+        pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", stage1="u2netp")
+    else:
+        pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", coarse="grabcut")
+    stage1 = "SAM" if a.sam else {"grabcut": "GrabCut", "u2netp": "U²-Netp"}[a.stage1]
     if a.coarse == "degraded-gt":
         from dissam.coarse import degrade_mask
         from dissam.io import read_mask

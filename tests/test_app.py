@@ -308,6 +308,6 @@ def test_the_page_says_when_it_runs_on_the_built_in_models():
     pred = DisSamPredictor.from_pretrained(coarse="grabcut", device="cpu")
     info = describe_models(pred)
     assert info["builtin"] and info["sam"] == "GrabCut (weight-free)"
-    assert info["refiner"] == "built-in dis-sam-compact" and "built-in demonstration model" in info["notice"]
+    assert info["refiner"] == "built-in dis-sam-compact" and "built-in compact model" in info["notice"]
     info = describe_models(pred, refiner=str(BUILTIN_REFINER))
     assert info["refiner"] == "built-in dis-sam-compact"

@@ -54,10 +54,12 @@ def test_load_sam_by_name_offline_names_the_url_and_the_cache_path(home):
     assert str(models_dir() / "sam_vit_l_0b3195.pth") in msg
 
 
-def test_predictor_demo_preset_is_grabcut_with_the_builtin_refiner(home):
+def test_predictor_demo_preset_is_u2netp_with_the_builtin_refiner(home):
+    pytest.importorskip("onnxruntime")
     pred = DisSamPredictor.from_pretrained(model="demo")
-    assert isinstance(pred.sam_stage, GrabCutStage)
+    assert pred.sam_stage.name == "u2netp"
     assert pred.size == load_refiner(BUILTIN_REFINER).input_size
+    assert isinstance(DisSamPredictor.from_pretrained(model="demo", coarse="grabcut").sam_stage, GrabCutStage)
 
 
 def test_predictor_paper_preset_explains_the_manual_refiner(home):

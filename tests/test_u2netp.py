@@ -95,11 +95,11 @@ def test_errors(stage, tmp_path):
         U2NetpStage(margin=-1)
 
 
-def test_missing_onnxruntime_names_the_extra(monkeypatch):
+def test_missing_onnxruntime_names_the_package(monkeypatch):
     from dissam.stages import load_stage1
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
-    with pytest.raises(DisSamError, match=r"dissam\[onnx\]"):
+    with pytest.raises(DisSamError, match=r"pip install onnxruntime"):
         load_stage1("u2netp")
 
 
@@ -162,3 +162,16 @@ def test_guard_keeps_normal_masks(stage):
     stage.set_image(image)
     stage.coarse_masks(box[None])
     assert stage.last_fallbacks == [False]
+
+
+def test_cli_without_sam_uses_u2netp_or_grabcut_without_onnxruntime(monkeypatch, caplog):
+    import importlib.util
+
+    from dissam.commands.weights import offline_stage1
+
+    assert offline_stage1() == ("sam", "u2netp")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with caplog.at_level("WARNING", logger="dissam"):
+        assert offline_stage1() == ("grabcut", None)
+    assert "GrabCut" in caplog.text

@@ -194,8 +194,8 @@ class DisSamPredictor:
             from dissam.hub import preset_sources
 
             preset_sam, preset_refiner = preset_sources(model)
-            if preset_sam is None and sam is None and coarse == "sam":
-                coarse = "grabcut"  # the preset names no SAM: it is the weight-free demonstration
+            if preset_sam is None and sam is None and coarse == "sam" and stage1 in (None, "sam", "auto"):
+                stage1 = "u2netp"  # the preset names no SAM: the offline default, the bundled U²-Netp
             sam = preset_sam if sam is None else sam
             refiner = preset_refiner if refiner is None else refiner
         if coarse not in STAGE1_CHOICES:

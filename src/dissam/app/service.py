@@ -122,17 +122,21 @@ def describe_models(predictor, sam: str | None = None, refiner: str | None = Non
     builtin_refiner = Path(predictor.refiner.source).resolve() == BUILTIN_REFINER.resolve()
     refiner = refiner or predictor.refiner.source
     grabcut = stage is None or isinstance(stage, GrabCutStage)
+    u2netp = getattr(stage, "name", "") == "u2netp"
     notes = []
     if grabcut:
         notes.append("stage 1 is the weight-free GrabCut (no --sam given)")
+    elif u2netp:
+        notes.append("stage 1 is the bundled U²-Netp (no --sam given)")
     if builtin_refiner:
-        notes.append("the refiner is the built-in demonstration model")
+        notes.append("the refiner is the built-in compact model")
+    weight_free = "GrabCut (weight-free)" if grabcut else "U²-Netp (bundled)" if u2netp else None
     return {
-        "sam": "GrabCut (weight-free)" if grabcut else str(sam or getattr(stage, "source", "SAM")),
+        "sam": weight_free or str(sam or getattr(stage, "source", "SAM")),
         "refiner": "built-in dis-sam-compact" if builtin_refiner else str(refiner),
         "refiner_size": int(predictor.size),
         "device": str(predictor.device),
-        "builtin": bool(grabcut or builtin_refiner),
+        "builtin": bool(grabcut or u2netp or builtin_refiner),
         "notice": ("Running on the built-in models: " + "; ".join(notes) + ". They are for trying the tool "
                    "offline and far from the paper's quality: start with --model dis-sam (or --sam and --refiner) for that.")
         if notes else "",

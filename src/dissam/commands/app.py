@@ -15,8 +15,8 @@ Start a web page (and a JSON API) on this machine: upload an image or pick an ex
 with the mouse, and see and download the mask, the soft map and an RGBA cut-out. The SAM image
 embedding is kept per image, so a new box on the same image runs only the decoder and the refiner.
 
-Without --sam / --refiner it starts on the built-in models (GrabCut stage 1 and the demonstration
-refiner) and says so on the page. It listens on 127.0.0.1 unless --host says otherwise. Needs the
+Without --sam / --refiner it starts on the built-in models (the bundled U²-Netp stage 1 and the
+built-in refiner) and says so on the page. It listens on 127.0.0.1 unless --host says otherwise. Needs the
 optional extra: pip install 'dissam[app]'. docs/app.md documents the page, the API and the limits.
 """
 

@@ -155,7 +155,7 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in _BUILTIN}
 # One switch for a whole pipeline: preset -> (SAM entry or None = GrabCut, refiner entry).
 PRESETS: dict[str, tuple[str | None, str]] = {
     "dis-sam": ("sam-vit-l", "dis-sam"),  # the paper's pair
-    "demo": (None, "dis-sam-compact"),  # offline demonstration: GrabCut + the built-in refiner
+    "demo": (None, "dis-sam-compact"),  # offline: the bundled U²-Netp + the built-in refiner
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}

@@ -22,7 +22,8 @@ Per box:
    near-empty mask). ``last_fallbacks`` says which boxes of the last call fell back.
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
-``N x H x W`` bool at the original size. Needs ONNX Runtime (the ``dissam[onnx]`` extra).
+``N x H x W`` bool at the original size. Runs on ONNX Runtime (a dependency of dissam). This is the
+stage 1 of ``dissam predict`` and ``dissam app`` when no SAM weights are given.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _onnxruntime():
         import onnxruntime
     except ImportError as exc:
         raise DisSamError(
-            "--stage1 u2netp runs on ONNX Runtime, which is not installed: pip install 'dissam[onnx]'"
+            "--stage1 u2netp runs on ONNX Runtime, a dependency of dissam that is not installed here: "
+            "pip install onnxruntime (or pip install 'dissam[onnx]')"
         ) from exc
     return onnxruntime
 
