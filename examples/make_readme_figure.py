@@ -38,7 +38,7 @@ def main() -> None:
         pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", stage1="u2netp")
     else:
         pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", coarse="grabcut")
-    stage1 = "SAM" if a.sam else {"grabcut": "GrabCut", "u2netp": "U²-Netp"}[a.stage1]
+    stage1 = "SAM" if a.sam else {"grabcut": "GrabCut", "u2netp": "U2-Netp"}[a.stage1]
     if a.coarse == "degraded-gt":
         from dissam.coarse import degrade_mask
         from dissam.io import read_mask
