@@ -57,15 +57,20 @@ def test_degrade_loses_thin_parts_of_generated_objects():
     assert max(recalls) < 0.2  # measured 0.0
 
 
-def test_grabcut_segments_inside_the_box():
+def _blue_rectangle():
+    """A noisy 120 x 160 image with a blue rectangle, its box and its mask."""
     rng = np.random.default_rng(0)
     image = np.full((120, 160, 3), 220, np.uint8)
     image[30:90, 40:120] = (30, 60, 200)
     image = np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)
-    box = [30, 20, 130, 100]
-    m = grabcut_mask(image, box)
     ref = np.zeros((120, 160), np.uint8)
     ref[30:90, 40:120] = 255
+    return image, [30, 20, 130, 100], ref
+
+
+def test_grabcut_segments_inside_the_box():
+    image, box, ref = _blue_rectangle()
+    m = grabcut_mask(image, box)
     assert m.dtype == np.uint8 and set(np.unique(m).tolist()) <= {0, 255}
     assert _iou(m, ref) > 0.95  # measured 1.0
     outside = np.ones_like(m, bool)
@@ -75,13 +80,7 @@ def test_grabcut_segments_inside_the_box():
 
 def test_grabcut_on_a_downscaled_copy():
     """max_side: GrabCut runs on a smaller copy (large photographs), the mask comes back at full size."""
-    rng = np.random.default_rng(0)
-    image = np.full((120, 160, 3), 220, np.uint8)
-    image[30:90, 40:120] = (30, 60, 200)
-    image = np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)
-    box = [30, 20, 130, 100]
-    ref = np.zeros((120, 160), np.uint8)
-    ref[30:90, 40:120] = 255
+    image, box, ref = _blue_rectangle()
     small = grabcut_mask(image, box, max_side=80)
     assert small.shape == (120, 160) and set(np.unique(small).tolist()) <= {0, 255}
     assert _iou(small, ref) > 0.9

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from dissam.boxes import box_from_mask
-from dissam.data.synthetic_objects import KIND_WEIGHTS, KINDS, coverage_to_u8, render_object
+from dissam.data.synthetic_objects import KIND_WEIGHTS, KINDS, composite, coverage_to_u8, render_object
 from dissam.data.synthetic_scenes import object_texture
 from dissam.errors import DatasetError
 
@@ -235,14 +235,6 @@ def _pick_kind(rng: np.random.Generator) -> str:
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _paste(img: np.ndarray, cov: np.ndarray, tex: np.ndarray, x0: int, y0: int) -> None:
-    h, w = cov.shape
-    a = cov[..., None]
-    reg = img[y0 : y0 + h, x0 : x0 + w]
-    reg *= 1 - a
-    reg += tex * a
-
-
 def _cast_shadow(img: np.ndarray, cov: np.ndarray, x0: int, y0: int, rng: np.random.Generator) -> None:
     """Darken the background under an offset, blurred copy of the object's coverage (a soft shadow)."""
     h, w = cov.shape
@@ -286,7 +278,7 @@ def generate_photo_sample(
     for _ in range(int(rng.integers(0, 3))):
         dh, dw = int(h * rng.uniform(0.15, 0.45)), int(w * rng.uniform(0.15, 0.45))
         dy, dx = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
-        _paste(img, render_object(_pick_kind(rng), dh, dw, rng), _object_texture(bank, dh, dw, rng), dx, dy)
+        composite(img, render_object(_pick_kind(rng), dh, dw, rng), _object_texture(bank, dh, dw, rng), dx, dy)
     gt = np.zeros((h, w), np.uint8)
     if rng.random() < FRAMED_SHARE:
         # framed by the photograph: up to 1.25x the frame and cut by its borders, as close-ups are
@@ -297,7 +289,7 @@ def generate_photo_sample(
         sy, sx = slice(max(0, -ty), min(th, h - ty)), slice(max(0, -tx), min(tw, w - tx))
         y0, x0 = max(0, ty), max(0, tx)
         cov = np.ascontiguousarray(cov[sy, sx])
-        _paste(img, cov, _object_texture(bank, *cov.shape, rng), x0, y0)
+        composite(img, cov, _object_texture(bank, *cov.shape, rng), x0, y0)
         gt[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]] = coverage_to_u8(cov)
     else:
         th, tw = max(24, int(h * rng.uniform(0.45, 0.9))), max(24, int(w * rng.uniform(0.45, 0.9)))
@@ -305,12 +297,12 @@ def generate_photo_sample(
         cov = render_object(kind, th, tw, rng)
         if rng.random() < 0.4:
             _cast_shadow(img, cov, tx, ty, rng)
-        _paste(img, cov, _object_texture(bank, th, tw, rng), tx, ty)
+        composite(img, cov, _object_texture(bank, th, tw, rng), tx, ty)
         gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
     if not gt.any():  # a framed object whose visible part was empty: draw it fully inside instead
         th, tw = max(24, int(h * 0.6)), max(24, int(w * 0.6))
         cov = render_object(kind, th, tw, rng)
-        _paste(img, cov, _object_texture(bank, th, tw, rng), (w - tw) // 2, (h - th) // 2)
+        composite(img, cov, _object_texture(bank, th, tw, rng), (w - tw) // 2, (h - th) // 2)
         gt[(h - th) // 2 : (h - th) // 2 + th, (w - tw) // 2 : (w - tw) // 2 + tw] = coverage_to_u8(cov)
     if rng.random() < GREY_SHARE:  # black-and-white photographs
         img[:] = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]

@@ -35,6 +35,7 @@ from dissam.data.synthetic_objects import (  # noqa: F401 - re-exported: the gen
     KIND_WEIGHTS,
     KINDS,
     SUPERSAMPLE,
+    composite,
     coverage,
     coverage_to_u8,
     draw_rectangle,
@@ -81,14 +82,6 @@ def _resolve_size(size, size_range, rng) -> tuple[int, int]:
     return h, w
 
 
-def _composite(img: np.ndarray, cov: np.ndarray, tex: np.ndarray, x0: int, y0: int) -> None:
-    h, w = cov.shape
-    a = cov[..., None]
-    reg = img[y0 : y0 + h, x0 : x0 + w]
-    reg *= 1 - a
-    reg += tex * a
-
-
 def generate_sample(
     index: int,
     seed: int = 0,
@@ -131,7 +124,7 @@ def generate_sample(
         dw = int(w * rng.uniform(0.15, 0.45))
         dy, dx = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
         cov = render_object(_pick_kind(rng), dh, dw, rng)
-        _composite(img, cov, object_texture(dh, dw, rng), dx, dy)
+        composite(img, cov, object_texture(dh, dw, rng), dx, dy)
     n_targets = 1 if max_targets == 1 else int(rng.integers(1, max_targets + 1))
     n_targets = max(1, min(n_targets, max(h, w) // 32))  # slots of at least 32 px
     gt = np.zeros((h, w), np.uint8)
@@ -140,7 +133,7 @@ def generate_sample(
         tw = max(24, int(w * rng.uniform(0.45, 0.9)))
         ty, tx = int(rng.integers(1, h - th)), int(rng.integers(1, w - tw))
         cov = render_object(kind, th, tw, rng)
-        _composite(img, cov, object_texture(th, tw, rng), tx, ty)
+        composite(img, cov, object_texture(th, tw, rng), tx, ty)
         gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
     else:
         along_w = w >= h
@@ -154,7 +147,7 @@ def generate_sample(
             b0 = int(rng.integers(1, (h if along_w else w) - b))
             ty, tx, th, tw = (b0, a0, b, a) if along_w else (a0, b0, a, b)
             cov = render_object(k, th, tw, rng)
-            _composite(img, cov, object_texture(th, tw, rng), tx, ty)
+            composite(img, cov, object_texture(th, tw, rng), tx, ty)
             region = gt[ty : ty + th, tx : tx + tw]
             np.maximum(region, coverage_to_u8(cov), out=region)
     sigma = rng.uniform(0, 4)

@@ -37,6 +37,16 @@ def coverage_to_u8(cov: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(cov, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def composite(img: np.ndarray, cov: np.ndarray, tex: np.ndarray, x0: int, y0: int) -> None:
+    """Alpha-blend ``tex`` (``h x w x 3``) into ``img`` (``H x W x 3`` float32, in place) with the
+    coverage ``cov`` (``h x w``) as alpha, top-left corner at ``(x0, y0)`` (the object lies inside)."""
+    h, w = cov.shape
+    a = cov[..., None]
+    reg = img[y0 : y0 + h, x0 : x0 + w]
+    reg *= 1 - a
+    reg += tex * a
+
+
 def _pt(x: float, y: float, s: int) -> tuple[int, int]:
     return int(round(x * s)), int(round(y * s))
 
