@@ -1,10 +1,10 @@
 """Make docs/images/app.png: the app on the built-in models, an example image, one box, in chromium.
 
-Starts `dissam app`'s application on a loopback port (GrabCut stage 1 + the built-in refiner, as a
-new user without weights gets it), opens it in Debian's chromium through Playwright, picks an
+Starts `dissam app`'s application on a loopback port (the bundled U²-Netp stage 1 + the built-in
+refiner, as a new user without weights gets it), opens it in Debian's chromium through Playwright, picks an
 example, drags its box from examples/prompts.json with the mouse, runs, and saves a screenshot.
 
-Usage: .venv/bin/python examples/app_screenshot.py [--example tree_on_coffee] [--out docs/images/app.png]
+Usage: .venv/bin/python examples/app_screenshot.py [--example photo_coffee] [--out docs/images/app.png]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from app_helpers import LoopbackServer  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--example", default="tree_on_coffee")
+    ap.add_argument("--example", default="photo_coffee")
     ap.add_argument("--out", default=str(ROOT / "docs" / "images" / "app.png"))
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     args = ap.parse_args()
@@ -31,10 +31,12 @@ def main() -> None:
 
     from dissam.app.server import create_app
     from dissam.app.service import describe_models
+    from dissam.commands.weights import offline_stage1
     from dissam.io import list_images
     from dissam.predictor import DisSamPredictor
 
-    predictor = DisSamPredictor.from_pretrained()
+    coarse, stage1 = offline_stage1()  # what `dissam app` without weights loads
+    predictor = DisSamPredictor.from_pretrained(coarse=coarse, stage1=stage1)
     examples = {p.stem: p for p in list_images(ROOT / "examples" / "images")}
     box = json.loads((ROOT / "examples" / "prompts.json").read_text())[examples[args.example].name][0]
     app = create_app(predictor, models=describe_models(predictor), examples=examples)

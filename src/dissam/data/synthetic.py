@@ -190,7 +190,8 @@ def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
         image, gt, box = generate_sample(index, seed, size_range=size_range, max_targets=max_targets)
     stem = sample_stem(index)
     out = Path(out)
-    atomic_write_bytes(out / "im" / f"{stem}.jpg", encode_jpeg(image))
+    jpeg = encode_jpeg(image)
+    atomic_write_bytes(out / "im" / f"{stem}.jpg", jpeg)
     write_png(out / "gt" / f"{stem}.png", gt)
     info = None
     if masks == "degrade":
@@ -205,7 +206,7 @@ def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
         from dissam.coarse import stage1_like_mask
 
         # the JPEG that is written is what a stage 1 would see
-        seen = np.asarray(Image.open(io.BytesIO(encode_jpeg(image))).convert("RGB"))
+        seen = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
         mask, source, iou = stage1_like_mask(seen, gt, box, seed * SEED_STRIDE + index)
         write_png(out / "mask" / f"{stem}.png", mask)
         info = {"source": source, "stage1_iou": round(iou, 4)}

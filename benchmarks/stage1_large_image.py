@@ -1,0 +1,63 @@
+"""Weight-free stage 1s on a large photograph: GrabCut at full size vs on a copy of at most 1024 px
+(what ``GrabCutStage`` does) vs U²-Netp, side by side in one run, with the IoU of each mask against
+full-size GrabCut's.
+
+The image is a photo-like generated sample (``dissam synth --style photo``, scikit-image's photo bank)
+upscaled to about ``--megapixels`` MP; one box, the target's.
+
+Usage: PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stage1_large_image.py [--megapixels 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--megapixels", type=float, default=3.0)
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args()
+
+    from dissam.coarse import grabcut_mask, mask_iou
+    from dissam.data.synthetic import generate_photo_style_sample
+    from dissam.stages.u2netp import load_u2netp
+
+    image, _, box = generate_photo_style_sample(3, 21, (), (480, 640))
+    s = (args.megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
+    big = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
+    big_box = np.minimum(box * s, [big.shape[1] - 1, big.shape[0] - 1] * 2)
+    u2 = load_u2netp(threads=1)
+
+    def u2netp(img, b):
+        u2.set_image(img)
+        return u2.coarse_masks(b[None])[0].astype(np.uint8) * 255
+
+    runs = {
+        "grabcut, full size": lambda: grabcut_mask(big, big_box),
+        "grabcut, copy of <= 1024 px": lambda: grabcut_mask(big, big_box, max_side=1024),
+        "u2netp": lambda: u2netp(big, big_box),
+    }
+    masks, times = {}, {}
+    for name, fn in runs.items():
+        best = float("inf")
+        for _ in range(args.reps):
+            t = time.perf_counter()
+            masks[name] = fn()
+            best = min(best, time.perf_counter() - t)
+        times[name] = best
+    ref = masks["grabcut, full size"]
+    print(f"image {big.shape[1]}x{big.shape[0]} ({big.shape[0] * big.shape[1] / 1e6:.1f} MP), best of {args.reps}")
+    print("| stage 1 | seconds | vs full-size GrabCut | IoU with full-size GrabCut |")
+    print("|---|---:|---:|---:|")
+    for name in runs:
+        print(f"| {name} | {times[name]:.2f} | {times[name] / times['grabcut, full size']:.3f}x "
+              f"| {mask_iou(masks[name], ref):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
