@@ -66,6 +66,10 @@ def degrade_mask(gt: np.ndarray, seed: int, strength: float = 1.0) -> np.ndarray
     return out.astype(np.uint8) * 255
 
 
+GRABCUT_MAX_SIDE = 1024
+"""The longest side the weight-free stage 1s run GrabCut at (``GrabCutStage``, U²-Netp's fallback)."""
+
+
 def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = None) -> np.ndarray:
     """OpenCV GrabCut segmentation of ``image`` (``HxWx3`` uint8 RGB) inside ``box`` (XYXY inclusive).
 

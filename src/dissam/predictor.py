@@ -28,6 +28,7 @@ from torch import nn
 
 from dissam.boxes import BoxFormat, validate_boxes
 from dissam.choices import MASK_SELECTIONS, STAGE1_CHOICES
+from dissam.coarse import GRABCUT_MAX_SIDE
 from dissam.errors import DisSamError
 from dissam.io import ImageLike, read_image, read_mask
 from dissam.refiner import Refiner
@@ -67,7 +68,7 @@ class GrabCutStage:
 
     name = "grabcut"
 
-    def __init__(self, iterations: int = 5, max_side: int | None = 1024):
+    def __init__(self, iterations: int = 5, max_side: int | None = GRABCUT_MAX_SIDE):
         self.iterations = iterations
         self.max_side = max_side  # GrabCut runs on a copy this size at most (dissam.coarse.grabcut_mask)
         self._image: np.ndarray | None = None

@@ -179,9 +179,9 @@ class U2NetpStage:
             mask = self._mask(b)
             near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(b, h, w)
             if near_empty:
-                from dissam.coarse import grabcut_mask
+                from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
 
-                mask = grabcut_mask(self._image, b, max_side=1024) > 127
+                mask = grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE) > 127
             masks.append(mask)
             self.last_fallbacks.append(bool(near_empty))
         return np.stack(masks)
