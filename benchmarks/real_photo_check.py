@@ -15,7 +15,10 @@ Entries with a ``gt`` field (hand-made masks, ``examples/real_masks/``) are also
 on the whole photo, for the stage-1 mask and the refined map: IoU (``dissam.metrics``, both binarised at
 >= 128, as ``dissam eval``'s mIoU), MAE (mean |map - GT/255|, the refined map as a soft map, no
 min-max normalisation) and HCE (``dissam.metrics.hce``: maps binarised at > 128, relax 5, RDP epsilon 2,
-the package defaults ``dissam eval`` uses; the refined map is quantised to uint8 as a saved PNG).
+the package defaults ``dissam eval`` uses; the refined map is quantised to uint8 as a saved PNG); and
+the pixels whose decision the refiner flipped (refined >= 128 against the stage-1 mask) with the share
+of them the ground truth agrees with (flip precision: below 0.5, the refiner's edits are worse than
+leaving stage 1's mask alone).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/real_photo_check.py [--stage1 grabcut u2netp]
        [--band 5] [--json out.json]
@@ -81,6 +84,10 @@ def gt_measures(coarse: np.ndarray, soft: np.ndarray, gt: np.ndarray) -> dict:
         out[f"{key}_iou"] = iou_and_boundary_iou(u8, gt)[0]
         out[f"{key}_mae"] = float(np.abs(mapped - g01).mean())
         out[f"{key}_hce"] = hce(u8, gt)
+    # the refiner's decisions that differ from stage 1's: how many, and the share that the GT agrees with
+    flipped = (to_uint8(soft) >= 128) != coarse.astype(bool)
+    out["flips"] = int(flipped.sum())
+    out["flips_right"] = int((flipped & ((to_uint8(soft) >= 128) == (gt >= 128))).sum())
     return out
 
 
