@@ -46,7 +46,6 @@ BANK_MAX_SIDE = 1600  # bank photos are stored downscaled to this longer side (c
 
 FRAMED_SHARE = 0.35  # targets cut by the image borders (close-ups)
 GREY_SHARE = 0.1  # black-and-white photographs
-SHINY_SHARE = 0.3  # objects with specular highlights and mirrored surroundings
 
 # Real photographs show mostly solid objects with some fine parts: the smooth body with holes is
 # drawn more often here than in the default generator.
@@ -214,41 +213,9 @@ def _markings(tex: np.ndarray, rng: np.random.Generator) -> None:
     tex += a * colour / np.maximum(layer, 1e-6)[..., None]
 
 
-def _shine(tex: np.ndarray, bank, rng: np.random.Generator) -> None:
-    """Make ``tex`` look shiny (in place): 1-3 near-white specular highlights (soft spots and
-    streaks), and half of the time a blurred, flipped photograph mirrored in part of the surface.
-
-    Real glossy objects (visors, cups, spoons, metal) show both, and both look like what a generated
-    hole shows (something bright, or the scene behind); a refiner that never saw them inside an
-    object cuts them out as holes."""
-    h, w = tex.shape[:2]
-    if rng.random() < 0.5:
-        refl = photo_crop(bank, h, w, rng, zoom=(0.3, 1.0))[::-1, :: int(rng.choice([-1, 1]))]
-        refl = cv2.GaussianBlur(np.ascontiguousarray(refl), (0, 0), rng.uniform(0.5, 3.0))
-        region = np.zeros((h, w), np.float32)
-        c = (int(rng.integers(w)), int(rng.integers(h)))
-        axes = (int(rng.integers(max(2, w // 6), max(3, w // 2))), int(rng.integers(max(2, h // 6), max(3, h // 2))))
-        cv2.ellipse(region, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
-        a = cv2.GaussianBlur(region, (0, 0), max(1.0, min(h, w) / 40))[..., None] * rng.uniform(0.4, 0.9)
-        tex *= 1 - a
-        tex += a * refl
-    layer = np.zeros((h, w), np.float32)
-    for _ in range(int(rng.integers(1, 4))):
-        c = (int(rng.integers(w)), int(rng.integers(h)))
-        if rng.random() < 0.6:
-            axes = (int(rng.integers(2, max(3, w // 8))), int(rng.integers(2, max(3, h // 8))))
-            cv2.ellipse(layer, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
-        else:
-            q = (int(rng.integers(w)), int(rng.integers(h)))
-            cv2.line(layer, c, q, 1.0, int(rng.integers(1, max(2, min(h, w) // 25))))
-    a = np.clip(cv2.GaussianBlur(layer, (0, 0), rng.uniform(0.7, 3.0)), 0, 1)[..., None] * rng.uniform(0.7, 1.0)
-    tex *= 1 - a
-    tex += a * rng.uniform(225, 255, 3).astype(np.float32)
-
-
 def _object_texture(bank, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A photo texture (with a shading gradient) 60 % of the time, else a flat shaded colour; with
-    painted markings half of the time, and shiny (``_shine``) ``SHINY_SHARE`` of the time."""
+    painted markings half of the time."""
     if rng.random() < 0.6:
         tex = photo_crop(bank, h, w, rng, zoom=(0.1, 0.6))
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -259,8 +226,6 @@ def _object_texture(bank, h: int, w: int, rng: np.random.Generator) -> np.ndarra
         tex = object_texture(h, w, rng).astype(np.float32)
     if rng.random() < 0.5:
         _markings(tex, rng)
-    if rng.random() < SHINY_SHARE:
-        _shine(tex, bank, rng)
     return np.clip(tex, 0, 255)
 
 
