@@ -68,3 +68,25 @@ def test_masks_of_one_photo_do_not_overlap(maker):
     for masks in by_image.values():
         total = np.sum(masks, axis=0)
         assert total.max() <= 1
+
+
+def test_gt_measures_scores_and_flip_precision():
+    """benchmarks/real_photo_check.py's scoring on a hand-computable case: stage 1 misses 4 of the 16
+    GT pixels; the refiner draws back 2 of them (right) and adds 2 background pixels (wrong)."""
+    spec = importlib.util.spec_from_file_location(
+        "real_photo_check", EXAMPLES.parent / "benchmarks" / "real_photo_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    gt = np.zeros((16, 16), np.uint8)
+    gt[4:8, 4:8] = 255  # 16 px
+    coarse = gt > 0
+    coarse[4, 4:8] = False  # stage 1 misses one row: IoU 12/16
+    soft = coarse.astype(np.float32)
+    soft[4, 4:6] = 0.9  # two missed pixels drawn back
+    soft[10, 10:12] = 0.8  # two background pixels added
+    m = check.gt_measures(coarse, soft, gt)
+    assert m["s1_iou"] == pytest.approx(12 / 16)
+    assert m["ref_iou"] == pytest.approx(14 / 18)
+    assert m["s1_mae"] == pytest.approx(4 / 256)
+    assert m["ref_mae"] == pytest.approx((2 * 0.1 + 2 * 1.0 + 2 * 0.8) / 256, abs=1e-6)
+    assert m["flips"] == 4 and m["flips_right"] == 2
