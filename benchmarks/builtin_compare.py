@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_photo_check import gt_measures, load_gt, load_photo  # noqa: E402
+from real_photo_check import GT_KEYS, gt_measures, load_gt, load_photo, table  # noqa: E402
 
 
 def parse_candidate(text: str) -> tuple[str, str, dict]:
@@ -113,20 +113,19 @@ def real_rows(preds, stage1s=("grabcut", "u2netp")) -> list[dict]:
 
 
 def print_real(rows: list[dict]) -> None:
-    print("| stage 1 | candidate | IoU stage 1 -> refined | MAE stage 1 -> refined | HCE stage 1 -> refined "
-          "| washed (9 boxes) | entries refined IoU >= stage 1 | flip precision |")
-    print("|---|---|---|---|---|---|---|---|")
+    out = []
     for kind in dict.fromkeys(r["stage1"] for r in rows):
         for name in dict.fromkeys(r["candidate"] for r in rows):
             sel = [r for r in rows if r["stage1"] == kind and r["candidate"] == name]
             g = [r for r in sel if "s1_iou" in r]
-            m = {k: np.mean([r[k] for r in g]) for k in ("s1_iou", "ref_iou", "s1_mae", "ref_mae", "s1_hce", "ref_hce")}
-            wins = sum(r["ref_iou"] >= r["s1_iou"] for r in g)
+            m = {k: np.mean([r[k] for r in g]) for k in GT_KEYS}
             flips = sum(r["flips"] for r in g)
-            precision = f"{sum(r['flips_right'] for r in g) / flips:.2f} of {flips} px" if flips else "no flips"
-            print(f"| {kind} | {name} | {m['s1_iou']:.3f} -> {m['ref_iou']:.3f} | {m['s1_mae']:.4f} -> "
-                  f"{m['ref_mae']:.4f} | {m['s1_hce']:.1f} -> {m['ref_hce']:.1f} "
-                  f"| {np.mean([r['washed'] for r in sel]):.3f} | {wins}/{len(g)} | {precision} |")
+            out.append([kind, name, f"{m['s1_iou']:.3f} -> {m['ref_iou']:.3f}", f"{m['s1_mae']:.4f} -> {m['ref_mae']:.4f}",
+                        f"{m['s1_hce']:.1f} -> {m['ref_hce']:.1f}", f"{np.mean([r['washed'] for r in sel]):.3f}",
+                        f"{sum(r['ref_iou'] >= r['s1_iou'] for r in g)}/{len(g)}",
+                        f"{sum(r['flips_right'] for r in g) / flips:.2f} of {flips} px" if flips else "no flips"])
+    table(["stage 1", "candidate", "IoU stage 1 -> refined", "MAE stage 1 -> refined", "HCE stage 1 -> refined",
+           "washed (9 boxes)", "entries refined IoU >= stage 1", "flip precision"], out)
 
 
 def print_suite(title: str, scores: dict) -> None:

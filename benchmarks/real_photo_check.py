@@ -91,6 +91,17 @@ def gt_measures(coarse: np.ndarray, soft: np.ndarray, gt: np.ndarray) -> dict:
     return out
 
 
+GT_KEYS = ("s1_iou", "ref_iou", "s1_mae", "ref_mae", "s1_hce", "ref_hce")
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    """Print a Markdown table."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def load_gt(entry: dict, photos_path: Path) -> np.ndarray | None:
     """The entry's ground truth (uint8 ``HxW``), its ``gt`` path relative to the JSON's folder; or None."""
     if "gt" not in entry:
@@ -126,33 +137,32 @@ def main() -> None:
             if gt is not None:
                 row.update(gt_measures(out.coarse, out.soft, gt))
             rows.append(row)
-    print(f"| stage 1 | photo | object | stage-1 share of box | IoU far (>{args.band} px) | washed [0.2, 0.8] "
-          "| mean abs(refined - coarse) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['stage1']} | {r['image']} | {r['object']} | {r['coarse_share']:.2f} | {r['iou_far']:.3f} "
-              f"| {r['washed']:.3f} | {r['mad']:.3f} |")
-    for kind in args.stage1:
-        sel = [r for r in rows if r["stage1"] == kind]
-        print(f"| **{kind}, mean** | | | {np.mean([r['coarse_share'] for r in sel]):.2f} "
-              f"| {np.mean([r['iou_far'] for r in sel]):.3f} | {np.mean([r['washed'] for r in sel]):.3f} "
-              f"| {np.mean([r['mad'] for r in sel]):.3f} |")
+    table(["stage 1", "photo", "object", "stage-1 share of box", f"IoU far (>{args.band} px)", "washed [0.2, 0.8]",
+           "mean abs(refined - coarse)"],
+          [[r["stage1"], r["image"], r["object"], f"{r['coarse_share']:.2f}", f"{r['iou_far']:.3f}",
+            f"{r['washed']:.3f}", f"{r['mad']:.3f}"] for r in rows]
+          + [[f"**{kind}, mean**", "", "", *(f"{np.mean([r[k] for r in rows if r['stage1'] == kind]):{fmt}}"
+                                             for k, fmt in (("coarse_share", ".2f"), ("iou_far", ".3f"),
+                                                            ("washed", ".3f"), ("mad", ".3f")))]
+             for kind in args.stage1])
     scored = [r for r in rows if "s1_iou" in r]
     if scored:
         print()
-        print("| stage 1 | photo | object | IoU stage 1 | IoU refined | MAE stage 1 | MAE refined "
-              "| HCE stage 1 | HCE refined |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in scored:
-            print(f"| {r['stage1']} | {r['image']} | {r['object']} | {r['s1_iou']:.3f} | {r['ref_iou']:.3f} "
-                  f"| {r['s1_mae']:.4f} | {r['ref_mae']:.4f} | {r['s1_hce']} | {r['ref_hce']} |")
+        means = []
         for kind in args.stage1:
             sel = [r for r in scored if r["stage1"] == kind]
             if sel:
-                means = [np.mean([r[k] for r in sel]) for k in
-                         ("s1_iou", "ref_iou", "s1_mae", "ref_mae", "s1_hce", "ref_hce")]
-                print(f"| **{kind}, mean** | | | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.4f} "
-                      f"| {means[3]:.4f} | {means[4]:.0f} | {means[5]:.0f} |")
+                m = {k: np.mean([r[k] for r in sel]) for k in GT_KEYS}
+                flips = sum(r["flips"] for r in sel)
+                means.append([f"**{kind}, mean**", "", "", f"{m['s1_iou']:.3f}", f"{m['ref_iou']:.3f}",
+                              f"{m['s1_mae']:.4f}", f"{m['ref_mae']:.4f}", f"{m['s1_hce']:.0f}", f"{m['ref_hce']:.0f}",
+                              f"{sum(r['flips_right'] for r in sel) / flips:.2f} of {flips}" if flips else "-"])
+        table(["stage 1", "photo", "object", "IoU stage 1", "IoU refined", "MAE stage 1", "MAE refined",
+               "HCE stage 1", "HCE refined", "flips right"],
+              [[r["stage1"], r["image"], r["object"], f"{r['s1_iou']:.3f}", f"{r['ref_iou']:.3f}",
+                f"{r['s1_mae']:.4f}", f"{r['ref_mae']:.4f}", str(r["s1_hce"]), str(r["ref_hce"]),
+                f"{r['flips_right'] / r['flips']:.2f} of {r['flips']}" if r["flips"] else "-"] for r in scored]
+              + means)
         print(f"(HCE with OpenCV {cv2.__version__})")
     if args.json:
         from dissam.utils import atomic_write_bytes

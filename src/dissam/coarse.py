@@ -152,8 +152,9 @@ def stage1_like_mask(
     names = list(STAGE1_LIKE_SOURCES)
     p = np.array([STAGE1_LIKE_SOURCES[k] for k in names], dtype=np.float64)
     source = names[int(rng.choice(len(names), p=p / p.sum()))]
-    fallback = degrade_mask(gt, int(rng.integers(2**31)))
+    fallback_seed = int(rng.integers(2**31))  # drawn for every source: each sample's draw stays the same
     if source == "degrade":
+        fallback = degrade_mask(gt, fallback_seed)
         return fallback, "degrade", mask_iou(fallback, gt)
     if source == "grabcut":
         mask = grabcut_mask(image, box)
@@ -163,7 +164,7 @@ def stage1_like_mask(
         mask = stage.coarse_masks(np.asarray([box], dtype=np.float64))[0].astype(np.uint8) * 255
     iou = mask_iou(mask, gt)
     if iou < min_iou:
-        return fallback, "degrade", iou
+        return degrade_mask(gt, fallback_seed), "degrade", iou
     return mask, source, iou
 
 

@@ -298,11 +298,14 @@ def generate_dataset(
     finally:
         if bar:
             bar.close()
-    path = out / "boxes.json"
     boxes = dict(sorted(boxes.items()))
-    rows = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in boxes.items())
-    atomic_write_bytes(path, ("{\n" + rows + "\n}\n").encode())
+    _write_rows_json(out / "boxes.json", boxes)
     if sources:
-        rows = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(sources.items()))
-        atomic_write_bytes(out / "mask_sources.json", ("{\n" + rows + "\n}\n").encode())
+        _write_rows_json(out / "mask_sources.json", dict(sorted(sources.items())))
     return boxes
+
+
+def _write_rows_json(path: Path, rows: dict) -> None:
+    """``{key: value}`` as JSON with one key per line (diff-friendly), written atomically."""
+    text = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in rows.items())
+    atomic_write_bytes(path, ("{\n" + text + "\n}\n").encode())

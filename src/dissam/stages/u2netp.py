@@ -193,8 +193,6 @@ def _box_area(box: np.ndarray, h: int, w: int) -> int:
     return max(0, min(w, x1 + 1) - max(0, x0)) * max(0, min(h, y1 + 1) - max(0, y0))
 
 
-
-
 def load_u2netp(source: str | os.PathLike | None = None, **kwargs) -> U2NetpStage:
     """The ``u2netp`` stage 1 from ``source`` (an ONNX file; ``None``: the vendored one)."""
     if source is not None and not Path(os.fspath(source)).expanduser().is_file():
