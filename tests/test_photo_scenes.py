@@ -112,8 +112,10 @@ def test_photo_dataset_writes_stage1_like_masks_and_sources(tmp_path, bank_file)
         assert (out / "mask" / f"{stem}.png").is_file()
     with pytest.raises(DatasetError, match="unknown style"):
         generate_dataset(out, 1, style="watercolour", progress=False)
-    with pytest.raises(DatasetError, match="photos only apply"):
+    with pytest.raises(DatasetError, match="only apply to style='photo'"):
         generate_dataset(out, 1, photos=(str(bank_file),), progress=False)
+    with pytest.raises(DatasetError, match="only apply to style='photo'"):
+        generate_dataset(out, 1, cutouts=(str(bank_file),), progress=False)
 
 
 def test_cli_synth_photo_style(tmp_path, bank_file):
@@ -137,3 +139,105 @@ def test_some_targets_are_framed_by_the_image_borders(bank_file):
         x0, y0, x1, y1 = box
         touching += x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1
     assert 2 <= touching <= 12  # FRAMED_SHARE = 0.35 of 16
+
+
+# --------------------------------------------------------------------------------------------
+# cut-outs: real object photographs with an alpha channel
+
+
+def _disc_rgba(size: int, rng: np.random.Generator, flat: bool = False) -> np.ndarray:
+    """A red, noisy ("photographed") disc on fully transparent *green*: the invisible colour must
+    never show at the cut-out's edge."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = size / 2 - 2
+    alpha = np.clip(r + 0.5 - np.hypot(yy - size / 2 + 0.5, xx - size / 2 + 0.5), 0, 1)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., 1] = 255
+    if flat:
+        rgba[..., :3] = (220, 30, 30)
+    else:
+        rgba[..., 0] = rng.integers(190, 256, (size, size))
+        rgba[..., 1:3] = rng.integers(0, 60, (size, size, 2))
+        rgba[alpha == 0, :3] = (0, 255, 0)
+    rgba[..., 3] = np.rint(alpha * 255)
+    return rgba
+
+
+@pytest.fixture(scope="module")
+def cutout_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cutouts")
+    rng = np.random.default_rng(0)
+    Image.fromarray(np.pad(_disc_rgba(120, rng), ((10, 30), (5, 0), (0, 0)))).save(d / "photo_disc.png")
+    Image.fromarray(_disc_rgba(120, rng, flat=True)).save(d / "drawing.png")  # too few colours
+    Image.fromarray(_disc_rgba(120, rng)[..., :3]).save(d / "opaque.png")  # no alpha channel
+    Image.fromarray(_disc_rgba(30, rng)).save(d / "icon.png")  # too small
+    return d
+
+
+def test_load_cutouts_keeps_photographed_objects_only(cutout_dir, tmp_path):
+    cuts = photo_scenes.load_cutouts((str(cutout_dir),))
+    assert len(cuts) == 1
+    (cut,) = cuts
+    assert cut.dtype == np.uint8 and cut.shape == (120 - 4, 120 - 4, 4)  # cropped to the alpha's box
+    assert cut[0].any() and cut[..., 3].max() == 255
+    (tmp_path / "drawing.png").write_bytes((cutout_dir / "drawing.png").read_bytes())
+    with pytest.raises(DatasetError, match="no usable cut-out among 1 files"):
+        photo_scenes.load_cutouts((str(tmp_path),))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DatasetError, match="broken.png"):
+        photo_scenes.load_cutouts((str(tmp_path),))
+    with pytest.raises(DatasetError, match="does not exist"):
+        photo_scenes.load_cutouts((str(tmp_path / "missing"),))
+
+
+def test_cutout_layer_fits_keeps_aspect_and_never_fringes(cutout_dir):
+    cuts = photo_scenes.load_cutouts((str(cutout_dir),))
+    rng = np.random.default_rng(3)
+    for h, w in ((60, 200), (300, 90), (40, 40)):
+        cov, tex = photo_scenes.cutout_layer(cuts, h, w, rng)
+        side = min(h, w)
+        assert cov.shape == (side, side) and tex.shape == (side, side, 3)  # a disc stays round
+        assert cov.dtype == tex.dtype == np.float32 and 0 <= cov.min() and cov.max() <= 1
+        edge = (cov > 0.02) & (cov < 0.98)
+        assert edge.any()
+        # premultiplied resampling: the transparent green never bleeds into the edge's colour
+        assert (tex[edge, 1] < 110).all() and (tex[edge, 0] > tex[edge, 1] + 60).mean() > 0.95
+
+
+def test_photo_samples_with_cutouts(cutout_dir, bank_file, monkeypatch):
+    """Same seed, same bytes; without cut-outs the draws are the bank-only ones; with them every
+    target (CUTOUT_SHARE forced to 1) is the photographed disc: round, and red unless the sample is
+    black and white (GREY_SHARE)."""
+    photos, cutouts = (str(bank_file),), (str(cutout_dir),)
+    plain = generate_photo_style_sample(5, 9, photos, (96, 128))
+    np.testing.assert_array_equal(plain[1], generate_photo_style_sample(5, 9, photos, (96, 128), ())[1])
+    a = generate_photo_style_sample(5, 9, photos, (96, 128), cutouts)
+    b = generate_photo_style_sample(5, 9, photos, (96, 128), cutouts)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    monkeypatch.setattr(photo_scenes, "CUTOUT_SHARE", 1.0)
+    inside = red = 0
+    for i in range(10):
+        image, gt, box = generate_photo_style_sample(i, 9, photos, (96, 128), cutouts)
+        h, w = gt.shape
+        x0, y0, x1, y1 = (int(v) for v in box)
+        np.testing.assert_array_equal(box, box_from_mask(gt, 0))
+        core = gt == 255
+        assert core.any()
+        rgb = image[core].astype(int)
+        red += np.median(rgb[:, 0] - rgb[:, 1]) > 60  # not when the photograph is black and white
+        if x0 > 0 and y0 > 0 and x1 < w - 1 and y1 < h - 1:  # not framed: the whole disc
+            inside += 1
+            assert abs(x1 - x0 - (y1 - y0)) <= 2
+            assert gt.sum() / 255 / ((x1 - x0 + 1) * (y1 - y0 + 1)) == pytest.approx(np.pi / 4, abs=0.05)
+    assert inside >= 3 and red >= 7
+
+
+def test_cli_synth_cutouts(tmp_path, bank_file, cutout_dir):
+    from dissam.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["synth", str(out), "-n", "2", "--style", "photo", "--photos", str(bank_file), "--cutouts",
+                 str(cutout_dir), "--size-min", "96", "--size-max", "100", "--no-progress"]) == 0
+    _, gt, _ = generate_photo_style_sample(1, 0, (str(bank_file),), (96, 100), (str(cutout_dir),))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "gt" / "synth_000001.png")), gt)

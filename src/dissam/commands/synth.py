@@ -18,10 +18,11 @@ multi-component masks that `dissam enrich` splits into extra samples).
 
 With --style photo the objects sit in real photographs (scikit-image's public-domain/CC0 samples
 plus the files and folders given with --photos) and pass through a camera model (blur, white
-balance, noise, JPEG); docs/experiments.md says how the built-in model used it.
+balance, noise, JPEG); with --cutouts, some objects are real object photographs with an alpha
+channel (RGBA cut-outs). docs/experiments.md says how the built-in model used them.
 
 Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks,
---max-targets, --style, --photos).
+--max-targets, --style, --photos, --cutouts).
 """
 
 
@@ -54,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --style photo: more photographs (files or folders) for backgrounds and textures",
     )
     parser.add_argument(
+        "--cutouts",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="with --style photo: RGBA photographs of single objects (files or folders) to use as "
+        "targets and distractors in 60%% of cases (flat drawings and opaque images are skipped)",
+    )
+    parser.add_argument(
         "--max-targets",
         type=int,
         default=1,
@@ -83,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         max_targets=args.max_targets,
         style=args.style,
         photos=tuple(args.photos),
+        cutouts=tuple(args.cutouts),
     )
     print(
         f"wrote {len(boxes)} samples to {args.out_dir} (im/, gt/, boxes.json"

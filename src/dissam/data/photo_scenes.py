@@ -45,6 +45,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 BANK_MAX_SIDE = 1600  # bank photos are stored downscaled to this longer side (crops are smaller still)
 
 FRAMED_SHARE = 0.35  # targets cut by the image borders (close-ups)
+CUTOUT_SHARE = 0.6  # with cut-outs given: the share of targets (and of distractors) that are one
+CUTOUT_MIN_PIXELS = 1500  # smaller cut-outs (icons, letters) are skipped
+CUTOUT_MIN_COLOURS = 500  # distinct 5-bit colours on the object: fewer is a flat drawing, not a photograph
 GREY_SHARE = 0.1  # black-and-white photographs
 
 # Real photographs show mostly solid objects with some fine parts: the smooth body with holes is
@@ -121,6 +124,59 @@ def load_photo_bank(sources: tuple[str, ...] = (), skimage_names: tuple[str, ...
     if not photos:
         raise DatasetError("the photo bank is empty: name image files or folders, or keep the scikit-image samples")
     return tuple(photos)
+
+
+def _cutout_from_rgba(rgba: np.ndarray) -> np.ndarray | None:
+    """``rgba`` cropped to its alpha's bounding box, or None where it is no photograph of an object."""
+    alpha = rgba[..., 3]
+    solid = alpha > 127
+    if solid.sum() < CUTOUT_MIN_PIXELS or solid.all():  # too small, or no cut-out at all (opaque)
+        return None
+    q = (rgba[..., :3][solid] // 8).astype(np.int32)
+    if len(np.unique(q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2])) < CUTOUT_MIN_COLOURS:
+        return None
+    ys, xs = np.nonzero(alpha)
+    return np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+
+
+@functools.lru_cache(maxsize=4)
+def load_cutouts(sources: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Photographs of single objects with an alpha channel (cut-outs), to draw targets from.
+
+    A cut-out is a real object's real appearance (highlights, reflections, fur, thin legs) with an
+    exact mask; placed in a bank photograph it teaches what generated objects cannot (docs/synthetic.md).
+
+    Args:
+        sources: image files and folders (searched recursively) of RGBA images.
+    Returns:
+        ``(h, w, 4)`` uint8 RGBA arrays cropped to the alpha's bounding box, longer side at most
+        ``BANK_MAX_SIDE``, sorted by path. Images without transparency, with fewer than
+        ``CUTOUT_MIN_PIXELS`` solid pixels, or with fewer than ``CUTOUT_MIN_COLOURS`` colours on the
+        object (flat drawings) are skipped.
+    Raises:
+        DatasetError: a source is missing or unreadable, or no usable cut-out is found.
+    """
+    cuts: list[np.ndarray] = []
+    files = _bank_files(sources)
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
+                    continue
+                rgba = np.asarray(im.convert("RGBA"))
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"cut-out file {f} could not be read: {e}") from e
+        if max(rgba.shape[:2]) > BANK_MAX_SIDE:
+            rgba = _downscale(rgba, BANK_MAX_SIDE)
+        cut = _cutout_from_rgba(rgba)
+        if cut is not None:
+            cuts.append(cut)
+    if not cuts:
+        raise DatasetError(
+            f"no usable cut-out among {len(files)} files: cut-outs are photographs of objects with an alpha "
+            f"channel, at least {CUTOUT_MIN_PIXELS} solid pixels and {CUTOUT_MIN_COLOURS} colours"
+        )
+    return tuple(cuts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +285,31 @@ def _object_texture(bank, h: int, w: int, rng: np.random.Generator) -> np.ndarra
     return np.clip(tex, 0, 255)
 
 
+def cutout_layer(cutouts: Sequence[np.ndarray], h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random cut-out scaled to fit ``(h, w)`` with its aspect ratio kept, mirrored half of the time
+    and colour-jittered.
+
+    Returns:
+        ``coverage`` ``(h', w')`` float32 in [0, 1] (the alpha) and ``texture`` ``(h', w', 3)`` float32
+        in [0, 255]: ``h' <= h`` and ``w' <= w`` with one of them equal (but at least 8 px each).
+    """
+    cut = cutouts[int(rng.integers(len(cutouts)))]
+    ch, cw = cut.shape[:2]
+    s = min(h / ch, w / cw)
+    nh, nw = max(8, min(h, round(ch * s))), max(8, min(w, round(cw * s)))
+    a = cut[..., 3:].astype(np.float32) / 255.0
+    # resample premultiplied colour, so that the invisible pixels' colour cannot fringe the edge
+    premult = np.concatenate([cut[..., :3].astype(np.float32) * a, a], axis=2)
+    interp = cv2.INTER_AREA if nh * nw < ch * cw else cv2.INTER_CUBIC
+    premult = cv2.resize(premult, (nw, nh), interpolation=interp)
+    cov = np.clip(premult[..., 3], 0.0, 1.0)
+    tex = np.clip(premult[..., :3] / np.maximum(cov, 1e-3)[..., None], 0, 255)
+    if rng.random() < 0.5:
+        cov, tex = cov[:, ::-1], tex[:, ::-1]
+    tex = tex * rng.uniform(0.8, 1.15) + rng.uniform(-12, 12, 3).astype(np.float32)
+    return np.ascontiguousarray(cov), np.ascontiguousarray(np.clip(tex, 0, 255))
+
+
 def _pick_kind(rng: np.random.Generator) -> str:
     names = list(PHOTO_KIND_WEIGHTS)
     p = np.array([PHOTO_KIND_WEIGHTS[k] for k in names], dtype=np.float64)
@@ -252,6 +333,7 @@ def generate_photo_sample(
     bank: Sequence[np.ndarray],
     size: tuple[int, int],
     kind: str | None = None,
+    cutouts: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One photo-like sample of size ``size = (H, W)`` drawn from ``rng``.
 
@@ -259,7 +341,10 @@ def generate_photo_sample(
     objects behind the target, the target (kind ``kind`` or drawn): 45-90 % of each side with a cast
     shadow 40 % of the time, or (``FRAMED_SHARE``) 70-125 % of each side and cut by the image borders,
     as in close-ups where the box is most of the frame; black and white ``GREY_SHARE`` of the time;
-    then :func:`camera_effects`.
+    then :func:`camera_effects`. With ``cutouts`` (:func:`load_cutouts`; only when ``kind`` is not
+    given), ``CUTOUT_SHARE`` of the targets and of the distractors are real object photographs
+    (:func:`cutout_layer`) instead of generated objects; with none, the draws are those of earlier
+    versions (same seed, same bytes).
 
     Returns:
         ``image`` ``(H, W, 3)`` uint8 RGB, ``gt`` ``(H, W)`` uint8 (the target's exact coverage * 255)
@@ -270,34 +355,56 @@ def generate_photo_sample(
         raise DatasetError(f"sample size must be at least 32 px, got {(h, w)}")
     if kind is None:
         kind = _pick_kind(rng)
-    elif kind not in KINDS:
+    else:
+        cutouts = ()
+    if kind not in KINDS:
         raise DatasetError(f"unknown object kind {kind!r}; choose one of {sorted(KINDS)}")
     img = photo_crop(bank, h, w, rng)
     if rng.random() < 0.35:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(1.5, 5.0))
     for _ in range(int(rng.integers(0, 3))):
         dh, dw = int(h * rng.uniform(0.15, 0.45)), int(w * rng.uniform(0.15, 0.45))
+        if cutouts and rng.random() < CUTOUT_SHARE:
+            cov, tex = cutout_layer(cutouts, dh, dw, rng)
+            dh, dw = cov.shape
+        else:
+            cov = tex = None
         dy, dx = int(rng.integers(0, h - dh + 1)), int(rng.integers(0, w - dw + 1))
-        composite(img, render_object(_pick_kind(rng), dh, dw, rng), _object_texture(bank, dh, dw, rng), dx, dy)
+        if cov is None:
+            cov, tex = render_object(_pick_kind(rng), dh, dw, rng), _object_texture(bank, dh, dw, rng)
+        composite(img, cov, tex, dx, dy)
+    # the "cutouts and" keeps the draws of a bank-only generator unchanged
+    use_cutout = bool(cutouts) and rng.random() < CUTOUT_SHARE
     gt = np.zeros((h, w), np.uint8)
     if rng.random() < FRAMED_SHARE:
         # framed by the photograph: up to 1.25x the frame and cut by its borders, as close-ups are
         th, tw = int(h * rng.uniform(0.7, 1.25)), int(w * rng.uniform(0.7, 1.25))
+        if use_cutout:
+            cov, tex = cutout_layer(cutouts, th, tw, rng)
+            th, tw = cov.shape
         ty = int(rng.integers(-int(0.2 * th), max(-int(0.2 * th) + 1, h - int(0.8 * th))))
         tx = int(rng.integers(-int(0.2 * tw), max(-int(0.2 * tw) + 1, w - int(0.8 * tw))))
-        cov = render_object(kind, th, tw, rng)
+        if not use_cutout:
+            cov = render_object(kind, th, tw, rng)
         sy, sx = slice(max(0, -ty), min(th, h - ty)), slice(max(0, -tx), min(tw, w - tx))
         y0, x0 = max(0, ty), max(0, tx)
         cov = np.ascontiguousarray(cov[sy, sx])
-        composite(img, cov, _object_texture(bank, *cov.shape, rng), x0, y0)
+        tex = np.ascontiguousarray(tex[sy, sx]) if use_cutout else _object_texture(bank, *cov.shape, rng)
+        composite(img, cov, tex, x0, y0)
         gt[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]] = coverage_to_u8(cov)
     else:
         th, tw = max(24, int(h * rng.uniform(0.45, 0.9))), max(24, int(w * rng.uniform(0.45, 0.9)))
-        ty, tx = int(rng.integers(1, h - th)), int(rng.integers(1, w - tw))
-        cov = render_object(kind, th, tw, rng)
+        if use_cutout:
+            cov, tex = cutout_layer(cutouts, th, tw, rng)
+            th, tw = cov.shape
+        ty, tx = int(rng.integers(1, max(2, h - th))), int(rng.integers(1, max(2, w - tw)))
+        if not use_cutout:
+            cov = render_object(kind, th, tw, rng)
         if rng.random() < 0.4:
             _cast_shadow(img, cov, tx, ty, rng)
-        composite(img, cov, _object_texture(bank, th, tw, rng), tx, ty)
+        if not use_cutout:
+            tex = _object_texture(bank, th, tw, rng)
+        composite(img, cov, tex, tx, ty)
         gt[ty : ty + th, tx : tx + tw] = coverage_to_u8(cov)
     if not gt.any():  # a framed object whose visible part was empty: draw it fully inside instead
         th, tw = max(24, int(h * 0.6)), max(24, int(w * 0.6))

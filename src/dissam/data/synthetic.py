@@ -171,21 +171,27 @@ def sample_stem(index: int) -> str:
 
 
 def generate_photo_style_sample(
-    index: int, seed: int, photos: tuple[str, ...] = (), size_range: tuple[int, int] = (320, 512)
+    index: int,
+    seed: int,
+    photos: tuple[str, ...] = (),
+    size_range: tuple[int, int] = (320, 512),
+    cutouts: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``index`` of ``seed`` in the photo style (:func:`dissam.data.photo_scenes.generate_photo_sample`)
-    with the photo bank of ``photos`` (files or folders, added to scikit-image's samples)."""
-    from dissam.data.photo_scenes import generate_photo_sample, load_photo_bank
+    with the photo bank of ``photos`` (files or folders, added to scikit-image's samples) and the
+    object cut-outs of ``cutouts`` (files or folders; none by default)."""
+    from dissam.data.photo_scenes import generate_photo_sample, load_cutouts, load_photo_bank
 
     rng = sample_rng(index, seed)
     size = _resolve_size(None, size_range, rng)
-    return generate_photo_sample(rng, load_photo_bank(tuple(str(p) for p in photos)), size)
+    cuts = load_cutouts(tuple(str(p) for p in cutouts)) if cutouts else ()
+    return generate_photo_sample(rng, load_photo_bank(tuple(str(p) for p in photos)), size, cutouts=cuts)
 
 
 def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
-    index, seed, size_range, out, masks, max_targets, style, photos = job
+    index, seed, size_range, out, masks, max_targets, style, photos, cutouts = job
     if style == "photo":
-        image, gt, box = generate_photo_style_sample(index, seed, photos, size_range)
+        image, gt, box = generate_photo_style_sample(index, seed, photos, size_range, cutouts)
     else:
         image, gt, box = generate_sample(index, seed, size_range=size_range, max_targets=max_targets)
     stem = sample_stem(index)
@@ -231,6 +237,7 @@ def generate_dataset(
     max_targets: int = 1,
     style: str = "dis",
     photos: tuple[str, ...] = (),
+    cutouts: tuple[str, ...] = (),
 ) -> dict[str, list[int]]:
     """Write samples ``0 .. n-1`` in the DIS-5K layout and return the boxes.
 
@@ -239,19 +246,23 @@ def generate_dataset(
     ``masks`` ``"degrade"``, ``"grabcut"`` or ``"stage1-like"`` also ``out_dir/mask/<stem>.png``
     ({0, 255}, see ``dissam.coarse``; ``stage1-like`` also writes ``out_dir/mask_sources.json``, which
     source each mask came from). Output bytes depend only on ``(seed, index, size_range, masks,
-    max_targets, style, photos)``; ``max_targets`` is :func:`generate_sample`'s (the ``dis`` style only).
-    ``style="photo"`` draws photo-like samples (:mod:`dissam.data.photo_scenes`) from the photo bank
-    of ``photos`` plus scikit-image's samples.
+    max_targets, style, photos, cutouts)``; ``max_targets`` is :func:`generate_sample`'s (the ``dis``
+    style only). ``style="photo"`` draws photo-like samples (:mod:`dissam.data.photo_scenes`) from the
+    photo bank of ``photos`` plus scikit-image's samples, with real object photographs from the RGBA
+    images of ``cutouts`` as some of the objects.
     """
     if style not in STYLES:
         raise DatasetError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
     if style == "photo":
-        from dissam.data.photo_scenes import load_photo_bank
+        from dissam.data.photo_scenes import load_cutouts, load_photo_bank
 
         photos = tuple(str(p) for p in photos)
+        cutouts = tuple(str(p) for p in cutouts)
         load_photo_bank(photos)  # fail early, before any worker starts
-    elif photos:
-        raise DatasetError("photos only apply to style='photo'")
+        if cutouts:
+            load_cutouts(cutouts)
+    elif photos or cutouts:
+        raise DatasetError("photos and cut-outs only apply to style='photo'")
     if n < 0:
         raise DatasetError(f"n must be >= 0, got {n}")
     if masks == "none":
@@ -266,7 +277,7 @@ def generate_dataset(
     (out / "gt").mkdir(parents=True, exist_ok=True)
     if max_targets < 1:
         raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
-    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets), style, photos) for i in range(n)]
+    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets), style, photos, cutouts) for i in range(n)]
     bar = None
     if progress:
         from tqdm import tqdm
