@@ -12,11 +12,16 @@ were given (every candidate refines the same coarse masks, computed once):
   benchmarks/real_photo_check.py scores them, plus the washed-out share on all nine boxes.
 * ``photo``: a photo-like split written by ``dissam synth --style photo --masks stage1-like``
   (``--photo-split``), with its own masks; maxF, MAE, HCE, mIoU.
+* ``cutout``: real objects the candidates never saw, in photographs: a split written by
+  ``dissam synth --style photo --cutouts DIR --cutout-split heldout`` (``--cutout-split-dir``), with
+  each weight-free stage 1 run on every image, scored like ``real`` (IoU, MAE, HCE against the
+  cut-out's alpha; docs/experiments.md).
 
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/builtin_compare.py \
       --candidate old=src/dissam/weights/dis-sam-compact.safetensors --candidate new=runs/x/best.safetensors@512#0.6 \
-      [--sets generated real photo] [--photo-split runs/photo/val] [--json out.json]
+      [--sets generated real photo cutout] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
+      [--json out.json]
 """
 
 from __future__ import annotations
@@ -77,42 +82,59 @@ def generated_items():
         yield image, gt, box, degrade_mask(gt, seed=i)
 
 
-def photo_items(split: Path):
+def photo_items(split: Path, masks: bool = True):
     import cv2
 
     boxes = json.loads((split / "boxes.json").read_text())
     for stem, box in boxes.items():
         image = cv2.cvtColor(cv2.imread(str(split / "im" / f"{stem}.jpg")), cv2.COLOR_BGR2RGB)
         gt = cv2.imread(str(split / "gt" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
-        mask = cv2.imread(str(split / "mask" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imread(str(split / "mask" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE) if masks else None
         yield image, gt, np.asarray(box, dtype=np.float64), mask
 
 
-def real_rows(preds, stage1s=("grabcut", "u2netp")) -> list[dict]:
+def real_entries():
+    """(image, box, gt or None, labels) of the real-photo check's nine boxes."""
+    entries = json.loads((ROOT / "examples" / "real_photos.json").read_text())["photos"]
+    for p in entries:
+        gt = load_gt(p, ROOT / "examples" / "real_photos.json")
+        yield load_photo(p["image"]), np.asarray(p["box"], dtype=np.float64), gt, {"image": p["image"], "object": p["object"]}
+
+
+def cutout_entries(split: Path):
+    """(image, box, gt, labels) of a cut-out split (no coarse masks: the stage 1s are run)."""
+    for image, gt, box, _ in photo_items(split, masks=False):
+        yield image, box, gt, {"image": "", "object": ""}
+
+
+def stage1_rows(preds, entries, stage1s=("grabcut", "u2netp")) -> list[dict]:
+    """Each stage 1 on each entry, then each candidate on that coarse mask: one row per (stage 1,
+    entry, candidate), with IoU/MAE/HCE against the ground truth where the entry has one."""
     from dissam.stages.factory import load_stage1
 
-    entries = json.loads((ROOT / "examples" / "real_photos.json").read_text())["photos"]
+    entries = list(entries)
     rows = []
     for kind in stage1s:
         stage = load_stage1(kind)
-        for p in entries:
-            image, box = load_photo(p["image"]), np.asarray(p["box"], dtype=np.float64)
+        for image, box, gt, labels in entries:
             stage.set_image(image)
             coarse = np.asarray(stage.coarse_masks(box[None]))[0].astype(bool)
-            gt = load_gt(p, ROOT / "examples" / "real_photos.json")
             x0, y0, x1, y1 = (int(v) for v in box)
             for name, pred in preds.items():
                 soft = pred.set_image(image).predict(box=box, coarse_mask=coarse.astype(np.uint8) * 255).soft
                 crop = soft[y0:y1 + 1, x0:x1 + 1]
-                row = {"stage1": kind, "candidate": name, "image": p["image"], "object": p["object"],
-                       "washed": float(((crop >= 0.2) & (crop <= 0.8)).mean())}
+                row = {"stage1": kind, "candidate": name, **labels, "washed": float(((crop >= 0.2) & (crop <= 0.8)).mean())}
                 if gt is not None:
                     row.update(gt_measures(coarse, soft, gt))
                 rows.append(row)
     return rows
 
 
-def print_real(rows: list[dict]) -> None:
+def real_rows(preds, stage1s=("grabcut", "u2netp")) -> list[dict]:
+    return stage1_rows(preds, real_entries(), stage1s)
+
+
+def print_real(rows: list[dict], washed_label: str = "washed (9 boxes)") -> None:
     out = []
     for kind in dict.fromkeys(r["stage1"] for r in rows):
         for name in dict.fromkeys(r["candidate"] for r in rows):
@@ -125,7 +147,7 @@ def print_real(rows: list[dict]) -> None:
                         f"{sum(r['ref_iou'] >= r['s1_iou'] for r in g)}/{len(g)}",
                         f"{sum(r['flips_right'] for r in g) / flips:.2f} of {flips} px" if flips else "no flips"])
     table(["stage 1", "candidate", "IoU stage 1 -> refined", "MAE stage 1 -> refined", "HCE stage 1 -> refined",
-           "washed (9 boxes)", "entries refined IoU >= stage 1", "flip precision"], out)
+           washed_label, "entries refined IoU >= stage 1", "flip precision"], out)
 
 
 def print_suite(title: str, scores: dict) -> None:
@@ -139,8 +161,9 @@ def print_suite(title: str, scores: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH[@SIZE]")
-    ap.add_argument("--sets", nargs="+", default=["generated", "real"], choices=["generated", "real", "photo"])
+    ap.add_argument("--sets", nargs="+", default=["generated", "real"], choices=["generated", "real", "photo", "cutout"])
     ap.add_argument("--photo-split", type=Path, help="a photo-like split for the 'photo' set")
+    ap.add_argument("--cutout-split-dir", type=Path, help="a held-out cut-out split for the 'cutout' set")
     ap.add_argument("--json", help="write every score here")
     args = ap.parse_args()
     preds = predictors([parse_candidate(c) for c in args.candidate])
@@ -157,6 +180,12 @@ def main() -> None:
             raise SystemExit("--sets photo needs --photo-split")
         out["photo"] = suite_scores(preds, photo_items(args.photo_split))
         print_suite(f"photo-like ({args.photo_split})", out["photo"])
+    if "cutout" in args.sets:
+        if args.cutout_split_dir is None:
+            raise SystemExit("--sets cutout needs --cutout-split-dir")
+        out["cutout"] = stage1_rows(preds, cutout_entries(args.cutout_split_dir))
+        print(f"\nheld-out real objects ({args.cutout_split_dir})\n")
+        print_real(out["cutout"], "washed (in the box)")
     print(f"\n({time.perf_counter() - t:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))

@@ -241,3 +241,27 @@ def test_cli_synth_cutouts(tmp_path, bank_file, cutout_dir):
                  str(cutout_dir), "--size-min", "96", "--size-max", "100", "--no-progress"]) == 0
     _, gt, _ = generate_photo_style_sample(1, 0, (str(bank_file),), (96, 100), (str(cutout_dir),))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "gt" / "synth_000001.png")), gt)
+
+
+def test_cutout_split_holds_out_one_file_in_five_by_name(cutout_dir, tmp_path):
+    names = [f"object_{i}.png" for i in range(200)]
+    held = [n for n in names if photo_scenes.cutout_part(n) == "heldout"]
+    assert 0.1 < len(held) / len(names) < 0.3  # one in CUTOUT_HELDOUT_EVERY = 5
+    assert photo_scenes.cutout_part(held[0]) == photo_scenes.cutout_part(held[0])  # stable
+    train = next(n for n in names if n not in held)
+    src = (cutout_dir / "photo_disc.png").read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / held[0]).write_bytes(src)
+    (tmp_path / train).write_bytes(src)
+    (tmp_path / held[1]).write_bytes(src)
+    folder = (str(tmp_path),)
+    assert len(photo_scenes.load_cutouts(folder, "all")) == 3
+    assert len(photo_scenes.load_cutouts(folder, "train")) == 1
+    assert len(photo_scenes.load_cutouts(folder, "heldout")) == 2
+    with pytest.raises(DatasetError, match="unknown cut-out split"):
+        photo_scenes.load_cutouts(folder, "test")
+    only_train = tmp_path / "only_train"
+    only_train.mkdir()
+    (only_train / train).write_bytes(src)
+    with pytest.raises(DatasetError, match=r"no usable cut-out among 0 files \(heldout\)"):
+        photo_scenes.load_cutouts((str(only_train),), "heldout")

@@ -22,7 +22,7 @@ balance, noise, JPEG); with --cutouts, some objects are real object photographs 
 channel (RGBA cut-outs). docs/experiments.md says how the built-in model used them.
 
 Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks,
---max-targets, --style, --photos, --cutouts).
+--max-targets, --style, --photos, --cutouts, --cutout-split).
 """
 
 
@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "targets and distractors in 60%% of cases (flat drawings and opaque images are skipped)",
     )
     parser.add_argument(
+        "--cutout-split",
+        choices=("all", "train", "heldout"),
+        default="all",
+        help="use all cut-outs (default), or only the 'train' or the 'heldout' part (one file in five, "
+        "chosen by its name), to measure a model on objects it was not trained on",
+    )
+    parser.add_argument(
         "--max-targets",
         type=int,
         default=1,
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         style=args.style,
         photos=tuple(args.photos),
         cutouts=tuple(args.cutouts),
+        cutout_split=args.cutout_split,
     )
     print(
         f"wrote {len(boxes)} samples to {args.out_dir} (im/, gt/, boxes.json"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +49,8 @@ FRAMED_SHARE = 0.35  # targets cut by the image borders (close-ups)
 CUTOUT_SHARE = 0.6  # with cut-outs given: the share of targets (and of distractors) that are one
 CUTOUT_MIN_PIXELS = 1500  # smaller cut-outs (icons, letters) are skipped
 CUTOUT_MIN_COLOURS = 500  # distinct 5-bit colours on the object: fewer is a flat drawing, not a photograph
+CUTOUT_SPLITS = ("all", "train", "heldout")
+CUTOUT_HELDOUT_EVERY = 5  # one cut-out file in five (by the CRC-32 of its name) is held out for evaluation
 GREY_SHARE = 0.1  # black-and-white photographs
 
 # Real photographs show mostly solid objects with some fine parts: the smooth body with holes is
@@ -139,8 +142,14 @@ def _cutout_from_rgba(rgba: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
 
 
+def cutout_part(name: str) -> str:
+    """``"heldout"`` or ``"train"``: the part of the cut-outs a file belongs to, from its file name alone
+    (so that it does not depend on where the files lie or on which others are there)."""
+    return "heldout" if zlib.crc32(name.encode()) % CUTOUT_HELDOUT_EVERY == 0 else "train"
+
+
 @functools.lru_cache(maxsize=4)
-def load_cutouts(sources: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+def load_cutouts(sources: tuple[str, ...], split: str = "all") -> tuple[np.ndarray, ...]:
     """Photographs of single objects with an alpha channel (cut-outs), to draw targets from.
 
     A cut-out is a real object's real appearance (highlights, reflections, fur, thin legs) with an
@@ -148,6 +157,8 @@ def load_cutouts(sources: tuple[str, ...]) -> tuple[np.ndarray, ...]:
 
     Args:
         sources: image files and folders (searched recursively) of RGBA images.
+        split: ``"all"``, or only the ``"train"`` or ``"heldout"`` part (:func:`cutout_part`: one file
+            in ``CUTOUT_HELDOUT_EVERY``), so that a model can be measured on objects it never saw.
     Returns:
         ``(h, w, 4)`` uint8 RGBA arrays cropped to the alpha's bounding box, longer side at most
         ``BANK_MAX_SIDE``, sorted by path. Images without transparency, with fewer than
@@ -156,8 +167,10 @@ def load_cutouts(sources: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     Raises:
         DatasetError: a source is missing or unreadable, or no usable cut-out is found.
     """
+    if split not in CUTOUT_SPLITS:
+        raise DatasetError(f"unknown cut-out split {split!r}; choose one of {', '.join(CUTOUT_SPLITS)}")
     cuts: list[np.ndarray] = []
-    files = _bank_files(sources)
+    files = [f for f in _bank_files(sources) if split == "all" or cutout_part(f.name) == split]
     for f in files:
         try:
             with Image.open(f) as im:
@@ -173,7 +186,7 @@ def load_cutouts(sources: tuple[str, ...]) -> tuple[np.ndarray, ...]:
             cuts.append(cut)
     if not cuts:
         raise DatasetError(
-            f"no usable cut-out among {len(files)} files: cut-outs are photographs of objects with an alpha "
+            f"no usable cut-out among {len(files)} files ({split}): cut-outs are photographs of objects with an alpha "
             f"channel, at least {CUTOUT_MIN_PIXELS} solid pixels and {CUTOUT_MIN_COLOURS} colours"
         )
     return tuple(cuts)

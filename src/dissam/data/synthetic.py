@@ -176,22 +176,24 @@ def generate_photo_style_sample(
     photos: tuple[str, ...] = (),
     size_range: tuple[int, int] = (320, 512),
     cutouts: tuple[str, ...] = (),
+    cutout_split: str = "all",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``index`` of ``seed`` in the photo style (:func:`dissam.data.photo_scenes.generate_photo_sample`)
     with the photo bank of ``photos`` (files or folders, added to scikit-image's samples) and the
-    object cut-outs of ``cutouts`` (files or folders; none by default)."""
+    object cut-outs of ``cutouts`` (files or folders; none by default; ``cutout_split`` as in
+    :func:`dissam.data.photo_scenes.load_cutouts`)."""
     from dissam.data.photo_scenes import generate_photo_sample, load_cutouts, load_photo_bank
 
     rng = sample_rng(index, seed)
     size = _resolve_size(None, size_range, rng)
-    cuts = load_cutouts(tuple(str(p) for p in cutouts)) if cutouts else ()
+    cuts = load_cutouts(tuple(str(p) for p in cutouts), cutout_split) if cutouts else ()
     return generate_photo_sample(rng, load_photo_bank(tuple(str(p) for p in photos)), size, cutouts=cuts)
 
 
 def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
-    index, seed, size_range, out, masks, max_targets, style, photos, cutouts = job
+    index, seed, size_range, out, masks, max_targets, style, photos, cutouts, cutout_split = job
     if style == "photo":
-        image, gt, box = generate_photo_style_sample(index, seed, photos, size_range, cutouts)
+        image, gt, box = generate_photo_style_sample(index, seed, photos, size_range, cutouts, cutout_split)
     else:
         image, gt, box = generate_sample(index, seed, size_range=size_range, max_targets=max_targets)
     stem = sample_stem(index)
@@ -238,6 +240,7 @@ def generate_dataset(
     style: str = "dis",
     photos: tuple[str, ...] = (),
     cutouts: tuple[str, ...] = (),
+    cutout_split: str = "all",
 ) -> dict[str, list[int]]:
     """Write samples ``0 .. n-1`` in the DIS-5K layout and return the boxes.
 
@@ -246,10 +249,10 @@ def generate_dataset(
     ``masks`` ``"degrade"``, ``"grabcut"`` or ``"stage1-like"`` also ``out_dir/mask/<stem>.png``
     ({0, 255}, see ``dissam.coarse``; ``stage1-like`` also writes ``out_dir/mask_sources.json``, which
     source each mask came from). Output bytes depend only on ``(seed, index, size_range, masks,
-    max_targets, style, photos, cutouts)``; ``max_targets`` is :func:`generate_sample`'s (the ``dis``
+    max_targets, style, photos, cutouts, cutout_split)``; ``max_targets`` is :func:`generate_sample`'s (the ``dis``
     style only). ``style="photo"`` draws photo-like samples (:mod:`dissam.data.photo_scenes`) from the
     photo bank of ``photos`` plus scikit-image's samples, with real object photographs from the RGBA
-    images of ``cutouts`` as some of the objects.
+    images of ``cutouts`` (the ``cutout_split`` part of them) as some of the objects.
     """
     if style not in STYLES:
         raise DatasetError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
@@ -260,7 +263,7 @@ def generate_dataset(
         cutouts = tuple(str(p) for p in cutouts)
         load_photo_bank(photos)  # fail early, before any worker starts
         if cutouts:
-            load_cutouts(cutouts)
+            load_cutouts(cutouts, cutout_split)
     elif photos or cutouts:
         raise DatasetError("photos and cut-outs only apply to style='photo'")
     if n < 0:
@@ -277,7 +280,7 @@ def generate_dataset(
     (out / "gt").mkdir(parents=True, exist_ok=True)
     if max_targets < 1:
         raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
-    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets), style, photos, cutouts) for i in range(n)]
+    jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets), style, photos, cutouts, cutout_split) for i in range(n)]
     bar = None
     if progress:
         from tqdm import tqdm
