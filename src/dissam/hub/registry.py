@@ -144,9 +144,9 @@ _BUILTIN: list[ModelEntry] = [
     ),
     ModelEntry(
         "dis-sam-compact", "refiner", "builtin",
-        "built-in refiner (compact IS-Net, trained on generated and photo-like data)",
+        "built-in refiner (compact IS-Net, trained on generated and photo-like data with real objects)",
         filename="dis-sam-compact.safetensors", check="refiner:dis-sam-compact",
-        license="MIT (trained with CC-BY-4.0 photographs: attribution in docs/experiments.md)",
+        license="MIT (trained with CC-BY-4.0 photographs and GPL-2+ Tux Paint stamps: attribution in docs/experiments.md)",
     ),
 ]
 
