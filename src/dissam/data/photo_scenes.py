@@ -6,7 +6,9 @@ textures. A refiner trained only on those is unsure on real photographs and wash
 out (docs/experiments.md, "The built-in refiner on real photographs"). Here the same exactly-covered
 objects get textures cut from real photographs, sit on a real photograph (sometimes defocused, with a
 cast shadow), and the whole frame goes through lens blur, motion blur, white balance, gamma,
-vignetting, sensor noise and JPEG. The ground truth stays the object's exact coverage.
+vignetting, sensor noise and JPEG. The ground truth stays the object's exact coverage. Given
+*cut-outs* (photographs of real objects with an alpha channel, :func:`load_cutouts`), some targets and
+distractors are real objects instead, and the ground truth is their alpha.
 
 Photographs come from a *photo bank*: scikit-image's bundled public-domain / CC0 samples
 (:data:`BANK_SKIMAGE`, never the photographs of the real-photo check, :data:`CHECK_PHOTOS`) plus any
@@ -46,7 +48,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 BANK_MAX_SIDE = 1600  # bank photos are stored downscaled to this longer side (crops are smaller still)
 
 FRAMED_SHARE = 0.35  # targets cut by the image borders (close-ups)
-CUTOUT_SHARE = 0.6  # with cut-outs given: the share of targets (and of distractors) that are one
+CUTOUT_SHARE = 0.6  # with cut-outs given: the share of targets (and of distractors) that are cut-outs
 CUTOUT_MIN_PIXELS = 1500  # smaller cut-outs (icons, letters) are skipped
 CUTOUT_MIN_COLOURS = 500  # distinct 5-bit colours on the object: fewer is a flat drawing, not a photograph
 CUTOUT_SPLITS = ("all", "train", "heldout")
