@@ -90,3 +90,19 @@ def test_gt_measures_scores_and_flip_precision():
     assert m["s1_mae"] == pytest.approx(4 / 256)
     assert m["ref_mae"] == pytest.approx((2 * 0.1 + 2 * 1.0 + 2 * 0.8) / 256, abs=1e-6)
     assert m["flips"] == 4 and m["flips_right"] == 2
+
+
+def test_paired_bootstrap_interval():
+    """benchmarks/builtin_compare.py's interval of a mean change: exact for constant changes, around
+    the mean otherwise, reproducible, and narrower with more entries of the same spread."""
+    spec = importlib.util.spec_from_file_location(
+        "builtin_compare", EXAMPLES.parent / "benchmarks" / "builtin_compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)  # it finds real_photo_check beside itself
+    assert compare.paired_ci([0.002] * 5) == pytest.approx((0.002, 0.002, 0.002))
+    deltas = [-0.004, 0.001, 0.002, -0.001, 0.003]
+    mean, lo, hi = compare.paired_ci(deltas)
+    assert mean == pytest.approx(0.0002) and min(deltas) <= lo < mean < hi <= max(deltas)
+    assert compare.paired_ci(deltas) == (mean, lo, hi)
+    _, lo30, hi30 = compare.paired_ci(deltas * 30)
+    assert hi30 - lo30 < (hi - lo) / 3
