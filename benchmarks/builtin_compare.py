@@ -113,11 +113,10 @@ def stage1_rows(preds, entries, stage1s=("grabcut", "u2netp")) -> list[dict]:
     entry, candidate), with IoU/MAE/HCE against the ground truth where the entry has one."""
     from dissam.stages.factory import load_stage1
 
-    entries = list(entries)
+    stages = {kind: load_stage1(kind) for kind in stage1s}
     rows = []
-    for kind in stage1s:
-        stage = load_stage1(kind)
-        for image, box, gt, labels in entries:
+    for image, box, gt, labels in entries:  # one pass: each image is read once, and not all held at once
+        for kind, stage in stages.items():
             stage.set_image(image)
             coarse = np.asarray(stage.coarse_masks(box[None]))[0].astype(bool)
             x0, y0, x1, y1 = (int(v) for v in box)
