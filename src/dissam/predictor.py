@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 BUILTIN_REFINER = Path(__file__).parent / "weights" / "dis-sam-compact.safetensors"
 BUILTIN_NOTICE = (
     "using the built-in refiner (dis-sam-compact, 2.8 M parameters, trained on generated and photo-like "
-    "data); for the paper's quality pass --model dis-sam, --refiner with the DIS-SAM checkpoint (.pth) or your "
+    "data with real objects); for the paper's quality pass --model dis-sam, --refiner with the DIS-SAM checkpoint (.pth) or your "
     "own trained model"
 )
 
