@@ -15,9 +15,20 @@ as in the boxes of ``examples/real_photos.json``. Operations:
 * ``sub_mask`` (``name``): remove the pixels of another annotated mask (an occluder, e.g. the
   cameraman's gloves in front of his camera), so that two objects never share a pixel;
 * ``fill_holes``; ``keep_largest`` (the largest 8-connected component); ``min_area`` (``px``): drop
-  8-connected components smaller than ``px`` pixels (specks of a threshold).
+  8-connected components smaller than ``px`` pixels (specks of a threshold); ``min_hole`` (``px``): fill
+  4-connected background components smaller than ``px`` pixels that do not touch the image border;
+* ``disparity`` (photos with a ground-truth disparity map ``D``, e.g. ``stereo_motorcycle``; ``plane``
+  ``[a, b, c]``, ``above_plane``, ``gt``, optional ``region``, ``mode``): the pixels with a valid ``D``
+  greater than ``gt`` and than the plane ``a*x + b*y + c + above_plane`` (a floor, which is a plane in
+  disparity): the object in front of both its background and the floor it stands on;
+* ``disparity_fill_invalid`` (``radius``, ``sigma_colour``, ``sigma_space``): pixels with no valid
+  disparity (occlusions, and the mixed pixels along depth edges) take the label the mask gives their
+  valid neighbours within ``radius`` px, each weighted by colour and spatial Gaussians (a joint
+  bilateral vote: an occluded strip of background looks like the background next to it).
 
-Every operation is deterministic, so the PNGs are rebuilt bit-exactly. The result is clipped to the
+Every operation is deterministic, so the PNGs are rebuilt bit-exactly. An entry with
+``"in_repository": false`` (its source states no licence) is written here but git-ignored; the
+benchmarks build it when its PNG is absent. The result is clipped to the
 entry's box (the object lies inside it) and written as uint8 0/255.
 
 Usage: PYTHONPATH=src python examples/make_real_masks.py [--check]
@@ -37,13 +48,47 @@ ANNOTATIONS = HERE / "real_masks" / "annotations.json"
 
 
 def load_photo(name: str) -> np.ndarray:
-    """``skimage.data.<name>()`` as ``HxWx3`` uint8 RGB (grey photos repeated on the three channels)."""
+    """``skimage.data.<name>()`` as ``HxWx3`` uint8 RGB (grey photos repeated on the three channels).
+
+    ``stereo_motorcycle`` is the left image of that stereo pair.
+    """
     import skimage.data as skd
 
-    im = np.asarray(getattr(skd, name)())
+    im = np.asarray(skd.stereo_motorcycle()[0] if name == "stereo_motorcycle" else getattr(skd, name)())
     if im.ndim == 2:
         im = np.stack([im] * 3, axis=-1)
     return np.ascontiguousarray(im[..., :3].astype(np.uint8))
+
+
+def load_disparity(name: str) -> np.ndarray:
+    """The ground-truth disparity (``HxW`` float64, px; NaN where there is none) of a stereo photo."""
+    if name != "stereo_motorcycle":
+        raise ValueError(f"no disparity map for the photo {name!r}")
+    import skimage.data as skd
+
+    d = np.asarray(skd.stereo_motorcycle()[2], np.float64)
+    return np.where(np.isfinite(d), d, np.nan)
+
+
+def _fill_invalid(m: np.ndarray, image: np.ndarray, valid: np.ndarray, radius: int,
+                  sigma_colour: float, sigma_space: float) -> np.ndarray:
+    """Label the pixels where ``valid`` is False by a joint bilateral vote of their valid neighbours."""
+    h, w = m.shape
+    img = np.pad(image.astype(np.float64), ((radius, radius), (radius, radius), (0, 0)), mode="edge")
+    lab = np.pad(m.astype(np.float64), radius)
+    ok = np.pad(valid, radius)
+    centre = image.astype(np.float64)
+    num = np.zeros((h, w))
+    den = np.zeros((h, w))
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            sl = (slice(radius + dy, radius + dy + h), slice(radius + dx, radius + dx + w))
+            dc = ((img[sl] - centre) ** 2).sum(axis=-1)
+            wgt = np.exp(-dc / (2 * sigma_colour ** 2) - (dy * dy + dx * dx) / (2 * sigma_space ** 2)) * ok[sl]
+            num += wgt * lab[sl]
+            den += wgt
+    vote = num > 0.5 * den  # no valid neighbour at all: background
+    return np.where(valid, m, vote & (den > 0))
 
 
 def _poly(shape: tuple[int, int], pts) -> np.ndarray:
@@ -68,10 +113,12 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
     return (pad.astype(bool) | (ff == 0))[1:-1, 1:-1]
 
 
-def apply_ops(image: np.ndarray, ops: list[dict], others: dict[str, dict] | None = None) -> np.ndarray:
+def apply_ops(image: np.ndarray, ops: list[dict], others: dict[str, dict] | None = None,
+              photo: str | None = None) -> np.ndarray:
     """Run the annotation operations on ``image`` (``HxWx3`` uint8); returns an ``HxW`` bool mask.
 
-    ``others`` maps names to annotation entries of the same photo, for ``sub_mask``.
+    ``others`` maps names to annotation entries of the same photo, for ``sub_mask``; ``photo`` is the
+    photo's ``skimage.data`` name, for the ``disparity`` operations.
     """
     shape = image.shape[:2]
     m = np.zeros(shape, bool)
@@ -104,6 +151,26 @@ def apply_ops(image: np.ndarray, ops: list[dict], others: dict[str, dict] | None
             if not others or op["name"] not in others:
                 raise ValueError(f"sub_mask: no annotation named {op['name']!r}")
             m &= build_mask(others[op["name"]], image, others) == 0
+        elif kind == "disparity":
+            d = load_disparity(photo)
+            yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+            a, b, c = op["plane"]
+            with np.errstate(invalid="ignore"):
+                part = (d > op["gt"]) & (d > a * xx + b * yy + c + op["above_plane"])
+            if "region" in op:
+                part &= _poly(shape, op["region"])
+            if op.get("mode", "add") == "add":
+                m |= part
+            else:
+                m &= ~part
+        elif kind == "disparity_fill_invalid":
+            valid = np.isfinite(load_disparity(photo))
+            m = _fill_invalid(m, image, valid, int(op["radius"]), float(op["sigma_colour"]), float(op["sigma_space"]))
+        elif kind == "min_hole":
+            n, lab, stats, _ = cv2.connectedComponentsWithStats((~m).astype(np.uint8), connectivity=4)
+            border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+            small = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] < op["px"] and i not in border]
+            m = m | np.isin(lab, small)
         elif kind == "fill_holes":
             m = _fill_holes(m)
         elif kind == "keep_largest":
@@ -127,7 +194,7 @@ def build_mask(entry: dict, image: np.ndarray | None = None, others: dict[str, d
         image = load_photo(entry["image"])
     if others is None:
         others = {e["name"]: e for e in load_annotations()}
-    m = apply_ops(image, entry["ops"], others)
+    m = apply_ops(image, entry["ops"], others, photo=entry["image"])
     x0, y0, x1, y1 = entry["box"]
     keep = np.zeros_like(m)
     keep[y0:y1 + 1, x0:x1 + 1] = True
@@ -149,6 +216,9 @@ def main() -> None:
             continue
         m = build_mask(entry)
         out = HERE / "real_masks" / f"{entry['name']}.png"
+        if args.check and not entry.get("in_repository", True):
+            print(f"{out.name}: built ({int((m > 0).sum())} px), not kept in the repository")
+            continue
         if args.check:
             old = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
             same = old is not None and old.shape == m.shape and bool((old == m).all())

@@ -39,12 +39,30 @@ def test_at_least_four_masks():
     assert len({p["gt"] for p in WITH_GT}) == len(WITH_GT)
 
 
+def _kept(entry, maker) -> bool:
+    ann = {a["name"]: a for a in maker.load_annotations()}[Path(entry["gt"]).stem]
+    return ann.get("in_repository", True)
+
+
+def _gt(entry, maker) -> np.ndarray:
+    """The committed PNG, or (a mask not kept in the repository) the mask built from its annotation."""
+    if _kept(entry, maker):
+        return cv2.imread(str(EXAMPLES / entry["gt"]), cv2.IMREAD_UNCHANGED)
+    annotations = {a["name"]: a for a in maker.load_annotations()}
+    return maker.build_mask(annotations[Path(entry["gt"]).stem], maker.load_photo(entry["image"]), annotations)
+
+
 @pytest.mark.parametrize("entry", WITH_GT, ids=[Path(p["gt"]).stem for p in WITH_GT])
 def test_mask_file_and_rebuild(entry, maker):
     path = EXAMPLES / entry["gt"]
-    assert path.is_file(), path
-    gt = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    annotations = {a["name"]: a for a in maker.load_annotations()}
+    ann = annotations[path.stem]
+    assert ann["image"] == entry["image"] and ann["box"] == entry["box"]
+    if ann.get("in_repository", True):
+        assert path.is_file(), path
+    gt = _gt(entry, maker)
     assert gt is not None and gt.ndim == 2 and gt.dtype == np.uint8
+    assert set(np.unique(gt)) <= {0, 255}
     photo = maker.load_photo(entry["image"])
     assert gt.shape == photo.shape[:2]
     assert (gt > 0).sum() > 500
@@ -53,9 +71,6 @@ def test_mask_file_and_rebuild(entry, maker):
     outside[y0:y1 + 1, x0:x1 + 1] = 0
     assert not outside.any(), "mask pixels outside the entry's box"
 
-    annotations = {a["name"]: a for a in maker.load_annotations()}
-    ann = annotations[path.stem]
-    assert ann["image"] == entry["image"] and ann["box"] == entry["box"]
     rebuilt = maker.build_mask(ann, photo, annotations)
     assert rebuilt.dtype == np.uint8 and rebuilt.shape == gt.shape
     assert np.array_equal(rebuilt, gt)
@@ -64,10 +79,48 @@ def test_mask_file_and_rebuild(entry, maker):
 def test_masks_of_one_photo_do_not_overlap(maker):
     by_image: dict[str, list[np.ndarray]] = {}
     for p in WITH_GT:
-        by_image.setdefault(p["image"], []).append(cv2.imread(str(EXAMPLES / p["gt"]), cv2.IMREAD_GRAYSCALE) > 0)
+        by_image.setdefault(p["image"], []).append(_gt(p, maker) > 0)
     for masks in by_image.values():
         total = np.sum(masks, axis=0)
         assert total.max() <= 1
+
+
+def test_not_kept_masks_are_git_ignored(maker):
+    """A mask whose source states no licence is built, never committed: its PNG path is git-ignored."""
+    ignore = (EXAMPLES.parent / ".gitignore").read_text().splitlines()
+    not_kept = [a["name"] for a in maker.load_annotations() if not a.get("in_repository", True)]
+    assert not_kept == ["motorcycle_motorcycle"]
+    for name in not_kept:
+        assert f"/examples/real_masks/{name}.png" in ignore
+
+
+def test_disparity_mask_follows_the_depth_edges(maker):
+    """The motorcycle's mask is the ground-truth disparity's foreground: where the disparity is valid, the
+    mask holds exactly the pixels in front of both the background and the floor plane (the two
+    ``disparity`` operations), so nothing of the wall, shelves or floor leaks in."""
+    entry = next(p for p in WITH_GT if p["image"] == "stereo_motorcycle")
+    gt = _gt(entry, maker) > 0
+    d = maker.load_disparity("stereo_motorcycle")
+    valid = np.isfinite(d)
+    assert 0.03 < (~valid).mean() < 0.15
+    assert 0.25 < gt.mean() < 0.35  # the motorcycle covers about 29 % of the photo
+    assert np.nanmax(np.where(gt & valid, np.nan, d)[: 100]) < 40  # the top rows' background is far
+    assert np.nanmin(np.where(gt & valid, d, np.nan)) > 32
+    # every spoke gap of the front wheel (floor seen through the wheel) is background
+    assert not gt[330:345, 585:600].all()
+
+
+def test_fill_invalid_votes_by_colour(maker):
+    """An invalid pixel takes the label of the valid neighbours it looks like, not of the nearest ones."""
+    image = np.zeros((5, 9, 3), np.uint8)
+    image[:, :4] = 200  # bright object on the left, dark background on the right
+    mask = np.zeros((5, 9), bool)
+    mask[:, :3] = True
+    valid = np.ones((5, 9), bool)
+    valid[:, 3:5] = False  # one bright and one dark column without disparity
+    out = maker._fill_invalid(mask, image, valid, radius=3, sigma_colour=20, sigma_space=2)
+    assert out[:, 3].all() and not out[:, 4].any()
+    assert np.array_equal(out[:, :3], mask[:, :3]) and not out[:, 5:].any()
 
 
 def test_gt_measures_scores_and_flip_precision():
