@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,9 @@ def test_bank_keeps_the_check_photographs_out(bank_file):
     assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 for p in bank)
     assert max(max(p.shape[:2]) for p in bank) <= photo_scenes.BANK_MAX_SIDE
     assert not set(photo_scenes.BANK_SKIMAGE) & set(photo_scenes.CHECK_PHOTOS)
+    # every photograph of the real-photo check is one the bank refuses
+    photos = json.loads((Path(__file__).resolve().parents[1] / "examples" / "real_photos.json").read_text())["photos"]
+    assert {p["image"] for p in photos} == set(photo_scenes.CHECK_PHOTOS)
     with pytest.raises(DatasetError, match="real-photo check"):
         photo_scenes.load_photo_bank((), ("brick", "chelsea"))
     with pytest.raises(DatasetError, match="does not exist"):

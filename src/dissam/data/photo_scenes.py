@@ -35,7 +35,7 @@ from dissam.data.synthetic_objects import KIND_WEIGHTS, KINDS, composite, covera
 from dissam.data.synthetic_scenes import object_texture
 from dissam.errors import DatasetError
 
-CHECK_PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket")
+CHECK_PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket", "stereo_motorcycle")
 """The photographs of the real-photo check (examples/real_photos.json): never in a photo bank."""
 
 BANK_SKIMAGE = (
