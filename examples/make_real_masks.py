@@ -15,8 +15,7 @@ as in the boxes of ``examples/real_photos.json``. Operations:
 * ``sub_mask`` (``name``): remove the pixels of another annotated mask (an occluder, e.g. the
   cameraman's gloves in front of his camera), so that two objects never share a pixel;
 * ``fill_holes``; ``keep_largest`` (the largest 8-connected component); ``min_area`` (``px``): drop
-  8-connected components smaller than ``px`` pixels (specks of a threshold); ``min_hole`` (``px``): fill
-  4-connected background components smaller than ``px`` pixels that do not touch the image border;
+  8-connected components smaller than ``px`` pixels (specks of a threshold);
 * ``disparity`` (photos with a ground-truth disparity map ``D``, e.g. ``stereo_motorcycle``; ``plane``
   ``[a, b, c]``, ``above_plane``, ``gt``, optional ``region``, ``mode``): the pixels with a valid ``D``
   greater than ``gt`` and than the plane ``a*x + b*y + c + above_plane`` (a floor, which is a plane in
@@ -87,8 +86,8 @@ def _fill_invalid(m: np.ndarray, image: np.ndarray, valid: np.ndarray, radius: i
             wgt = np.exp(-dc / (2 * sigma_colour ** 2) - (dy * dy + dx * dx) / (2 * sigma_space ** 2)) * ok[sl]
             num += wgt * lab[sl]
             den += wgt
-    vote = num > 0.5 * den  # no valid neighbour at all: background
-    return np.where(valid, m, vote & (den > 0))
+    vote = num > 0.5 * den  # no valid neighbour at all (den == 0): background
+    return np.where(valid, m, vote)
 
 
 def _poly(shape: tuple[int, int], pts) -> np.ndarray:
@@ -166,11 +165,6 @@ def apply_ops(image: np.ndarray, ops: list[dict], others: dict[str, dict] | None
         elif kind == "disparity_fill_invalid":
             valid = np.isfinite(load_disparity(photo))
             m = _fill_invalid(m, image, valid, int(op["radius"]), float(op["sigma_colour"]), float(op["sigma_space"]))
-        elif kind == "min_hole":
-            n, lab, stats, _ = cv2.connectedComponentsWithStats((~m).astype(np.uint8), connectivity=4)
-            border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-            small = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] < op["px"] and i not in border]
-            m = m | np.isin(lab, small)
         elif kind == "fill_holes":
             m = _fill_holes(m)
         elif kind == "keep_largest":
