@@ -9,7 +9,7 @@ were given (every candidate refines the same coarse masks, computed once):
   320-448 px, degraded-GT coarse masks with seeds 0-23); maxF, S, HCE, mIoU and MAE.
 * ``real``: the hand-made masks of examples/real_masks/ (examples/real_photos.json entries with a
   ``gt``), with each weight-free stage 1 (``grabcut``, ``u2netp``); IoU, MAE and HCE per entry, as
-  benchmarks/real_photo_check.py scores them, plus the washed-out share on all nine boxes and the
+  benchmarks/real_photo_check.py scores them, plus the washed-out share on all ten boxes and the
   mean change of IoU and MAE with its 95 % paired bootstrap interval (2,000 resamples of the entries).
 * ``photo``: a photo-like split written by ``dissam synth --style photo --masks stage1-like``
   (``--photo-split``), with its own masks; maxF, MAE, HCE, mIoU.
@@ -95,7 +95,7 @@ def photo_items(split: Path, masks: bool = True):
 
 
 def real_entries():
-    """(image, box, gt or None, labels) of the real-photo check's nine boxes."""
+    """(image, box, gt or None, labels) of the real-photo check's boxes (ten)."""
     entries = json.loads((ROOT / "examples" / "real_photos.json").read_text())["photos"]
     for p in entries:
         gt = load_gt(p, ROOT / "examples" / "real_photos.json")
@@ -143,7 +143,9 @@ def paired_ci(deltas, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, 
     return float(d.mean()), float(lo), float(hi)
 
 
-def print_real(rows: list[dict], washed_label: str = "washed (9 boxes)") -> None:
+def print_real(rows: list[dict], washed_label: str | None = None) -> None:
+    """Markdown table of the real-photo rows; ``washed_label`` defaults to the number of boxes."""
+    washed_label = washed_label or f"washed ({len({(r['image'], r['object']) for r in rows})} boxes)"
     out = []
     for kind in dict.fromkeys(r["stage1"] for r in rows):
         for name in dict.fromkeys(r["candidate"] for r in rows):
