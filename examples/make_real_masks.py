@@ -36,6 +36,7 @@ Usage: PYTHONPATH=src python examples/make_real_masks.py [--check]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -59,14 +60,20 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(im[..., :3].astype(np.uint8))
 
 
+@functools.lru_cache(maxsize=1)
 def load_disparity(name: str) -> np.ndarray:
-    """The ground-truth disparity (``HxW`` float64, px; NaN where there is none) of a stereo photo."""
+    """The ground-truth disparity (``HxW`` float64, px; NaN where there is none) of a stereo photo.
+
+    Cached (one mask's operations read it several times) and therefore read-only.
+    """
     if name != "stereo_motorcycle":
         raise ValueError(f"no disparity map for the photo {name!r}")
     import skimage.data as skd
 
     d = np.asarray(skd.stereo_motorcycle()[2], np.float64)
-    return np.where(np.isfinite(d), d, np.nan)
+    d = np.where(np.isfinite(d), d, np.nan)
+    d.flags.writeable = False
+    return d
 
 
 def _fill_invalid(m: np.ndarray, image: np.ndarray, valid: np.ndarray, radius: int,

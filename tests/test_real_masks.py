@@ -44,12 +44,18 @@ def _kept(entry, maker) -> bool:
     return ann.get("in_repository", True)
 
 
+_BUILT: dict[str, np.ndarray] = {}  # masks not kept in the repository, built once per test session
+
+
 def _gt(entry, maker) -> np.ndarray:
     """The committed PNG, or (a mask not kept in the repository) the mask built from its annotation."""
     if _kept(entry, maker):
         return cv2.imread(str(EXAMPLES / entry["gt"]), cv2.IMREAD_UNCHANGED)
-    annotations = {a["name"]: a for a in maker.load_annotations()}
-    return maker.build_mask(annotations[Path(entry["gt"]).stem], maker.load_photo(entry["image"]), annotations)
+    if entry["gt"] not in _BUILT:
+        annotations = {a["name"]: a for a in maker.load_annotations()}
+        stem = Path(entry["gt"]).stem
+        _BUILT[entry["gt"]] = maker.build_mask(annotations[stem], maker.load_photo(entry["image"]), annotations)
+    return _BUILT[entry["gt"]].copy()
 
 
 @pytest.mark.parametrize("entry", WITH_GT, ids=[Path(p["gt"]).stem for p in WITH_GT])
