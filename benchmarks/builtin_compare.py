@@ -11,6 +11,9 @@ were given (every candidate refines the same coarse masks, computed once):
   ``gt``), with each weight-free stage 1 (``grabcut``, ``u2netp``); IoU, MAE and HCE per entry, as
   benchmarks/real_photo_check.py scores them, plus the washed-out share on all ten boxes and the
   mean change of IoU and MAE with its 95 % paired bootstrap interval (2,000 resamples of the entries).
+* ``generated-stage1``: the same 24 images, with each weight-free stage 1 run on the image in place
+  of the degraded-GT masks: the offline default as a user runs it, on generated data; the same
+  metrics, for the stage-1 masks and for each candidate on them.
 * ``photo``: a photo-like split written by ``dissam synth --style photo --masks stage1-like``
   (``--photo-split``), with its own masks; maxF, MAE, HCE, mIoU.
 * ``cutout``: real objects the candidates never saw, in photographs: a split written by
@@ -21,7 +24,7 @@ were given (every candidate refines the same coarse masks, computed once):
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/builtin_compare.py \
       --candidate old=src/dissam/weights/dis-sam-compact.safetensors --candidate new=runs/x/best.safetensors@512#0.6 \
-      [--sets generated real photo cutout] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
+      [--sets generated generated-stage1 real photo cutout] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
       [--json out.json]
 """
 
@@ -72,6 +75,25 @@ def suite_scores(preds, items, metrics=("maxFm", "Smeasure", "MAE", "HCE", "mIoU
             res = pred.set_image(image).predict(box=box, coarse_mask=coarse)
             suites[name].step(to_authors_png(res.soft), gt)
     return {n: s.results() for n, s in suites.items()}
+
+
+def stage1_suite_scores(preds, items, stage1s=("grabcut", "u2netp")) -> dict:
+    """``items``: (image, gt, box, _) tuples; each stage 1 is run on each image and its mask refined by
+    every candidate. ``{stage 1: {"stage 1": scores, candidate: scores, ...}}``."""
+    from dissam.stages.factory import load_stage1
+
+    stages = {kind: load_stage1(kind) for kind in stage1s}
+    per_stage: dict = {kind: [] for kind in stages}
+    for image, gt, box, _ in items:
+        for kind, stage in stages.items():
+            stage.set_image(image)
+            coarse = np.asarray(stage.coarse_masks(box[None]))[0].astype(np.uint8) * 255
+            per_stage[kind].append((image, gt, box, coarse))
+    out = {}
+    for kind, kind_items in per_stage.items():
+        scores = suite_scores(preds, kind_items)
+        out[kind] = {"stage 1": scores.pop("coarse"), **scores}
+    return out
 
 
 def generated_items():
@@ -176,20 +198,26 @@ def print_suite(title: str, scores: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH[@SIZE]")
-    ap.add_argument("--sets", nargs="+", default=["generated", "real"], choices=["generated", "real", "photo", "cutout"])
+    ap.add_argument("--sets", nargs="+", default=["generated", "real"], choices=["generated", "generated-stage1", "real", "photo", "cutout"])
     ap.add_argument("--photo-split", type=Path, help="a photo-like split for the 'photo' set")
     ap.add_argument("--cutout-split-dir", type=Path, help="a held-out cut-out split for the 'cutout' set")
+    ap.add_argument("--stage1", nargs="+", default=["grabcut", "u2netp"],
+                    help="the weight-free stage 1s of the real, cutout and generated-stage1 sets")
     ap.add_argument("--json", help="write every score here")
     args = ap.parse_args()
     preds = predictors([parse_candidate(c) for c in args.candidate])
     out: dict = {}
     t = time.perf_counter()
     if "real" in args.sets:
-        out["real"] = real_rows(preds)
+        out["real"] = real_rows(preds, args.stage1)
         print_real(out["real"])
     if "generated" in args.sets:
         out["generated"] = suite_scores(preds, generated_items())
         print_suite("generated (the built-in model test's 24 images)", out["generated"])
+    if "generated-stage1" in args.sets:
+        out["generated-stage1"] = stage1_suite_scores(preds, generated_items(), args.stage1)
+        for kind, scores in out["generated-stage1"].items():
+            print_suite(f"generated, stage 1 = {kind} (the built-in model test's 24 images)", scores)
     if "photo" in args.sets:
         if args.photo_split is None:
             raise SystemExit("--sets photo needs --photo-split")
@@ -198,7 +226,7 @@ def main() -> None:
     if "cutout" in args.sets:
         if args.cutout_split_dir is None:
             raise SystemExit("--sets cutout needs --cutout-split-dir")
-        out["cutout"] = stage1_rows(preds, cutout_entries(args.cutout_split_dir))
+        out["cutout"] = stage1_rows(preds, cutout_entries(args.cutout_split_dir), args.stage1)
         print(f"\nheld-out real objects ({args.cutout_split_dir})\n")
         print_real(out["cutout"], "washed (in the box)")
     print(f"\n({time.perf_counter() - t:.0f} s)")

@@ -130,3 +130,46 @@ def test_grabcut_does_not_depend_on_what_ran_before():
         masks.append(grabcut_mask(image, box))
     assert np.array_equal(masks[0], masks[1]) and np.array_equal(masks[0], masks[2])
     assert 0.6 < (masks[0] > 0).sum() / (60 * 43) < 1.0  # the helmet fills most of its box
+
+
+def _red_square_beside_a_blue_band() -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Green background; inside the box a red square (the object) and a blue band: neither looks
+    like the background, so the box alone cannot tell GrabCut which one is the object."""
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[:] = (40, 160, 40)
+    image[30:90, 30:80] = (200, 30, 30)  # the red square
+    image[25:95, 95:125] = (30, 30, 200)  # the blue band
+    ref = np.zeros((120, 160), np.uint8)
+    ref[30:90, 30:80] = 255
+    return image, [20, 20, 134, 99], ref
+
+
+def test_grabcut_from_a_first_guess():
+    """``init``: the first guess says which thing is the object (a patch in the square's centre);
+    GrabCut's colour models then find its whole extent. From the box alone it takes both things."""
+    image, box, ref = _red_square_beside_a_blue_band()
+    from_box = grabcut_mask(image, box)
+    assert (from_box[25:95, 95:125] > 0).mean() > 0.9  # the band is taken with the square
+    assert _iou(from_box, ref) < 0.7
+    guess = np.zeros((120, 160), bool)
+    guess[50:70, 45:65] = True  # 400 px of the square's 3,000
+    seeded = grabcut_mask(image, box, init=guess)
+    assert _iou(seeded, ref) > 0.95  # measured 1.0
+    assert (seeded[:20] == 0).all() and (seeded[:, 135:] == 0).all()  # nothing outside the box
+    # the same on a downscaled copy, and with a box filling the image (where the box alone cannot run)
+    assert _iou(grabcut_mask(image, box, init=guess, max_side=80), ref) > 0.9
+    assert _iou(grabcut_mask(image, [0, 0, 159, 119], init=guess), ref) > 0.95
+
+
+def test_grabcut_first_guess_that_says_nothing_is_ignored():
+    """A guess empty in the box, or filling it, gives GrabCut nothing to start from: the box is used."""
+    image, box, _ = _red_square_beside_a_blue_band()
+    from_box = grabcut_mask(image, box)
+    empty_in_box = np.zeros((120, 160), bool)
+    empty_in_box[:10, :10] = True  # only outside the box
+    np.testing.assert_array_equal(grabcut_mask(image, box, init=empty_in_box), from_box)
+    whole_box = np.zeros((120, 160), bool)
+    whole_box[20:100, 20:135] = True
+    np.testing.assert_array_equal(grabcut_mask(image, box, init=whole_box), from_box)
+    with pytest.raises(ValueError, match="init mask"):
+        grabcut_mask(image, box, init=np.ones((60, 80), bool))

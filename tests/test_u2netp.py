@@ -175,3 +175,29 @@ def test_cli_without_sam_uses_u2netp_or_grabcut_without_onnxruntime(monkeypatch,
     with caplog.at_level("WARNING", logger="dissam"):
         assert offline_stage1() == ("grabcut", None)
     assert "GrabCut" in caplog.text
+
+
+def test_u2netp_grabcut_is_grabcut_from_u2netps_mask():
+    """Stage 1 ``u2netp-grabcut``: U²-Netp's mask is GrabCut's first guess, then U²-Netp's component
+    filter; the near-empty guard still falls back to GrabCut from the box."""
+    from dissam.choices import STAGE1_KINDS
+    from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
+    from dissam.data.synthetic import generate_sample
+    from dissam.stages import load_stage1
+    from dissam.stages.u2netp import U2NetpStage
+
+    assert "u2netp-grabcut" in STAGE1_KINDS
+    hybrid, plain = load_stage1("u2netp-grabcut"), load_stage1("u2netp")
+    assert hybrid.name == "u2netp-grabcut" and plain.name == "u2netp"
+    image, gt, box = generate_sample(3, seed=0, size=256)
+    hybrid.set_image(image)
+    plain.set_image(image)
+    guess = plain.coarse_masks(box[None])[0]
+    mask = hybrid.coarse_masks(box[None])[0]
+    assert hybrid.last_fallbacks == [False] and mask.dtype == bool and mask.shape == gt.shape
+    expected = hybrid._largest_components(grabcut_mask(image, box, max_side=GRABCUT_MAX_SIDE, init=guess) > 127)
+    np.testing.assert_array_equal(mask, expected)
+    assert not np.array_equal(mask, guess)  # GrabCut moved the network's edges
+    strict = U2NetpStage(min_box_share=0.99, grabcut=True)
+    strict.set_image(image)
+    np.testing.assert_array_equal(strict.coarse_masks(box[None])[0], grabcut_mask(image, box) > 127)

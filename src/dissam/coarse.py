@@ -73,30 +73,40 @@ GRABCUT_SEED = 0
 with random centres drawn from that generator, which every OpenCV call that draws advances."""
 
 
-def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = None) -> np.ndarray:
+def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = None,
+                 init: np.ndarray | None = None) -> np.ndarray:
     """OpenCV GrabCut segmentation of ``image`` (``HxWx3`` uint8 RGB) inside ``box`` (XYXY inclusive).
 
     Pixels outside the box are background; the result is the definite plus probable foreground.
     Deterministic: OpenCV's k-means initialisation of the colour models draws from the calling
     thread's random generator, so it is seeded (:data:`GRABCUT_SEED`) before each run; unseeded, the
     same image and box gave masks as different as IoU 0.94 from one call to the next, depending on
-    what ran before. If GrabCut cannot run (a box covering
-    the whole image leaves no background samples, or a box under 2 px), the filled box is
-    returned. ``max_side``: run on a copy whose longer side is at most this (GrabCut's time grows
+    what ran before. If GrabCut cannot run (a box covering the whole image leaves no background
+    samples unless ``init`` gives some, or a box under 2 px), the filled box is returned. ``max_side``: run on a copy whose longer side is at most this (GrabCut's time grows
     with the pixel count: about 20 s for 3 MP on one core) and upscale the mask (bilinear, at 0.5).
+    ``init``: a first guess, ``HxW`` bool (another stage 1's mask): GrabCut's colour models start
+    from it (probable foreground where it is set inside the box, probable background elsewhere in
+    the box) instead of from the whole box; a guess that is empty in the box or fills it is ignored.
     Returns ``HxW`` uint8 in {0, 255}, zero outside the box.
     """
     image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3 uint8, got shape {image.shape}")
     h, w = image.shape[:2]
+    if init is not None:
+        init = np.asarray(init).astype(bool)
+        if init.shape != (h, w):
+            raise ValueError(f"init mask {init.shape} and image {(h, w)} differ in size")
     if max_side is not None and max(h, w) > max_side:
         scale = max_side / max(h, w)
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         sx, sy = small.shape[1] / w, small.shape[0] / h
         b = validate_boxes(box, (h, w))[0]
         small_box = np.array([b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy])
-        m = grabcut_mask(small, np.clip(small_box, 0, [small.shape[1] - 1, small.shape[0] - 1] * 2), iters)
+        small_init = None if init is None else cv2.resize(
+            init.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA) > 0
+        m = grabcut_mask(small, np.clip(small_box, 0, [small.shape[1] - 1, small.shape[0] - 1] * 2), iters,
+                         init=small_init)
         up = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) >= 128
         x0, y0, x1, y1 = (int(round(v)) for v in b)
         out = np.zeros((h, w), np.uint8)
@@ -105,15 +115,22 @@ def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = 
     x0, y0, x1, y1 = (int(round(v)) for v in validate_boxes(box, (h, w))[0])
     out = np.zeros((h, w), np.uint8)
     rect = (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
-    if rect[2] < 2 or rect[3] < 2 or (rect[2] >= w and rect[3] >= h):
+    # a first guess that is neither empty nor the whole box gives both colour models samples
+    seeded = init is not None and 0 < init[y0 : y1 + 1, x0 : x1 + 1].sum() < rect[2] * rect[3]
+    if rect[2] < 2 or rect[3] < 2 or (rect[2] >= w and rect[3] >= h and not seeded):
         out[y0 : y1 + 1, x0 : x1 + 1] = 255
         return out
-    mask = np.zeros((h, w), np.uint8)
+    mask = np.zeros((h, w), np.uint8)  # GC_BGD: outside the box
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[..., ::-1])
+    if seeded:
+        mask[y0 : y1 + 1, x0 : x1 + 1] = np.where(init[y0 : y1 + 1, x0 : x1 + 1], cv2.GC_PR_FGD, cv2.GC_PR_BGD)
     try:
         cv2.setRNGSeed(GRABCUT_SEED)
-        cv2.grabCut(bgr, mask, rect, bgd, fgd, int(iters), cv2.GC_INIT_WITH_RECT)
+        if seeded:
+            cv2.grabCut(bgr, mask, None, bgd, fgd, int(iters), cv2.GC_INIT_WITH_MASK)
+        else:
+            cv2.grabCut(bgr, mask, rect, bgd, fgd, int(iters), cv2.GC_INIT_WITH_RECT)
     except cv2.error:
         out[y0 : y1 + 1, x0 : x1 + 1] = 255
         return out

@@ -122,15 +122,17 @@ def describe_models(predictor, sam: str | None = None, refiner: str | None = Non
     builtin_refiner = Path(predictor.refiner.source).resolve() == BUILTIN_REFINER.resolve()
     refiner = refiner or predictor.refiner.source
     grabcut = stage is None or isinstance(stage, GrabCutStage)
-    u2netp = getattr(stage, "name", "") == "u2netp"
+    kind = getattr(stage, "name", "")
+    u2netp = kind in ("u2netp", "u2netp-grabcut")
+    u2netp_label = "U²-Netp + GrabCut" if kind == "u2netp-grabcut" else "U²-Netp"
     notes = []
     if grabcut:
         notes.append("stage 1 is the weight-free GrabCut (no --sam given)")
     elif u2netp:
-        notes.append("stage 1 is the bundled U²-Netp (no --sam given)")
+        notes.append(f"stage 1 is the bundled {u2netp_label} (no --sam given)")
     if builtin_refiner:
         notes.append("the refiner is the built-in compact model")
-    weight_free = "GrabCut (weight-free)" if grabcut else "U²-Netp (bundled)" if u2netp else None
+    weight_free = "GrabCut (weight-free)" if grabcut else f"{u2netp_label} (bundled)" if u2netp else None
     return {
         "sam": weight_free or str(sam or getattr(stage, "source", "SAM")),
         "refiner": "built-in dis-sam-compact" if builtin_refiner else str(refiner),

@@ -8,6 +8,7 @@
 | `sam3`    | SAM 3 tracker (`Sam3TrackerModel`) for boxes; `Sam3Model` for text | HF folder, hub id (`facebook/sam3`) |
 | `grabcut` | OpenCV GrabCut, no weights              | none                                           |
 | `u2netp`  | U²-Netp inside the box (ONNX Runtime)   | none (the bundled file) or a `.onnx` file      |
+| `u2netp-grabcut` | U²-Netp's mask as GrabCut's first guess | as `u2netp`                         |
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def load_stage1(kind: str | None, source: str | os.PathLike | None = None, devic
 
     Args:
         kind: one of :data:`STAGE1_KINDS`, or ``None`` / ``"auto"`` to use :func:`detect_kind`.
-        source: weights (see the table above); ignored for ``grabcut``; optional for ``u2netp``.
+        source: weights (see the table above); ignored for ``grabcut``; optional for ``u2netp`` and ``u2netp-grabcut``.
         device: ``"cpu"``, ``"cuda"``, ... (``None``: best available).
     Returns:
         an object with ``name``, ``set_image(image)`` and ``coarse_masks(boxes, selection)``
@@ -81,10 +82,10 @@ def load_stage1(kind: str | None, source: str | os.PathLike | None = None, devic
         from dissam.predictor import GrabCutStage
 
         return GrabCutStage()
-    if kind == "u2netp":
+    if kind in ("u2netp", "u2netp-grabcut"):
         from dissam.stages.u2netp import load_u2netp
 
-        return load_u2netp(source)
+        return load_u2netp(source, grabcut=kind == "u2netp-grabcut")
     if source is None:
         raise DisSamError(f"--stage1 {kind} needs weights: pass --sam with a Hugging Face folder or hub id")
     dev = resolve_device(device)

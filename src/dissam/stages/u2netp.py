@@ -88,13 +88,16 @@ class U2NetpStage:
         threads: ONNX Runtime intra-op threads (``None``: its default).
         min_box_share: masks covering less of the box than this are near-empty (step 5).
         fallback: ``"grabcut"`` (default): a near-empty mask is replaced by GrabCut's; ``None``: kept.
+        grabcut: run GrabCut from the mask of step 4 (stage 1 ``u2netp-grabcut``): the network says
+            where the object is, GrabCut's colour models fitted to this image say where its edges are
+            (:func:`dissam.coarse.grabcut_mask` with ``init``); step 4's component filter is applied again.
     """
 
     name = "u2netp"
 
     def __init__(self, path: str | os.PathLike | None = None, *, margin: float = 0.15, threshold: float = 0.5,
                  min_component: float = 0.1, clip_to_box: bool = True, threads: int | None = None,
-                 min_box_share: float = 0.03, fallback: str | None = "grabcut"):
+                 min_box_share: float = 0.03, fallback: str | None = "grabcut", grabcut: bool = False):
         ort = _onnxruntime()
         self.path = Path(path).expanduser() if path is not None else vendored_path()
         if not self.path.is_file():
@@ -121,6 +124,8 @@ class U2NetpStage:
         self.margin, self.threshold = float(margin), float(threshold)
         self.min_component, self.clip_to_box = float(min_component), bool(clip_to_box)
         self.min_box_share, self.fallback = float(min_box_share), fallback
+        self.grabcut = bool(grabcut)
+        self.name = "u2netp-grabcut" if self.grabcut else "u2netp"
         self.last_fallbacks: list[bool] = []
         self._image: np.ndarray | None = None
 
@@ -158,6 +163,10 @@ class U2NetpStage:
             keep = np.zeros_like(mask)
             keep[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
             mask &= keep
+        return self._largest_components(mask)
+
+    def _largest_components(self, mask: np.ndarray) -> np.ndarray:
+        """``mask``'s connected components of at least ``min_component`` of the largest one's area."""
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if n <= 2:
             return mask
@@ -182,6 +191,11 @@ class U2NetpStage:
                 from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
 
                 mask = grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE) > 127
+            elif self.grabcut:
+                from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
+
+                mask = self._largest_components(
+                    grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE, init=mask) > 127)
             masks.append(mask)
             self.last_fallbacks.append(bool(near_empty))
         return np.stack(masks)
