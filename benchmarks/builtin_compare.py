@@ -24,7 +24,7 @@ were given (every candidate refines the same coarse masks, computed once):
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/builtin_compare.py \
       --candidate old=src/dissam/weights/dis-sam-compact.safetensors --candidate new=runs/x/best.safetensors@512#0.6 \
-      [--sets generated generated-stage1 real photo cutout] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
+      [--sets generated generated-stage1 real photo cutout] [--stage1 grabcut u2netp u2netp-grabcut] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
       [--json out.json]
 """
 
