@@ -82,8 +82,9 @@ def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = 
     thread's random generator, so it is seeded (:data:`GRABCUT_SEED`) before each run; unseeded, the
     same image and box gave masks as different as IoU 0.94 from one call to the next, depending on
     what ran before. If GrabCut cannot run (a box covering the whole image leaves no background
-    samples unless ``init`` gives some, or a box under 2 px), the filled box is returned. ``max_side``: run on a copy whose longer side is at most this (GrabCut's time grows
-    with the pixel count: about 20 s for 3 MP on one core) and upscale the mask (bilinear, at 0.5).
+    samples unless ``init`` gives some, or a box under 2 px), the filled box is returned.
+    ``max_side``: run on a copy whose longer side is at most this (GrabCut's time grows with the
+    pixel count: about 20 s for 3 MP on one core) and upscale the mask (bilinear, at 0.5).
     ``init``: a first guess, ``HxW`` bool (another stage 1's mask): GrabCut's colour models start
     from it (probable foreground where it is set inside the box, probable background elsewhere in
     the box) instead of from the whole box; a guess that is empty in the box or fills it is ignored.

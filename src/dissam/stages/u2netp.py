@@ -20,6 +20,8 @@ Per box:
    other salient thing (on a lattice tower it picks the lamp post in front of it) or nothing, and
    the box gets GrabCut's mask instead (``fallback="grabcut"``, the default; ``None`` keeps the
    near-empty mask). ``last_fallbacks`` says which boxes of the last call fell back.
+6. with ``grabcut=True`` (stage 1 ``u2netp-grabcut``), a mask that is not near-empty is GrabCut's first
+   guess, and GrabCut's mask, filtered as in step 4, is the result (docs/stage1.md says when it helps).
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
 ``N x H x W`` bool at the original size. Runs on ONNX Runtime (a dependency of dissam). This is the
@@ -88,9 +90,9 @@ class U2NetpStage:
         threads: ONNX Runtime intra-op threads (``None``: its default).
         min_box_share: masks covering less of the box than this are near-empty (step 5).
         fallback: ``"grabcut"`` (default): a near-empty mask is replaced by GrabCut's; ``None``: kept.
-        grabcut: run GrabCut from the mask of step 4 (stage 1 ``u2netp-grabcut``): the network says
-            where the object is, GrabCut's colour models fitted to this image say where its edges are
-            (:func:`dissam.coarse.grabcut_mask` with ``init``); step 4's component filter is applied again.
+        grabcut: step 6: run GrabCut from the mask of step 4 (:func:`dissam.coarse.grabcut_mask` with
+            ``init``): the network says which thing is the object, GrabCut's colour models fitted to
+            this image say where its edges are.
     """
 
     name = "u2netp"
