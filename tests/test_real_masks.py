@@ -178,3 +178,56 @@ def test_paired_bootstrap_interval():
     assert compare.paired_ci(deltas) == (mean, lo, hi)
     _, lo30, hi30 = compare.paired_ci(deltas * 30)
     assert hi30 - lo30 < (hi - lo) / 3
+
+
+def test_whole_pipeline_on_generated_runs_each_stage1_and_refines_its_mask(monkeypatch):
+    """benchmarks/builtin_compare.py's ``generated-stage1`` set: each stage 1 is run on each image,
+    scored alone, and its mask (not the item's) is what every candidate refines."""
+    from types import SimpleNamespace
+
+    import dissam.stages.factory as factory
+
+    spec = importlib.util.spec_from_file_location(
+        "builtin_compare", EXAMPLES.parent / "benchmarks" / "builtin_compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+
+    class LeftHalf:  # a stage 1 that finds the left half of the box
+        name = "left-half"
+
+        def set_image(self, image):
+            self.shape = image.shape[:2]
+
+        def coarse_masks(self, boxes):
+            x0, y0, x1, y1 = (int(v) for v in boxes[0])
+            m = np.zeros(self.shape, bool)
+            m[y0 : y1 + 1, x0 : x0 + (x1 - x0 + 1) // 2] = True
+            return m[None]
+
+    class FillTheBox:  # a candidate that fills the box, and records the coarse masks it was given
+        seen: list = []
+
+        def set_image(self, image):
+            self.shape = image.shape[:2]
+            return self
+
+        def predict(self, box, coarse_mask):
+            self.seen.append(np.asarray(coarse_mask).copy())
+            x0, y0, x1, y1 = (int(v) for v in box)
+            soft = np.zeros(self.shape, np.float32)
+            soft[y0 : y1 + 1, x0 : x1 + 1] = 1.0
+            return SimpleNamespace(soft=soft)
+
+    monkeypatch.setattr(factory, "load_stage1", lambda kind: LeftHalf())
+    items = []
+    for x0 in (4, 10):
+        gt = np.zeros((32, 32), np.uint8)
+        gt[8:24, x0 : x0 + 16] = 255  # 256 px; the stage finds 128 of them
+        items.append((np.zeros((32, 32, 3), np.uint8), gt, np.array([x0, 8, x0 + 15, 23], float),
+                      np.full((32, 32), 255, np.uint8)))  # the item's own mask must not be used
+    candidate = FillTheBox()
+    out = compare.stage1_suite_scores({"fill": candidate}, items, ["left-half"])
+    assert set(out) == {"left-half"} and set(out["left-half"]) == {"stage 1", "fill"}
+    assert out["left-half"]["stage 1"]["MAE"] == pytest.approx(128 / 1024)
+    assert out["left-half"]["fill"]["MAE"] == 0 and out["left-half"]["fill"]["mIoU"] == pytest.approx(1.0)
+    assert len(candidate.seen) == 2 and all((m > 0).sum() == 128 for m in candidate.seen)
