@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
 from dissam.errors import CheckpointError, DisSamError
 from dissam.io import ImageLike, read_image
 
@@ -190,12 +191,8 @@ class U2NetpStage:
             mask = self._mask(b)
             near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(b, h, w)
             if near_empty:
-                from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
-
                 mask = grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE) > 127
             elif self.grabcut:
-                from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
-
                 mask = self._largest_components(
                     grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE, init=mask) > 127)
             masks.append(mask)
