@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dissam.coarse import degrade_mask, grabcut_mask
+from dissam.coarse import colour_overlap, degrade_mask, grabcut_mask
 from dissam.data.synthetic import generate_sample
 from dissam.errors import BoxError
 
@@ -173,3 +173,33 @@ def test_grabcut_first_guess_that_says_nothing_is_ignored():
     np.testing.assert_array_equal(grabcut_mask(image, box, init=whole_box), from_box)
     with pytest.raises(ValueError, match="init mask"):
         grabcut_mask(image, box, init=np.ones((60, 80), bool))
+
+
+def test_colour_overlap_is_the_bhattacharyya_coefficient_of_the_two_histograms():
+    """Half red, half blue: a mask of the red half separates the colours completely (0); with ``k``
+    blue pixels added, the object's histogram is ``(n, k) / (n + k)`` against the rest's all-blue
+    one, so the coefficient is ``sqrt(k / (n + k))``."""
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :30] = (220, 30, 30)
+    image[:, 30:] = (30, 30, 220)
+    box = [0, 0, 59, 39]
+    red = np.zeros((40, 60), bool)
+    red[:, :30] = True
+    assert colour_overlap(image, red, box) == pytest.approx(0.0, abs=1e-6)
+    plus = red.copy()
+    plus[:10, 30:40] = True  # k = 100 blue pixels, n = 1200 red ones
+    assert colour_overlap(image, plus, box) == pytest.approx(np.sqrt(100 / 1300), abs=1e-6)
+    # only the box counts: outside it, the mask and the colours are ignored
+    image[:, 55:] = (220, 30, 30)
+    assert colour_overlap(image, plus, [0, 0, 54, 39]) == pytest.approx(np.sqrt(100 / 1300), abs=1e-6)
+    # a mask that is empty in the box or fills it separates nothing
+    assert colour_overlap(image, np.zeros((40, 60), bool), box) == 1.0
+    assert colour_overlap(image, np.ones((40, 60), bool), box) == 1.0
+    # noise split at random: the two histograms are nearly the same
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    half = np.random.default_rng(1).random((200, 200)) < 0.5
+    assert colour_overlap(noise, half, [0, 0, 199, 199]) > 0.95
+    with pytest.raises(ValueError, match="differ in size"):
+        colour_overlap(image, np.ones((20, 60), bool), box)
+    with pytest.raises(BoxError):
+        colour_overlap(image, red, [30, 10, 20, 30])

@@ -201,3 +201,42 @@ def test_u2netp_grabcut_is_grabcut_from_u2netps_mask():
     strict = U2NetpStage(min_box_share=0.99, grabcut=True)
     strict.set_image(image)
     np.testing.assert_array_equal(strict.coarse_masks(box[None])[0], grabcut_mask(image, box) > 127)
+
+
+def test_u2netp_auto_keeps_grabcuts_mask_only_where_it_separates_colours():
+    """Stage 1 ``u2netp-auto`` (step 7): GrabCut's mask from U²-Netp's replaces it where the colour
+    overlap of object and rest of the box falls by at least ``GRABCUT_MIN_GAIN``; elsewhere the
+    network's mask stays. Generated samples 1 and 3 (seed 0, 256 px) are of the first kind, 0 and 2
+    of the second; sample 6 falls back to GrabCut from the box (near-empty), as ``u2netp`` does."""
+    from dissam.choices import STAGE1_KINDS
+    from dissam.coarse import colour_overlap
+    from dissam.data.synthetic import generate_sample
+    from dissam.stages import load_stage1
+    from dissam.stages.u2netp import GRABCUT_MIN_GAIN
+
+    assert "u2netp-auto" in STAGE1_KINDS
+    auto, hybrid, plain = load_stage1("u2netp-auto"), load_stage1("u2netp-grabcut"), load_stage1("u2netp")
+    assert auto.name == "u2netp-auto" and auto.grabcut_min_gain == GRABCUT_MIN_GAIN == 0.1
+    for i, kept in ((0, False), (1, True), (2, False), (3, True), (6, False)):
+        image, _, box = generate_sample(i, seed=0, size=256)
+        for stage in (auto, hybrid, plain):
+            stage.set_image(image)
+        mask = auto.coarse_masks(box[None])[0]
+        net, moved = plain.coarse_masks(box[None])[0], hybrid.coarse_masks(box[None])[0]
+        assert auto.last_grabcut_kept == [kept] and auto.last_fallbacks == [i == 6]
+        np.testing.assert_array_equal(mask, moved if kept else net)
+        if i != 6:
+            assert not np.array_equal(net, moved)  # GrabCut did move the mask: the test decided
+            gain = colour_overlap(image, net, box) - colour_overlap(image, moved, box)
+            assert (gain >= GRABCUT_MIN_GAIN) == kept
+    assert auto.coarse_masks(np.zeros((0, 4))).shape == (0, 256, 256) and auto.last_grabcut_kept == []
+
+
+def test_grabcut_min_gain_needs_grabcut_and_a_share():
+    from dissam.stages.u2netp import U2NetpStage
+
+    with pytest.raises(DisSamError, match="grabcut_min_gain"):
+        U2NetpStage(grabcut_min_gain=0.1)
+    with pytest.raises(DisSamError, match="grabcut_min_gain"):
+        U2NetpStage(grabcut=True, grabcut_min_gain=1.5)
+    assert U2NetpStage(grabcut=True).name == "u2netp-grabcut"

@@ -144,6 +144,38 @@ def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = 
     return out
 
 
+COLOUR_BINS = 8
+"""Bins per RGB channel of :func:`colour_overlap`'s histograms."""
+
+
+def colour_overlap(image: np.ndarray, mask: np.ndarray, box) -> float:
+    """How alike the colours of ``mask`` and of the rest of ``box`` are: the Bhattacharyya
+    coefficient of their RGB histograms (:data:`COLOUR_BINS` bins per channel, each normalised).
+
+    ``image``: ``HxWx3`` uint8; ``mask``: ``HxW`` (nonzero = object); ``box``: XYXY inclusive pixels.
+    Returns a value in [0, 1]: 1 when the two colour distributions are the same, 0 when they share
+    no bin. A mask that is empty in the box or fills it separates nothing: 1.
+    """
+    image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3 uint8, got shape {image.shape}")
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask {mask.shape} and image {image.shape[:2]} differ in size")
+    x0, y0, x1, y1 = (int(round(v)) for v in validate_boxes(box, image.shape[:2])[0])
+    crop = image[y0 : y1 + 1, x0 : x1 + 1]
+    inside = mask[y0 : y1 + 1, x0 : x1 + 1]
+    if not inside.any() or inside.all():
+        return 1.0
+    hists = []
+    for part in (inside, ~inside):
+        hist = cv2.calcHist([crop], [0, 1, 2], part.astype(np.uint8), [COLOUR_BINS] * 3, [0, 256] * 3)
+        hists.append(hist / hist.sum())
+    # OpenCV's Bhattacharyya "distance" is sqrt(1 - coefficient) for normalised histograms
+    distance = cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_BHATTACHARYYA)
+    return float(np.clip(1.0 - distance**2, 0.0, 1.0))
+
+
 STAGE1_LIKE_SOURCES = {"grabcut": 0.4, "u2netp": 0.4, "degrade": 0.2}
 """The draw of :func:`stage1_like_mask`: the weight-free stage 1s and the degraded ground truth."""
 STAGE1_LIKE_MIN_IOU = 0.7

@@ -9,6 +9,7 @@
 | `grabcut` | OpenCV GrabCut, no weights              | none                                           |
 | `u2netp`  | U²-Netp inside the box (ONNX Runtime)   | none (the bundled file) or a `.onnx` file      |
 | `u2netp-grabcut` | U²-Netp's mask as GrabCut's first guess | as `u2netp`                         |
+| `u2netp-auto` | `u2netp-grabcut`'s mask where it separates colours, else U²-Netp's | as `u2netp` |
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def load_stage1(kind: str | None, source: str | os.PathLike | None = None, devic
 
     Args:
         kind: one of :data:`STAGE1_KINDS`, or ``None`` / ``"auto"`` to use :func:`detect_kind`.
-        source: weights (see the table above); ignored for ``grabcut``; optional for ``u2netp`` and ``u2netp-grabcut``.
+        source: weights (see the table above); ignored for ``grabcut``; optional for the ``u2netp`` kinds.
         device: ``"cpu"``, ``"cuda"``, ... (``None``: best available).
     Returns:
         an object with ``name``, ``set_image(image)`` and ``coarse_masks(boxes, selection)``
@@ -82,10 +83,11 @@ def load_stage1(kind: str | None, source: str | os.PathLike | None = None, devic
         from dissam.predictor import GrabCutStage
 
         return GrabCutStage()
-    if kind in ("u2netp", "u2netp-grabcut"):
-        from dissam.stages.u2netp import load_u2netp
+    if kind in ("u2netp", "u2netp-grabcut", "u2netp-auto"):
+        from dissam.stages.u2netp import GRABCUT_MIN_GAIN, load_u2netp
 
-        return load_u2netp(source, grabcut=kind == "u2netp-grabcut")
+        return load_u2netp(source, grabcut=kind != "u2netp",
+                           grabcut_min_gain=GRABCUT_MIN_GAIN if kind == "u2netp-auto" else None)
     if source is None:
         raise DisSamError(f"--stage1 {kind} needs weights: pass --sam with a Hugging Face folder or hub id")
     dev = resolve_device(device)
