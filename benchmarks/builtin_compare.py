@@ -24,7 +24,7 @@ were given (every candidate refines the same coarse masks, computed once):
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/builtin_compare.py \
       --candidate old=src/dissam/weights/dis-sam-compact.safetensors --candidate new=runs/x/best.safetensors@512#0.6 \
-      [--sets generated generated-stage1 real photo cutout] [--stage1 grabcut u2netp u2netp-grabcut] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
+      [--sets generated generated-stage1 real photo cutout] [--stage1 grabcut u2netp u2netp-grabcut u2netp-auto] [--photo-split runs/photo/val] [--cutout-split-dir runs/cut_heldout] \
       [--json out.json]
 """
 
@@ -77,7 +77,7 @@ def suite_scores(preds, items, metrics=("maxFm", "Smeasure", "MAE", "HCE", "mIoU
     return {n: s.results() for n, s in suites.items()}
 
 
-def stage1_suite_scores(preds, items, stage1s=("grabcut", "u2netp")) -> dict:
+def stage1_suite_scores(preds, items, stage1s=("grabcut", "u2netp", "u2netp-auto")) -> dict:
     """``items``: (image, gt, box, _) tuples; each stage 1 is run on each image and its mask refined by
     every candidate. ``{stage 1: {"stage 1": scores, candidate: scores, ...}}``."""
     from dissam.stages.factory import load_stage1
@@ -130,7 +130,7 @@ def cutout_entries(split: Path):
         yield image, box, gt, {"image": "", "object": ""}
 
 
-def stage1_rows(preds, entries, stage1s=("grabcut", "u2netp")) -> list[dict]:
+def stage1_rows(preds, entries, stage1s=("grabcut", "u2netp", "u2netp-auto")) -> list[dict]:
     """Each stage 1 on each entry, then each candidate on that coarse mask: one row per (stage 1,
     entry, candidate), with IoU/MAE/HCE against the ground truth where the entry has one."""
     from dissam.stages.factory import load_stage1
@@ -152,7 +152,7 @@ def stage1_rows(preds, entries, stage1s=("grabcut", "u2netp")) -> list[dict]:
     return rows
 
 
-def real_rows(preds, stage1s=("grabcut", "u2netp")) -> list[dict]:
+def real_rows(preds, stage1s=("grabcut", "u2netp", "u2netp-auto")) -> list[dict]:
     return stage1_rows(preds, real_entries(), stage1s)
 
 
@@ -201,7 +201,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["generated", "real"], choices=["generated", "generated-stage1", "real", "photo", "cutout"])
     ap.add_argument("--photo-split", type=Path, help="a photo-like split for the 'photo' set")
     ap.add_argument("--cutout-split-dir", type=Path, help="a held-out cut-out split for the 'cutout' set")
-    ap.add_argument("--stage1", nargs="+", default=["grabcut", "u2netp"],
+    ap.add_argument("--stage1", nargs="+", default=["grabcut", "u2netp", "u2netp-auto"],
                     help="the weight-free stage 1s of the real, cutout and generated-stage1 sets")
     ap.add_argument("--json", help="write every score here")
     args = ap.parse_args()

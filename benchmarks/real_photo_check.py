@@ -1,7 +1,7 @@
 """Real-photo check with no ground truth: does the built-in refiner keep what stage 1 found?
 
 For each photograph and hand-chosen box of ``examples/real_photos.json`` (scikit-image's bundled
-public-domain / CC0 samples) and each stage 1 (``grabcut``, ``u2netp``), the built-in refiner refines
+public-domain / CC0 samples) and each stage 1 (``grabcut``, ``u2netp``, ``u2netp-auto``: the offline default), the built-in refiner refines
 the stage-1 mask and three numbers compare them (all inside the box, where the object is):
 
 * ``IoU far``: IoU of the stage-1 mask and the refined binary mask (threshold 0.5) on the pixels more
@@ -20,7 +20,7 @@ the pixels whose decision the refiner flipped (refined >= 128 against the stage-
 of them the ground truth agrees with (flip precision: below 0.5, the refiner's edits are worse than
 leaving stage 1's mask alone).
 
-Usage: PYTHONPATH=src .venv/bin/python benchmarks/real_photo_check.py [--stage1 grabcut u2netp]
+Usage: PYTHONPATH=src .venv/bin/python benchmarks/real_photo_check.py [--stage1 grabcut u2netp u2netp-auto]
        [--band 5] [--json out.json]
 """
 
@@ -119,7 +119,7 @@ def load_gt(entry: dict, photos_path: Path) -> np.ndarray | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage1", nargs="+", default=["grabcut", "u2netp"])
+    ap.add_argument("--stage1", nargs="+", default=["grabcut", "u2netp", "u2netp-auto"])
     ap.add_argument("--photos", default=str(ROOT / "examples" / "real_photos.json"))
     ap.add_argument("--band", type=int, default=5, help="px around the stage-1 boundary left out of IoU far")
     ap.add_argument("--json", help="write every row here")

@@ -1,8 +1,8 @@
 """Regenerate docs/images/quickstart.png: for each bundled example, the input with its box, the
 coarse stage-1 mask and the refined mask, side by side (built-in refiner; the weight-free stage 1
-``--stage1``, GrabCut by default, unless --sam is given).
+``--stage1``, the offline default ``u2netp-auto`` unless given, or --sam).
 
-Usage: .venv/bin/python examples/make_readme_figure.py [--sam SOURCE] [--refiner CKPT] [--stage1 u2netp]
+Usage: .venv/bin/python examples/make_readme_figure.py [--sam SOURCE] [--refiner CKPT] [--stage1 u2netp-auto]
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from dissam.predictor import DisSamPredictor
 from dissam.visualize import cutout, overlay, panel
 
 HERE = Path(__file__).parent
+LABELS = {"u2netp-auto": "U2-Netp auto", "u2netp": "U2-Netp", "u2netp-grabcut": "U2-Netp+GrabCut", "grabcut": "GrabCut"}
+"""Panel titles of the weight-free stage 1s (ASCII: the panel font has no superscript 2)."""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sam")
     ap.add_argument("--refiner")
-    ap.add_argument("--stage1", choices=["grabcut", "u2netp"], default="grabcut",
+    ap.add_argument("--stage1", choices=list(LABELS), default="u2netp-auto",
                     help="the weight-free stage 1 when no --sam is given")
     ap.add_argument("--coarse", choices=["stage1", "degraded-gt"], default="stage1",
                     help="stage1: the coarse mask of SAM/GrabCut; degraded-gt: the SAM-like degraded ground truth "
@@ -34,11 +36,11 @@ def main() -> None:
     prompts = json.loads((HERE / "prompts.json").read_text())
     if a.sam:
         pred = DisSamPredictor.from_pretrained(sam=a.sam, refiner=a.refiner, device="cpu")
-    elif a.stage1 == "u2netp":
-        pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", stage1="u2netp")
-    else:
+    elif a.stage1 == "grabcut":
         pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", coarse="grabcut")
-    stage1 = "SAM" if a.sam else {"grabcut": "GrabCut", "u2netp": "U2-Netp"}[a.stage1]
+    else:
+        pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", stage1=a.stage1)
+    stage1 = "SAM" if a.sam else LABELS[a.stage1]
     if a.coarse == "degraded-gt":
         from dissam.coarse import degrade_mask
         from dissam.io import read_mask

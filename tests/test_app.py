@@ -313,7 +313,8 @@ def test_the_page_says_when_it_runs_on_the_built_in_models():
     info = describe_models(pred, refiner=str(BUILTIN_REFINER))
     assert info["refiner"] == "built-in dis-sam-compact"
     if importlib.util.find_spec("onnxruntime") is not None:
-        for kind, label in (("u2netp", "U²-Netp"), ("u2netp-grabcut", "U²-Netp + GrabCut")):
+        for kind, label in (("u2netp", "U²-Netp"), ("u2netp-grabcut", "U²-Netp + GrabCut"),
+                            ("u2netp-auto", "U²-Netp auto")):
             info = describe_models(DisSamPredictor.from_pretrained(stage1=kind, device="cpu"))
             assert info["builtin"] and info["sam"] == f"{label} (bundled)"
             assert f"stage 1 is the bundled {label} (no --sam given)" in info["notice"]

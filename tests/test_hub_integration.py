@@ -57,7 +57,7 @@ def test_load_sam_by_name_offline_names_the_url_and_the_cache_path(home):
 def test_predictor_demo_preset_is_u2netp_with_the_builtin_refiner(home):
     pytest.importorskip("onnxruntime")
     pred = DisSamPredictor.from_pretrained(model="demo")
-    assert pred.sam_stage.name == "u2netp"
+    assert pred.sam_stage.name == "u2netp-auto"
     assert pred.size == load_refiner(BUILTIN_REFINER).input_size
     assert isinstance(DisSamPredictor.from_pretrained(model="demo", coarse="grabcut").sam_stage, GrabCutStage)
 

@@ -169,7 +169,7 @@ def test_cli_without_sam_uses_u2netp_or_grabcut_without_onnxruntime(monkeypatch,
 
     from dissam.commands.weights import offline_stage1
 
-    assert offline_stage1() == ("sam", "u2netp")
+    assert offline_stage1() == ("sam", "u2netp-auto")
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     with caplog.at_level("WARNING", logger="dissam"):

@@ -12,7 +12,8 @@ the ``best`` by predicted IoU, or the ``single`` output of ``multimask_output=Fa
 
 STAGE1_KINDS = ("sam", "sam-hq", "sam2", "sam3", "grabcut", "u2netp", "u2netp-grabcut", "u2netp-auto")
 """Stage-1 model families (:func:`dissam.stages.load_stage1`): SAM, HQ-SAM, SAM 2.1, SAM 3, GrabCut,
-U²-Netp in the box (bundled weights), and GrabCut started from U²-Netp's mask."""
+U²-Netp in the box (bundled weights), GrabCut started from U²-Netp's mask, and the choice between
+those two by colour separation (the offline default)."""
 
 STAGE1_CHOICES = ("sam", "grabcut", "none")
 """Stage 1 of :meth:`dissam.DisSamPredictor.from_pretrained`: SAM, the weight-free GrabCut, or none

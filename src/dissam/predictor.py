@@ -183,7 +183,7 @@ class DisSamPredictor:
                 :func:`dissam.stages.load_stage1`. ``None`` keeps the ``coarse`` behaviour. With
                 ``"sam3"``, :meth:`predict_text` is available.
             model: a preset naming both (``"dis-sam"``: SAM ViT-L + the DIS-SAM refiner, the paper's
-                pair; ``"demo"``: GrabCut + the built-in refiner; see ``dissam.hub.PRESETS``); an
+                pair; ``"demo"``: the bundled U²-Netp (``u2netp-auto``) + the built-in refiner; see ``dissam.hub.PRESETS``); an
                 explicit ``sam`` / ``refiner`` overrides its half.
             **kwargs: :class:`DisSamPredictor` options (``size`` defaults to the size the refiner was
                 trained at).
@@ -196,7 +196,7 @@ class DisSamPredictor:
 
             preset_sam, preset_refiner = preset_sources(model)
             if preset_sam is None and sam is None and coarse == "sam" and stage1 in (None, "sam", "auto"):
-                stage1 = "u2netp"  # the preset names no SAM: the offline default, the bundled U²-Netp
+                stage1 = "u2netp-auto"  # the preset names no SAM: the offline default, the bundled U²-Netp
             sam = preset_sam if sam is None else sam
             refiner = preset_refiner if refiner is None else refiner
         if coarse not in STAGE1_CHOICES:

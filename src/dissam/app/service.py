@@ -113,6 +113,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+U2NETP_LABELS = {"u2netp": "U²-Netp", "u2netp-grabcut": "U²-Netp + GrabCut", "u2netp-auto": "U²-Netp auto"}
+"""What the page calls each bundled U²-Netp stage 1 (docs/stage1.md)."""
+
+
 def describe_models(predictor, sam: str | None = None, refiner: str | None = None) -> dict:
     """What the page and ``/api/info`` show about the loaded models."""
     from dissam.predictor import BUILTIN_REFINER, GrabCutStage
@@ -123,8 +127,8 @@ def describe_models(predictor, sam: str | None = None, refiner: str | None = Non
     refiner = refiner or predictor.refiner.source
     grabcut = stage is None or isinstance(stage, GrabCutStage)
     kind = getattr(stage, "name", "")
-    u2netp = kind in ("u2netp", "u2netp-grabcut")
-    u2netp_label = "U²-Netp + GrabCut" if kind == "u2netp-grabcut" else "U²-Netp"
+    u2netp_label = U2NETP_LABELS.get(kind)
+    u2netp = u2netp_label is not None
     notes = []
     if grabcut:
         notes.append("stage 1 is the weight-free GrabCut (no --sam given)")

@@ -30,8 +30,9 @@ Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.
 image (see the README for the schema; rembg-style rectangle entries are accepted). Coordinates are
 pixels of the image as displayed (EXIF orientation applied), XYXY by default.
 
-Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (GrabCut
-where it finds nothing in a box; lower quality than SAM; --coarse grabcut for GrabCut alone). One failing image is reported and the others continue; the exit status is
+Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (--stage1
+u2netp-auto: GrabCut's edges where they separate the object's colours better, GrabCut where U²-Netp
+finds nothing in a box; lower quality than SAM; --coarse grabcut for GrabCut alone). One failing image is reported and the others continue; the exit status is
 non-zero if any image failed.
 
 Runs over folders are resumable: an image whose outputs a previous run finished (with the same

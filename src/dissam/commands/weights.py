@@ -1,7 +1,7 @@
 """The weight and runtime options that every command building a predictor shares (``dissam predict``,
 ``dissam app``): ``--model``, ``--sam``, ``--refiner``, ``--stage1``, ``--coarse``, ``--backend``,
 ``--precision``, and the one rule
-for a command line without SAM weights (the bundled U²-Netp stage 1, with a notice; GrabCut where ONNX
+for a command line without SAM weights (the bundled U²-Netp stage 1, ``u2netp-auto``, with a notice; GrabCut where ONNX
 Runtime is missing; the Python API never switches silently)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dissam.runtime import BACKENDS, PRECISIONS
 log = logging.getLogger("dissam")
 
 NO_SAM_NOTICE = (
-    "no SAM weights given: using the bundled U²-Netp stage 1 (GrabCut where it finds nothing in a box; lower "
-    "quality than SAM); pass --model dis-sam, --sam sam-vit-l (or an official sam_vit_*.pth, a Hugging Face "
+    "no SAM weights given: using the bundled U²-Netp stage 1 (with GrabCut's edges where they separate the "
+    "object's colours better, and GrabCut where U²-Netp finds nothing in a box; lower quality than SAM); pass --model dis-sam, --sam sam-vit-l (or an official sam_vit_*.pth, a Hugging Face "
     "SAM folder or id) for the paper's pipeline"
 )
 NO_ONNXRUNTIME_NOTICE = "ONNX Runtime is not installed, so U²-Netp cannot run: using the weight-free GrabCut stage 1"
@@ -60,7 +60,7 @@ def predictor_from_args(args: argparse.Namespace, device=None, **kwargs):
 
 
 def offline_stage1() -> tuple[str, str | None]:
-    """``(coarse, stage1)`` for a command line with no SAM weights: the bundled U²-Netp, or GrabCut
+    """``(coarse, stage1)`` for a command line with no SAM weights: the bundled U²-Netp (``u2netp-auto``), or GrabCut
     where ONNX Runtime is missing (both with a notice)."""
     import importlib.util
 
@@ -68,4 +68,4 @@ def offline_stage1() -> tuple[str, str | None]:
         log.warning(NO_ONNXRUNTIME_NOTICE)
         return "grabcut", None
     log.warning(NO_SAM_NOTICE)
-    return "sam", "u2netp"
+    return "sam", "u2netp-auto"
