@@ -1,5 +1,5 @@
 """Weight-free stage 1s on a large photograph: GrabCut at full size vs on a copy of at most 1024 px
-(what ``GrabCutStage`` does) vs U²-Netp vs U²-Netp + GrabCut (``u2netp-grabcut``), side by side in one run, with the IoU of each mask against
+(what ``GrabCutStage`` does) vs U²-Netp vs U²-Netp + GrabCut (``u2netp-grabcut``) vs the offline default (``u2netp-auto``), side by side in one run, with the IoU of each mask against
 full-size GrabCut's.
 
 The image is a photo-like generated sample (``dissam synth --style photo``, scikit-image's photo bank)
@@ -31,7 +31,10 @@ def main() -> None:
     s = (args.megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
     big = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
     big_box = np.minimum(box * s, [big.shape[1] - 1, big.shape[0] - 1] * 2)
+    from dissam.stages.u2netp import GRABCUT_MIN_GAIN
+
     u2, u2_grabcut = load_u2netp(threads=1), load_u2netp(threads=1, grabcut=True)
+    u2_auto = load_u2netp(threads=1, grabcut=True, grabcut_min_gain=GRABCUT_MIN_GAIN)
 
     def run_stage(stage, img, b):
         stage.set_image(img)
@@ -42,6 +45,7 @@ def main() -> None:
         "grabcut, copy of <= 1024 px": lambda: grabcut_mask(big, big_box, max_side=1024),
         "u2netp": lambda: run_stage(u2, big, big_box),
         "u2netp-grabcut": lambda: run_stage(u2_grabcut, big, big_box),
+        "u2netp-auto": lambda: run_stage(u2_auto, big, big_box),
     }
     masks, times = {}, {}
     for name, fn in runs.items():
