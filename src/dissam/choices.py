@@ -10,7 +10,10 @@ MASK_SELECTIONS = ("first", "best", "single")
 """Which SAM mask feeds the refiner: ``first`` of the three multimask outputs (the authors' choice),
 the ``best`` by predicted IoU, or the ``single`` output of ``multimask_output=False``."""
 
-STAGE1_KINDS = ("sam", "sam-hq", "sam2", "sam3", "grabcut", "u2netp", "u2netp-grabcut", "u2netp-auto")
+U2NETP_KINDS = ("u2netp", "u2netp-grabcut", "u2netp-auto")
+"""The bundled U²-Netp's stage 1s (:class:`dissam.stages.u2netp.U2NetpStage`, steps 1-5, 6 and 7)."""
+
+STAGE1_KINDS = ("sam", "sam-hq", "sam2", "sam3", "grabcut", *U2NETP_KINDS)
 """Stage-1 model families (:func:`dissam.stages.load_stage1`): SAM, HQ-SAM, SAM 2.1, SAM 3, GrabCut,
 U²-Netp in the box (bundled weights), GrabCut started from U²-Netp's mask, and the choice between
 those two by colour separation (the offline default)."""

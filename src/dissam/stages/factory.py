@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dissam.choices import STAGE1_KINDS
+from dissam.choices import STAGE1_KINDS, U2NETP_KINDS
 from dissam.errors import DisSamError
 
 # config.json model_type -> stage-1 kind
@@ -83,7 +83,7 @@ def load_stage1(kind: str | None, source: str | os.PathLike | None = None, devic
         from dissam.predictor import GrabCutStage
 
         return GrabCutStage()
-    if kind in ("u2netp", "u2netp-grabcut", "u2netp-auto"):
+    if kind in U2NETP_KINDS:
         from dissam.stages.u2netp import GRABCUT_MIN_GAIN, load_u2netp
 
         return load_u2netp(source, grabcut=kind != "u2netp",

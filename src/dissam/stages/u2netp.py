@@ -145,7 +145,10 @@ class U2NetpStage:
         self.min_box_share, self.fallback = float(min_box_share), fallback
         self.grabcut = bool(grabcut)
         self.grabcut_min_gain = None if grabcut_min_gain is None else float(grabcut_min_gain)
-        self.name = ("u2netp-auto" if self.grabcut_min_gain is not None else "u2netp-grabcut") if self.grabcut else "u2netp"
+        if not self.grabcut:
+            self.name = "u2netp"
+        else:
+            self.name = "u2netp-grabcut" if self.grabcut_min_gain is None else "u2netp-auto"
         self.last_fallbacks: list[bool] = []
         self.last_grabcut_kept: list[bool] = []
         self._image: np.ndarray | None = None
