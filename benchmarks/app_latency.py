@@ -37,9 +37,9 @@ def main() -> None:
     from transformers import SamConfig, SamModel
 
     from dissam.app.service import SegmentationService
-    from dissam.checkpoints import load_refiner
-    from dissam.models.sam import SamStage
+    from dissam.hub.loading import load_refiner
     from dissam.predictor import BUILTIN_REFINER, DisSamPredictor
+    from dissam.stages.sam import SamStage
 
     torch.manual_seed(0)
     stage = SamStage(SamModel(SamConfig()).eval(), "cpu", source="random ViT-B")

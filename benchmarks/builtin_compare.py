@@ -59,7 +59,7 @@ def parse_candidate(text: str) -> tuple[str, str, dict]:
 def predictors(candidates):
     from dissam.predictor import DisSamPredictor
 
-    return {name: DisSamPredictor.from_pretrained(sam=None, refiner=path, device="cpu", coarse="grabcut", **options)
+    return {name: DisSamPredictor.from_pretrained(sam=None, refiner=path, device="cpu", stage1="grabcut", **options)
             for name, path, options in candidates}
 
 
@@ -80,7 +80,7 @@ def suite_scores(preds, items, metrics=("maxFm", "Smeasure", "MAE", "HCE", "mIoU
 def stage1_suite_scores(preds, items, stage1s=("grabcut", "u2netp", "u2netp-auto")) -> dict:
     """``items``: (image, gt, box, _) tuples; each stage 1 is run on each image and its mask refined by
     every candidate. ``{stage 1: {"stage 1": scores, candidate: scores, ...}}``."""
-    from dissam.stages.factory import load_stage1
+    from dissam.stages import load_stage1
 
     stages = {kind: load_stage1(kind) for kind in stage1s}
     per_stage: dict = {kind: [] for kind in stages}
@@ -133,7 +133,7 @@ def cutout_entries(split: Path):
 def stage1_rows(preds, entries, stage1s=("grabcut", "u2netp", "u2netp-auto")) -> list[dict]:
     """Each stage 1 on each entry, then each candidate on that coarse mask: one row per (stage 1,
     entry, candidate), with IoU/MAE/HCE against the ground truth where the entry has one."""
-    from dissam.stages.factory import load_stage1
+    from dissam.stages import load_stage1
 
     stages = {kind: load_stage1(kind) for kind in stage1s}
     rows = []

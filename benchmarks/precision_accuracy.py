@@ -96,9 +96,10 @@ def evaluate_refiner(ref, size: int, data: Path, n: int, tmp: Path, metrics: boo
 def evaluate_sam(tmp: Path) -> dict:
     from PIL import Image
 
-    from dissam.models.sam import build_sam_from_state_dict, preprocess_image
+    from dissam.checkpoints.sam import build_sam_from_state_dict
     from dissam.runtime.onnx_export import export_sam_encoder, quantize_int8
     from dissam.runtime.runners import OnnxSamEncoderRunner, TorchSamEncoderRunner
+    from dissam.stages.sam import preprocess_image
     from dissam.testing import sam_fixture_state_dict
 
     fx = ROOT / "tests" / "fixtures" / "sam"
@@ -135,7 +136,7 @@ def main() -> None:
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dissam.checkpoints import load_refiner
+    from dissam.hub.loading import load_refiner
     from dissam.models.isnet import ISNetDIS
     from dissam.predictor import BUILTIN_REFINER
     from dissam.refiner import Refiner

@@ -27,7 +27,7 @@ def _sam_vit_b():
     import torch
     from transformers import SamConfig, SamModel
 
-    from dissam.models.sam import SamStage
+    from dissam.stages.sam import SamStage
 
     torch.manual_seed(0)
     cfg = SamConfig()  # transformers' defaults are the ViT-B sizes (768 wide, 12 blocks, 12 heads)

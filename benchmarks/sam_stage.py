@@ -28,7 +28,7 @@ import torch
 def build_stage(device: str):
     from transformers import SamConfig, SamModel
 
-    from dissam.models.sam import SamStage
+    from dissam.stages.sam import SamStage
 
     torch.manual_seed(0)
     config = SamConfig(

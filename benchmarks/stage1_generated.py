@@ -36,7 +36,7 @@ def main() -> None:
     if args.refine:
         from dissam.predictor import DisSamPredictor
 
-        pred = DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", coarse="none")
+        pred = DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", stage1="none")
     for i in range(args.n):
         image, gt, box = generate_sample(i, seed=args.seed, size=args.size)
         g = gt > 127

@@ -37,7 +37,7 @@ def main() -> None:
     if a.sam:
         pred = DisSamPredictor.from_pretrained(sam=a.sam, refiner=a.refiner, device="cpu")
     elif a.stage1 == "grabcut":
-        pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", coarse="grabcut")
+        pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", stage1="grabcut")
     else:
         pred = DisSamPredictor.from_pretrained(sam=None, refiner=a.refiner, device="cpu", stage1=a.stage1)
     stage1 = "SAM" if a.sam else LABELS[a.stage1]

@@ -16,8 +16,8 @@ SIZE = 128  # refiner input size for the app tests (the paper uses 1024)
 
 def tiny_predictor(tiny_sam_path, refiner):
     """A predictor with its own SAM stage (stages hold per-image state, so never share one)."""
-    from dissam.models.sam import load_sam
     from dissam.predictor import DisSamPredictor
+    from dissam.stages.sam import load_sam
 
     return DisSamPredictor(load_sam(tiny_sam_path), refiner, size=SIZE)
 

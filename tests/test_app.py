@@ -306,7 +306,7 @@ def test_the_page_says_when_it_runs_on_the_built_in_models():
     from dissam.app.service import describe_models
     from dissam.predictor import BUILTIN_REFINER, DisSamPredictor
 
-    pred = DisSamPredictor.from_pretrained(coarse="grabcut", device="cpu")
+    pred = DisSamPredictor.from_pretrained(stage1="grabcut", device="cpu")
     info = describe_models(pred)
     assert info["builtin"] and info["sam"] == "GrabCut (weight-free)"
     assert info["refiner"] == "built-in dis-sam-compact" and "built-in compact model" in info["notice"]

@@ -239,7 +239,7 @@ def test_saved_png_equals_authors_postprocessing(full_run, data_root, tiny_refin
     import torch
 
     from dissam.io import read_image, read_mask
-    from dissam.models.sam import load_sam
+    from dissam.stages.sam import load_sam
     from dissam.transforms import faithful_sample, postprocess, to_authors_png
 
     split, stem = "DIS-TE1", "dis-te1_2_two"
@@ -393,7 +393,7 @@ def test_sharding_two_ranks_cover_every_image_once(tmp_path, masked_root, monkey
 def test_isnet_baseline_matches_direct_computation(full_run, data_root, isnet_path):
     import torch
 
-    from dissam.checkpoints import load_refiner
+    from dissam.hub.loading import load_refiner
     from dissam.io import read_image, read_mask
     from dissam.transforms import faithful_sample, postprocess, to_authors_png
 
@@ -457,7 +457,7 @@ def test_hq_sam_baseline_same_box(tmp_path, masked_root):
     from transformers import SamHQConfig, SamHQModel
 
     from dissam.io import read_image, read_mask
-    from dissam.models.sam import load_sam
+    from dissam.stages.sam import load_sam
 
     torch.manual_seed(0)
     cfg = SamHQConfig(  # a 256-pixel HQ-SAM keeps this test fast

@@ -23,7 +23,7 @@ SEED = 12345  # not a training seed (train 1, val 2, test 3)
 def scores():
     """Scores of the shipped pipeline (the calibrated merge), of the network's raw maps and of the
     coarse masks, on the same 24 generated images."""
-    pred = DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", coarse="grabcut")
+    pred = DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", stage1="grabcut")
     metrics = ("maxFm", "Smeasure", "HCE", "mIoU", "MAE")
     shipped, raw, coarse = MetricSuite(metrics), MetricSuite(metrics), MetricSuite(metrics)
     for i in range(N):
@@ -43,7 +43,7 @@ def test_builtin_model_loads_with_its_size_and_calibration(scores):
     assert sum(p.numel() for p in pred.refiner.net.parameters()) == 2_764_246
     assert BUILTIN_REFINER.stat().st_size < 20 * 2**20
     assert pred.refiner.edit_threshold == 0.6
-    assert DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", coarse="grabcut").edit_threshold == 0.6
+    assert DisSamPredictor.from_pretrained(sam=None, refiner=None, device="cpu", stage1="grabcut").edit_threshold == 0.6
 
 
 def test_builtin_network_beats_its_coarse_masks(scores):

@@ -12,11 +12,11 @@ from dissam.checkpoints import (
     infer_refiner_config,
     inflate_refiner_input,
     load_checkpoint,
-    load_refiner,
     read_state_dict,
     save_checkpoint,
 )
 from dissam.errors import CheckpointError
+from dissam.hub.loading import load_refiner
 from dissam.models.isnet import ISNetDIS, build_refiner
 from dissam.testing import isnet_fixture_state_dict
 
@@ -160,3 +160,12 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path):
     page.write_text("<!DOCTYPE html><html>Google Drive - virus scan warning</html>")
     with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint .* starts with b'<!DO'"):
         load_refiner(page)
+
+
+def test_old_load_refiner_location_still_works_with_a_warning(official_in5):
+    import dissam.checkpoints
+
+    with pytest.warns(DeprecationWarning, match="dissam.load_refiner"):
+        old = dissam.checkpoints.load_refiner
+    assert old is load_refiner
+    assert old(official_in5[0]).in_ch == 5

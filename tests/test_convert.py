@@ -190,7 +190,7 @@ def test_convert_a_registry_name(tmp_path):
 
 @pytest.mark.slow
 def test_convert_an_official_sam_checkpoint_to_a_transformers_folder(tiny_sam_path, tmp_path):
-    from dissam.models.sam import load_sam
+    from dissam.stages.sam import load_sam
 
     assert main(["convert", str(tiny_sam_path), str(tmp_path / "sam")]) == 0
     assert (tmp_path / "sam" / "config.json").is_file()

@@ -16,8 +16,8 @@ from dissam.errors import DownloadError, OfflineError
 from dissam.hub import get_entry, models_dir, resolve_sam_source
 from dissam.hub.verify import verify_file
 from dissam.io import write_png
-from dissam.models.sam import load_sam
 from dissam.predictor import BUILTIN_REFINER, DisSamPredictor, GrabCutStage
+from dissam.stages.sam import load_sam
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_predictor_demo_preset_is_u2netp_with_the_builtin_refiner(home):
     pred = DisSamPredictor.from_pretrained(model="demo")
     assert pred.sam_stage.name == "u2netp-auto"
     assert pred.size == load_refiner(BUILTIN_REFINER).input_size
-    assert isinstance(DisSamPredictor.from_pretrained(model="demo", coarse="grabcut").sam_stage, GrabCutStage)
+    assert isinstance(DisSamPredictor.from_pretrained(model="demo", stage1="grabcut").sam_stage, GrabCutStage)
 
 
 def test_predictor_paper_preset_explains_the_manual_refiner(home):

@@ -51,13 +51,16 @@ def test_every_entry_is_complete_and_consistent():
             assert re.fullmatch(r"[0-9a-f]{64}", e.sha256), name
         if e.check and e.check.startswith("refiner:"):
             assert e.check.split(":", 1)[1] in REFINER_VARIANTS
-    for sam, refiner in PRESETS.values():
-        assert sam is None or REGISTRY[sam].role == "sam"
-        assert REGISTRY[refiner].role == "refiner"
+    from dissam.stages import get_spec
+
+    for preset in PRESETS.values():
+        assert preset.sam is None or REGISTRY[preset.sam].role == "sam"
+        assert REGISTRY[preset.refiner].role == "refiner"
+        assert get_spec(preset.stage1).needs_weights == (preset.sam is not None)
 
 
 def test_official_sam_entries_match_the_loader_and_the_published_files():
-    from dissam.models.sam import OFFICIAL_FILES, OFFICIAL_URL
+    from dissam.stages.sam import OFFICIAL_FILES, OFFICIAL_URL
 
     for size in ("b", "l", "h"):
         e = REGISTRY[f"sam-vit-{size}"]
@@ -292,7 +295,8 @@ def test_models_list_json(home, capsys):
     assert rows["dis-sam-compact"]["status"] == "cached"
     assert rows["dis-sam"]["status"] == "manual" and rows["dis-sam"]["path"] == str(models_dir() / "dis-sam.pth")
     assert rows["sam-vit-l"]["status"] == "not cached"
-    assert out["presets"]["dis-sam"] == ["sam-vit-l", "dis-sam"]
+    assert out["presets"]["dis-sam"] == {"stage1": "sam", "sam": "sam-vit-l", "refiner": "dis-sam"}
+    assert out["presets"]["demo"] == {"stage1": "u2netp-auto", "sam": None, "refiner": "dis-sam-compact"}
 
 
 def test_models_path(home, capsys):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dissam.checkpoints import load_refiner, save_checkpoint
+from dissam.checkpoints import save_checkpoint
 from dissam.errors import DisSamError
+from dissam.hub.loading import load_refiner
 from dissam.predictor import DisSamPredictor
 from dissam.refiner import merge_edits
 

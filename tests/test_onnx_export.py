@@ -18,10 +18,10 @@ import torch
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from dissam.models.sam import load_sam, preprocess_image  # noqa: E402
 from dissam.refiner import Refiner  # noqa: E402
 from dissam.runtime import onnx_export as ox  # noqa: E402
 from dissam.runtime.runners import ort_session  # noqa: E402
+from dissam.stages.sam import load_sam, preprocess_image  # noqa: E402
 
 
 def _run(path, feed):
@@ -145,7 +145,8 @@ def boxes_xyxy(fixtures_dir):
 
 # --------------------------------------------------------------------------------------- cache
 def test_cache_next_to_weights_exports_once(tmp_path, tiny_refiner, monkeypatch):
-    from dissam.checkpoints import load_refiner, save_checkpoint
+    from dissam.checkpoints import save_checkpoint
+    from dissam.hub.loading import load_refiner
     from dissam.runtime import runners
 
     ck = save_checkpoint(tmp_path / "w" / "tiny.safetensors", tiny_refiner, metadata={"input_size": 32})

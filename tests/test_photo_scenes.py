@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from dissam.boxes import box_from_mask
-from dissam.coarse import STAGE1_LIKE_SOURCES, degrade_mask, mask_iou, stage1_like_mask
+from dissam.coarse import degrade_mask, mask_iou
 from dissam.data import photo_scenes
+from dissam.data.stage1_like import STAGE1_LIKE_SOURCES, stage1_like_mask
 from dissam.data.synthetic import generate_dataset, generate_photo_style_sample
 from dissam.errors import DatasetError
 

@@ -13,8 +13,8 @@ from dissam.checkpoints import save_checkpoint
 from dissam.cli import main
 from dissam.errors import BoxError, DisSamError
 from dissam.models.isnet import ISNetDIS
-from dissam.models.sam import load_sam
 from dissam.predictor import DisSamPredictor, GrabCutStage
+from dissam.stages.sam import load_sam
 
 SIZE = 256  # refiner input size for the tests (the paper uses 1024)
 
@@ -250,7 +250,7 @@ def test_cli_cuda_fails_loudly_without_cuda(tmp_path, fixtures_dir, refiner_ckpt
 def test_ablation_models_get_the_prompts_they_were_trained_with(tmp_path, image, boxes, dropout, zeroed):
     """A checkpoint trained with prompt_dropout 1 for a channel (Table 2's box-only / mask-only /
     no-prompt rows) is fed zeros there, by the predictor and by the benchmark; others are untouched."""
-    from dissam.checkpoints import load_refiner
+    from dissam.hub.loading import load_refiner
     from dissam.models.isnet import build_refiner
 
     torch.manual_seed(3)

@@ -37,12 +37,26 @@ def test_typed_package_marker():
     assert (Path(dissam.__file__).parent / "py.typed").is_file()
 
 
-def test_from_pretrained_never_switches_to_grabcut_silently():
-    with pytest.raises(dissam.DisSamError, match="no SAM source given"):
-        dissam.DisSamPredictor.from_pretrained(sam=None, device="cpu")
-    pred = dissam.DisSamPredictor.from_pretrained(coarse="grabcut", device="cpu")
+def test_from_pretrained_without_weights_uses_the_offline_default_and_says_so(caplog):
+    """The no-weights default is the command line's (the bundled U²-Netp), with the same notice."""
+    with caplog.at_level("WARNING", logger="dissam"):
+        pred = dissam.DisSamPredictor.from_pretrained(device="cpu")
+    assert pred.sam_stage.name == "u2netp-auto"
+    assert any("no SAM weights given" in r.getMessage() and r.name == "dissam" for r in caplog.records)
+    assert dissam.DisSamPredictor.from_pretrained(stage1="grabcut", device="cpu").sam_stage.name == "grabcut"
+    assert dissam.DisSamPredictor.from_pretrained(stage1="none", device="cpu").sam_stage is None
+    with pytest.raises(dissam.DisSamError, match="needs weights"):
+        dissam.DisSamPredictor.from_pretrained(stage1="sam", device="cpu")
+
+
+def test_coarse_is_a_deprecated_alias_of_stage1():
+    with pytest.warns(DeprecationWarning, match="stage1="):
+        pred = dissam.DisSamPredictor.from_pretrained(coarse="grabcut", device="cpu")
     assert pred.sam_stage.name == "grabcut"
-    assert dissam.DisSamPredictor.from_pretrained(coarse="none", device="cpu").sam_stage is None
+    with pytest.warns(DeprecationWarning):
+        assert dissam.DisSamPredictor.from_pretrained(coarse="none", device="cpu").sam_stage is None
+    with pytest.raises(ValueError, match="coarse must be one of"):
+        dissam.DisSamPredictor.from_pretrained(coarse="sam2", device="cpu")
 
 
 def test_all_lists_exactly_the_lazy_exports():

@@ -185,7 +185,7 @@ def test_whole_pipeline_on_generated_runs_each_stage1_and_refines_its_mask(monke
     scored alone, and its mask (not the item's) is what every candidate refines."""
     from types import SimpleNamespace
 
-    import dissam.stages.factory as factory
+    import dissam.stages as stages
 
     spec = importlib.util.spec_from_file_location(
         "builtin_compare", EXAMPLES.parent / "benchmarks" / "builtin_compare.py")
@@ -218,7 +218,7 @@ def test_whole_pipeline_on_generated_runs_each_stage1_and_refines_its_mask(monke
             soft[y0 : y1 + 1, x0 : x1 + 1] = 1.0
             return SimpleNamespace(soft=soft)
 
-    monkeypatch.setattr(factory, "load_stage1", lambda kind: LeftHalf())
+    monkeypatch.setattr(stages, "load_stage1", lambda kind: LeftHalf())
     items = []
     for x0 in (4, 10):
         gt = np.zeros((32, 32), np.uint8)

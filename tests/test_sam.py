@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from dissam.checkpoints.sam import convert_official_sam, infer_sam_config, official_key_to_hf
 from dissam.errors import BoxError, CheckpointError, DisSamError
-from dissam.models.sam import SamStage, load_sam, preprocess_image, preprocess_shape
-from dissam.models.sam_convert import convert_official_sam, infer_sam_config, official_key_to_hf
+from dissam.stages.sam import SamStage, load_sam, preprocess_image, preprocess_shape
 from dissam.testing import isnet_fixture_state_dict, sam_fixture_state_dict
 
 SAM_DIR = Path(__file__).parent / "fixtures" / "sam"
@@ -336,7 +336,7 @@ def test_hub_id_offline_says_what_to_download(tmp_path):
     env.pop("HF_HUB_CACHE", None)
     env.pop("TRANSFORMERS_CACHE", None)
     code = (
-        "from dissam.models.sam import load_sam\n"
+        "from dissam.stages.sam import load_sam\n"
         "from dissam.errors import OfflineError\n"
         "try:\n    load_sam('facebook/sam-vit-large')\n"
         "except OfflineError as e:\n    print('OFFLINE:', e)\n"

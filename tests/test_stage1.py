@@ -12,7 +12,7 @@ from stage1_helpers import S2, S3, tiny_sam2, tiny_sam3_tracker
 from dissam.errors import CheckpointError, DisSamError, OfflineError
 from dissam.predictor import DisSamPredictor, GrabCutStage
 from dissam.refiner import Refiner
-from dissam.stages import Stage1, detect_kind, load_stage1
+from dissam.stages import Stage1, detect_stage, load_stage1
 from dissam.stages.sam2 import PromptableStage
 
 H, W = 90, 120
@@ -42,7 +42,7 @@ def sam3_tracker_folder(tmp_path_factory):
 
 
 def test_existing_stages_satisfy_the_interface(tiny_sam_path):
-    from dissam.models.sam import load_sam
+    from dissam.stages.sam import load_sam
 
     sam = load_sam(tiny_sam_path)
     assert isinstance(sam, Stage1) and sam.name == "sam"
@@ -97,13 +97,13 @@ def test_stage_errors(image):
 
 
 def test_factory_autodetects_folders_and_names(sam2_folder, sam3_tracker_folder, tiny_sam_path):
-    assert detect_kind(sam2_folder) == "sam2"
-    assert detect_kind(sam3_tracker_folder) == "sam3"
-    assert detect_kind(tiny_sam_path) == "sam"
-    assert detect_kind(None) == "grabcut"
-    assert detect_kind("facebook/sam2.1-hiera-tiny") == "sam2"
-    assert detect_kind("facebook/sam3") == "sam3"
-    assert detect_kind("facebook/sam-vit-large") == "sam"
+    assert detect_stage(sam2_folder) == "sam2"
+    assert detect_stage(sam3_tracker_folder) == "sam3"
+    assert detect_stage(tiny_sam_path) == "sam"
+    assert detect_stage(None) == "u2netp-auto"  # the offline default
+    assert detect_stage("facebook/sam2.1-hiera-tiny") == "sam2"
+    assert detect_stage("facebook/sam3") == "sam3"
+    assert detect_stage("facebook/sam-vit-large") == "sam"
     s2 = load_stage1("auto", sam2_folder, "cpu")
     assert isinstance(s2, PromptableStage) and s2.name == "sam2"
     s3 = load_stage1(None, sam3_tracker_folder, "cpu")

@@ -54,7 +54,7 @@ def test_find_sorts_thresholds_and_caps(text_stage, image):
 
 def test_predict_text_one_result_per_instance(text_stage, tiny_refiner, image):
     pred = DisSamPredictor(None, tiny_refiner, size=64)
-    pred.text_stage = text_stage
+    pred.set_text_stage(text_stage)
     pred.set_image(image)
     seen = []
     handle = pred.refiner.net.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
@@ -81,7 +81,7 @@ def test_no_match_and_missing_text_stage(text_stage, tiny_refiner, image):
     pred.set_image(image)
     with pytest.raises(DisSamError, match="text prompts need SAM 3"):
         pred.predict_text("bicycle")
-    pred.text_stage = text_stage
+    pred.set_text_stage(text_stage)
     with pytest.raises(NoMatchError, match="matched nothing"):
         pred.predict_text("bicycle", score_threshold=1.01)
     assert pred.predict_text("bicycle", score_threshold=1.01, allow_empty=True) == []

@@ -23,7 +23,7 @@ def _records(run_dir: Path) -> list[dict]:
 def test_end_to_end_refiner_beats_the_coarse_mask(tmp_path):
     """Compact GT encoder + compact refiner at 64²: the loss falls, validation maxF ends above what
     the coarse input mask scores, checkpoints are written and load with load_refiner."""
-    from dissam.checkpoints import load_refiner
+    from dissam.hub.loading import load_refiner
     from dissam.metrics import MetricSuite
 
     train_ds = ThinDataset(24, 64, seed=1, augment=True)

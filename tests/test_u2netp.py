@@ -34,9 +34,10 @@ def test_vendored_file_is_the_checked_one_and_has_its_licence():
 
 
 def test_kind_is_registered():
-    from dissam.choices import STAGE1_KINDS
+    from dissam.stages import get_spec, stage_names
 
-    assert "u2netp" in STAGE1_KINDS
+    assert {"u2netp", "u2netp-grabcut", "u2netp-auto"} <= set(stage_names())
+    assert all(get_spec(k).bundled and not get_spec(k).needs_weights for k in ("u2netp", "u2netp-auto"))
 
 
 def test_preprocess_follows_u2net_normalisation():
@@ -167,26 +168,27 @@ def test_guard_keeps_normal_masks(stage):
 def test_cli_without_sam_uses_u2netp_or_grabcut_without_onnxruntime(monkeypatch, caplog):
     import importlib.util
 
-    from dissam.commands.weights import offline_stage1
+    from dissam.predictor import log_offline_default
+    from dissam.stages.registry import resolve_stage
 
-    assert offline_stage1() == ("sam", "u2netp-auto")
+    assert resolve_stage(None) == resolve_stage("auto") == "u2netp-auto"
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert resolve_stage(None) == "grabcut"
     with caplog.at_level("WARNING", logger="dissam"):
-        assert offline_stage1() == ("grabcut", None)
+        log_offline_default("grabcut")
     assert "GrabCut" in caplog.text
 
 
 def test_u2netp_grabcut_is_grabcut_from_u2netps_mask():
     """Stage 1 ``u2netp-grabcut``: U²-Netp's mask is GrabCut's first guess, then U²-Netp's component
     filter; the near-empty guard still falls back to GrabCut from the box."""
-    from dissam.choices import STAGE1_KINDS
     from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
     from dissam.data.synthetic import generate_sample
-    from dissam.stages import load_stage1
+    from dissam.stages import load_stage1, stage_names
     from dissam.stages.u2netp import U2NetpStage
 
-    assert "u2netp-grabcut" in STAGE1_KINDS
+    assert "u2netp-grabcut" in stage_names()
     hybrid, plain = load_stage1("u2netp-grabcut"), load_stage1("u2netp")
     assert hybrid.name == "u2netp-grabcut" and plain.name == "u2netp"
     image, gt, box = generate_sample(3, seed=0, size=256)
@@ -208,13 +210,12 @@ def test_u2netp_auto_keeps_grabcuts_mask_only_where_it_separates_colours():
     overlap of object and rest of the box falls by at least ``GRABCUT_MIN_GAIN``; elsewhere the
     network's mask stays. Generated samples 1 and 3 (seed 0, 256 px) are of the first kind, 0 and 2
     of the second; sample 6 falls back to GrabCut from the box (near-empty), as ``u2netp`` does."""
-    from dissam.choices import STAGE1_KINDS
     from dissam.coarse import colour_overlap
     from dissam.data.synthetic import generate_sample
-    from dissam.stages import load_stage1
+    from dissam.stages import load_stage1, stage_names
     from dissam.stages.u2netp import GRABCUT_MIN_GAIN
 
-    assert "u2netp-auto" in STAGE1_KINDS
+    assert "u2netp-auto" in stage_names()
     auto, hybrid, plain = load_stage1("u2netp-auto"), load_stage1("u2netp-grabcut"), load_stage1("u2netp")
     assert auto.name == "u2netp-auto" and auto.grabcut_min_gain == GRABCUT_MIN_GAIN == 0.1
     for i, kept in ((0, False), (1, True), (2, False), (3, True), (6, False)):

@@ -218,7 +218,7 @@ def test_text_prompt_with_no_match(clip, predictor, tmp_path):
     from dissam.stages.sam3 import NoMatchError, Sam3TextStage
 
     path, spec, gts = clip
-    predictor.text_stage = Sam3TextStage(tiny_sam3(), tiny_tokenizer())
+    predictor.set_text_stage(Sam3TextStage(tiny_sam3(), tiny_tokenizer()))
     with pytest.raises(NoMatchError, match="matched nothing on frame 0"):
         segment_video(path, tmp_path / "o", predictor, ScriptedTracker(gts), text="bicycle", score_threshold=1.5,
                       progress=False)

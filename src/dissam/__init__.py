@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # inference
     "DisSamPredictor": "dissam.predictor",
-    "Prediction": "dissam.predictor",
-    "GrabCutStage": "dissam.predictor",
+    "Prediction": "dissam.prediction",
+    "GrabCutStage": "dissam.stages.grabcut",
     "Refiner": "dissam.refiner",
-    "load_refiner": "dissam.checkpoints",
-    "load_sam": "dissam.models.sam",
-    "SamStage": "dissam.models.sam",
+    "load_refiner": "dissam.hub.loading",
+    "load_sam": "dissam.stages.sam",
+    "SamStage": "dissam.stages.sam",
     "read_image": "dissam.io",
     "read_mask": "dissam.io",
     # networks and checkpoints
@@ -33,7 +33,9 @@ _EXPORTS = {
     "save_checkpoint": "dissam.checkpoints",
     "load_checkpoint": "dissam.checkpoints",
     "inflate_refiner_input": "dissam.checkpoints",
-    "load_stage1": "dissam.stages",
+    "load_stage1": "dissam.stages.registry",
+    "register_stage": "dissam.stages.registry",
+    "StageSpec": "dissam.stages.registry",
     # evaluation
     "MetricSuite": "dissam.metrics",
     "ALL_METRICS": "dissam.metrics",
@@ -47,6 +49,7 @@ _EXPORTS = {
     "DatasetError": "dissam.errors",
     "OfflineError": "dissam.errors",
     "TrainingError": "dissam.errors",
+    "NoMatchError": "dissam.errors",
 }
 
 __all__ = [
@@ -61,11 +64,13 @@ __all__ = [
     "ISNetGTEncoder",
     "ImageReadError",
     "MetricSuite",
+    "NoMatchError",
     "OfflineError",
     "Prediction",
     "Refiner",
     "RefinerConfig",
     "SamStage",
+    "StageSpec",
     "TrainingError",
     "build_refiner",
     "evaluate_folders",
@@ -77,29 +82,34 @@ __all__ = [
     "load_stage1",
     "read_image",
     "read_mask",
+    "register_stage",
     "save_checkpoint",
     "__version__",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load lazily
-    from dissam.checkpoints import inflate_refiner_input, load_checkpoint, load_refiner, save_checkpoint
+    from dissam.checkpoints import inflate_refiner_input, load_checkpoint, save_checkpoint
     from dissam.errors import (
         BoxError,
         CheckpointError,
         DatasetError,
         DisSamError,
         ImageReadError,
+        NoMatchError,
         OfflineError,
         TrainingError,
     )
     from dissam.evaluate import evaluate_folders, evaluate_table
+    from dissam.hub.loading import load_refiner
     from dissam.io import read_image, read_mask
     from dissam.metrics import ALL_METRICS, MetricSuite
     from dissam.models.isnet import ISNetDIS, ISNetGTEncoder, RefinerConfig, build_refiner
-    from dissam.models.sam import SamStage, load_sam
-    from dissam.predictor import DisSamPredictor, GrabCutStage, Prediction
+    from dissam.prediction import Prediction
+    from dissam.predictor import DisSamPredictor
     from dissam.refiner import Refiner
-    from dissam.stages import load_stage1
+    from dissam.stages.grabcut import GrabCutStage
+    from dissam.stages.registry import StageSpec, load_stage1, register_stage
+    from dissam.stages.sam import SamStage, load_sam
 
 
 def __getattr__(name: str) -> Any:

@@ -63,3 +63,15 @@ def box_from_mask(mask: np.ndarray, threshold: float = 0) -> np.ndarray | None:
     if ys.size == 0:
         return None
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)
+
+
+def widen_box(box: np.ndarray, hw: tuple[int, int], min_side: float = 1.0) -> np.ndarray:
+    """Make an XYXY box at least ``min_side`` wider than a point along each axis (so a 1-pixel-wide
+    mask still gives a valid box), clipped to the ``(H, W)`` image."""
+    h, w = hw
+    b = np.asarray(box, dtype=np.float64).copy()
+    if b[2] - b[0] < min_side:
+        b[0], b[2] = max(0.0, b[0] - min_side), min(w - 1.0, b[2] + min_side)
+    if b[3] - b[1] < min_side:
+        b[1], b[3] = max(0.0, b[1] - min_side), min(h - 1.0, b[3] + min_side)
+    return b

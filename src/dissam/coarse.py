@@ -5,8 +5,9 @@ the object is found, but thin parts are lost, small holes are filled and the bou
 slightly off. It is meant for training a refiner on synthetic data without running SAM.
 
 ``grabcut_mask`` is a real (if weaker) box-prompted segmenter with no learned weights:
-OpenCV GrabCut initialised by the box. It is a lower-quality stage 1 for users who do not have
-SAM weights; the refiner then has to do more of the work.
+OpenCV GrabCut initialised by the box (stage 1 ``grabcut``, :mod:`dissam.stages.grabcut`, and the
+GrabCut step of the U²-Netp stages). ``colour_overlap`` says how well a mask separates the
+object's colours from the rest of its box (stage 1 ``u2netp-auto``); ``mask_iou`` compares masks.
 
 All masks are ``HxW`` uint8 with values {0, 255}. Boxes are XYXY inclusive pixels.
 """
@@ -176,63 +177,8 @@ def colour_overlap(image: np.ndarray, mask: np.ndarray, box) -> float:
     return float(np.clip(1.0 - distance**2, 0.0, 1.0))
 
 
-STAGE1_LIKE_SOURCES = {"grabcut": 0.4, "u2netp": 0.4, "degrade": 0.2}
-"""The draw of :func:`stage1_like_mask`: the weight-free stage 1s and the degraded ground truth."""
-STAGE1_LIKE_MIN_IOU = 0.7
-
-
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two ``HxW`` masks thresholded at 128 (1.0 when both are empty)."""
     a, b = np.asarray(a) >= 128, np.asarray(b) >= 128
     union = int(np.count_nonzero(a | b))
     return float(np.count_nonzero(a & b) / union) if union else 1.0
-
-
-def stage1_like_mask(
-    image: np.ndarray, gt: np.ndarray, box, seed: int, min_iou: float = STAGE1_LIKE_MIN_IOU
-) -> tuple[np.ndarray, str, float]:
-    """A training coarse mask with the errors of the stage 1 the built-in default really uses.
-
-    Draws a source from :data:`STAGE1_LIKE_SOURCES` with ``numpy.random.default_rng(seed)``: GrabCut or
-    U²-Netp run on ``image`` inside ``box``, or :func:`degrade_mask`. A stage-1 mask whose IoU with the
-    ground truth is below ``min_iou`` is replaced by the degraded ground truth: on real photographs
-    these stage 1s are mostly right (IoU 0.8-0.9 on DIS-5K photos), so training on their outright
-    failures on generated data would teach the refiner to distrust the coarse mask everywhere, which
-    is what washes real photographs out.
-
-    Args:
-        image: ``HxWx3`` uint8 RGB. gt: ``HxW`` uint8 ground truth. box: XYXY inclusive pixels.
-    Returns:
-        ``(mask HxW uint8 {0, 255}, source used, IoU of the drawn stage 1's mask with gt)``.
-    """
-    rng = np.random.default_rng(int(seed))
-    names = list(STAGE1_LIKE_SOURCES)
-    p = np.array([STAGE1_LIKE_SOURCES[k] for k in names], dtype=np.float64)
-    source = names[int(rng.choice(len(names), p=p / p.sum()))]
-    fallback_seed = int(rng.integers(2**31))  # drawn for every source: each sample's draw stays the same
-    if source == "degrade":
-        fallback = degrade_mask(gt, fallback_seed)
-        return fallback, "degrade", mask_iou(fallback, gt)
-    if source == "grabcut":
-        mask = grabcut_mask(image, box)
-    else:
-        stage = _u2netp_stage()
-        stage.set_image(image)
-        mask = stage.coarse_masks(np.asarray([box], dtype=np.float64))[0].astype(np.uint8) * 255
-    iou = mask_iou(mask, gt)
-    if iou < min_iou:
-        return degrade_mask(gt, fallback_seed), "degrade", iou
-    return mask, source, iou
-
-
-_U2NETP = None
-
-
-def _u2netp_stage():
-    """One U²-Netp stage per process (the ONNX session is the expensive part)."""
-    global _U2NETP
-    if _U2NETP is None:
-        from dissam.stages.u2netp import load_u2netp
-
-        _U2NETP = load_u2netp(threads=1)  # data generation runs one process per core
-    return _U2NETP

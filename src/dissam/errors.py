@@ -39,3 +39,7 @@ class DownloadError(DisSamError):
 
 class VerificationError(CheckpointError):
     """A model file does not match its registry entry (size, checksum, or key set and shapes)."""
+
+
+class NoMatchError(DisSamError):
+    """A text prompt found no instance above the score threshold."""

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dissam.errors import DatasetError, DisSamError
+from dissam.errors import DatasetError, DisSamError, ImageReadError
+from dissam.io import list_images
 from dissam.metrics import ALL_METRICS, MetricSuite, _Computer, check_metrics
+from dissam.utils import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,6 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     working with any file name. Raises ImageReadError if the file cannot be decoded."""
     import cv2
 
-    from dissam.errors import ImageReadError
-
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
@@ -60,8 +60,6 @@ def _names(items: Sequence[str]) -> str:
 
 
 def _images_by_stem(folder: Path, what: str) -> dict[str, Path]:
-    from dissam.io import list_images
-
     if not folder.is_dir():
         raise DatasetError(f"{what} folder {folder} does not exist")
     files = list_images(folder)
@@ -129,8 +127,6 @@ def _init_worker(metrics: tuple[str, ...], skeleton_cache) -> None:
 def _evaluate_pair(job: tuple[str, Path, Path], computer: _Computer | None = None):
     """-> ("ok", ImageResult, warning | None) or ("error", name, message)."""
     import cv2
-
-    from dissam.errors import ImageReadError
 
     name, pred_path, gt_path = job
     computer = computer or _WORKER_COMPUTER
@@ -216,8 +212,6 @@ def evaluate_folders(
         "versions": library versions (OpenCV's matters for HCE), "n_images", "pred_dir",
         "gt_dir", "metrics", "warnings": [str]}``
     """
-    from dissam.utils import library_versions
-
     metrics = check_metrics(metrics)
     jobs = pair_files(pred_dir, gt_dir)
     cache = _resolve_cache(skeleton_cache, metrics)
@@ -294,8 +288,6 @@ def evaluate_table(
     "per_image": {method: {split: [...]}}, "curves": {method: {split: curves}}, "versions",
     "warnings"}``; ``splits`` includes the test mean when it was added.
     """
-    from dissam.utils import library_versions
-
     metrics = check_metrics(metrics)
     gt_root, pred_root = Path(gt_root), Path(pred_root)
     splits = list(dict.fromkeys(splits))

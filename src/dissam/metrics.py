@@ -36,6 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dissam.errors import DisSamError
+from dissam.utils import atomic_write_bytes
+
 ALL_METRICS: tuple[str, ...] = ("maxFm", "wFmeasure", "MAE", "Smeasure", "meanEm", "HCE", "mIoU", "mBIoU")
 """Metric keys in the order of the paper's table."""
 
@@ -54,8 +57,6 @@ CURVE_THRESHOLDS = np.arange(255, -1, -1)
 
 def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     """Validate metric names; returns them in :data:`ALL_METRICS` order without duplicates."""
-    from dissam.errors import DisSamError
-
     if isinstance(metrics, str):
         metrics = [m for m in metrics.replace(",", " ").split() if m]
     unknown = [m for m in metrics if m not in ALL_METRICS]
@@ -140,8 +141,6 @@ class SkeletonCache:
 
     def get(self, gt_fg: np.ndarray) -> np.ndarray:
         """Skeleton of ``gt_fg`` (``HxW`` bool), from the cache or computed and stored."""
-        from dissam.utils import atomic_write_bytes
-
         path = self.folder / f"{_skeleton_key(gt_fg)}.png"
         if path.is_file():
             cached = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -335,8 +334,6 @@ class _Computer:
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray, name: str | None) -> None:
-    from dissam.errors import DisSamError
-
     where = f" ({name})" if name else ""
     for label, arr in (("prediction", pred), ("ground truth", gt)):
         if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.dtype != np.uint8:
@@ -403,8 +400,6 @@ class MetricSuite:
         """Dataset numbers keyed ``maxFm, wFmeasure, MAE, Smeasure, meanEm, HCE, mIoU, mBIoU`` (the
         selected ones, in that order). maxFm = max of the mean F curve; meanEm = mean of the mean E
         curve; all others are means over images."""
-        from dissam.errors import DisSamError
-
         if not self.images:
             raise DisSamError("no image was evaluated")
         out: dict[str, float] = {}
@@ -436,8 +431,6 @@ def evaluate_arrays(
     """Aggregate metrics of paired ``HxW`` uint8 predictions and ground truths (see :class:`MetricSuite`)."""
     preds, gts = list(preds), list(gts)
     if len(preds) != len(gts):
-        from dissam.errors import DisSamError
-
         raise DisSamError(f"{len(preds)} predictions but {len(gts)} ground truths")
     suite = MetricSuite(metrics)
     for i, (p, g) in enumerate(zip(preds, gts)):

@@ -1,13 +1,13 @@
 """The two-stage DIS-SAM predictor: an image and boxes in, hair-fine masks out.
 
-Mirrors ``segment_anything.SamPredictor``: ``set_image`` once (the SAM image embedding is computed
+Mirrors ``segment_anything.SamPredictor``: ``set_image`` once (stage 1's image embedding is computed
 once and kept), then ``predict`` for one box or ``N`` boxes. For ``N`` boxes there is one image
-embedding, one batched SAM decoder call and one batched refiner call (in chunks of
+embedding, one batched stage-1 call and one batched refiner call (in chunks of
 ``refiner_batch_size``).
 
-Inference follows the paper's benchmark pipeline (docs/data.md) with one deliberate change from the
-authors' demo: the box map is drawn from the **user's** box (``transforms.clean_inputs``), not from
-the SAM mask. The refiner sees ``[R, G, B, SAM mask, box map]`` at ``size x size`` (1024 for the
+Inference follows the paper's benchmark pipeline with one deliberate change from the authors' demo:
+the box map is drawn from the **user's** box (:func:`dissam.transforms.clean_inputs`), not from the
+SAM mask. The refiner sees ``[R, G, B, coarse mask, box map]`` at ``size x size`` (1024 for the
 paper's model); its side output d1 is resized back to the original image (bilinear).
 
 Coordinates: boxes are XYXY pixels of the original (EXIF-corrected) image, ``(x1, y1)`` inclusive.
@@ -17,21 +17,41 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from dissam.boxes import BoxFormat, validate_boxes
-from dissam.choices import MASK_SELECTIONS, STAGE1_CHOICES
-from dissam.coarse import GRABCUT_MAX_SIDE
-from dissam.errors import DisSamError
+from dissam.choices import MASK_SELECTIONS
+from dissam.errors import DisSamError, NoMatchError
+from dissam.hub.loading import load_refiner
+from dissam.hub.registry import get_preset
 from dissam.io import ImageLike, read_image, read_mask
-from dissam.refiner import Refiner
+from dissam.prediction import Prediction, TextPrediction
+from dissam.refiner import Refiner, merge_edits
+from dissam.runtime.runners import make_refiner_runner, resolve_runtime
+from dissam.stages.base import Stage1, TextStage
+from dissam.stages.grabcut import GrabCutStage
+from dissam.stages.registry import (
+    REFINE_ONLY,
+    check_runtime,
+    get_spec,
+    load_stage1,
+    resolve_stage,
+    stage_specs,
+)
+from dissam.stages.sam3 import load_sam3_text
+from dissam.transforms import clean_inputs, postprocess, resize_image
+from dissam.utils import resolve_device
+
+__all__ = ["DisSamPredictor", "Prediction", "TextPrediction", "GrabCutStage", "NoMatchError", "BUILTIN_REFINER"]
 
 log = logging.getLogger(__name__)
 
@@ -41,57 +61,30 @@ BUILTIN_NOTICE = (
     "data with real objects); for the paper's quality pass --model dis-sam, --refiner with the DIS-SAM checkpoint (.pth) or your "
     "own trained model"
 )
+_COARSE_TO_STAGE1 = {"sam": None, "grabcut": "grabcut", "none": REFINE_ONLY}
 
 
-@dataclass
-class Prediction:
-    """The result for one box.
+@dataclass(frozen=True)
+class ImageState:
+    """The predictor's per-image state (:meth:`DisSamPredictor.get_image_state`).
 
     Attributes:
-        soft: float32 ``H x W`` refined probability map in [0, 1] (refiner d1, original size).
-        mask: bool ``H x W`` binary mask (``soft > threshold`` or Otsu).
-        coarse: bool ``H x W`` coarse mask that was fed to the refiner (SAM's, or the one given).
-        box: float64 ``(4,)`` XYXY box after clipping to the image.
+        image: ``H x W x 3`` uint8 RGB (a reference: ``set_image`` replaces, never mutates).
+        encoded: whether stage 1 has encoded it (``stage`` then holds what it computed).
+        stage: stage 1's own state (:meth:`~dissam.stages.base.Stage1.get_image_state`).
     """
 
-    soft: np.ndarray
-    mask: np.ndarray
-    coarse: np.ndarray
-    box: np.ndarray
-
-
-class GrabCutStage:
-    """Weight-free stage 1: OpenCV GrabCut seeded by the box. Lower quality than SAM; for when no SAM
-    weights are available. Same interface as :class:`dissam.models.sam.SamStage` (``set_image``,
-    ``coarse_masks``). Images larger than ``max_side`` (default 1024) are segmented on a downscaled
-    copy: a 3 MP photograph takes about 20 s at full size on one core."""
-
-    name = "grabcut"
-
-    def __init__(self, iterations: int = 5, max_side: int | None = GRABCUT_MAX_SIDE):
-        self.iterations = iterations
-        self.max_side = max_side  # GrabCut runs on a copy this size at most (dissam.coarse.grabcut_mask)
-        self._image: np.ndarray | None = None
-
-    def set_image(self, image: ImageLike) -> None:
-        self._image = read_image(image)
-
-    def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
-        from dissam.coarse import grabcut_mask
-
-        if self._image is None:
-            raise DisSamError("set_image must be called before predicting")
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        return np.stack([grabcut_mask(self._image, b, iters=self.iterations, max_side=self.max_side) > 127
-                         for b in boxes])
+    image: np.ndarray | None
+    encoded: bool
+    stage: Any
 
 
 class DisSamPredictor:
     """Box-prompted DIS-SAM segmentation.
 
     Args:
-        sam_stage: stage 1 (a :class:`~dissam.models.sam.SamStage`, a :class:`GrabCutStage`, or
-            ``None`` for refine-only use where every call passes ``coarse_mask``).
+        sam_stage: stage 1 (any :class:`~dissam.stages.base.Stage1`: SAM, SAM 2.1, U²-Netp, GrabCut...),
+            or ``None`` for refine-only use where every call passes ``coarse_mask``.
         refiner: a :class:`~dissam.refiner.Refiner` from :func:`dissam.load_refiner`, or a 5-channel
             :class:`~dissam.models.isnet.ISNetDIS` module (any width).
         size: refiner input size (default: the size the refiner was trained at; 1024 for the paper's
@@ -106,25 +99,26 @@ class DisSamPredictor:
         refiner_batch_size: boxes per refiner call (memory bound at 1024²).
         backend: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime on graphs exported once and cached
             next to the weights; needs ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when installed),
-            for the refiner and SAM's image encoder.
+            for the refiner and stage 1's image encoder where it has a choice (SAM, HQ-SAM; SAM 2.1 and
+            SAM 3 run on torch, U²-Netp on ONNX Runtime and GrabCut on OpenCV whatever is asked).
         precision: ``"fp32"`` (default), ``"bf16"``/``"fp16"`` (torch autocast) or ``"int8"`` (onnx:
-            SAM's encoder in dynamic int8). Lossy precisions are opt-in: docs/benchmarks.md has their
-            measured cost. See :mod:`dissam.runtime.runners`.
+            SAM's encoder in dynamic int8). Lossy precisions are opt-in.
         edit_threshold: ``"auto"`` (default): the refiner's own calibration
             (:attr:`~dissam.refiner.Refiner.edit_threshold`: the built-in model keeps its full-resolution
             coarse mask except where it confidently edits it; the paper's model records none and is
             used as it is); ``None``: the raw refined map; a float in [0, 1): that threshold
             (:func:`dissam.refiner.merge_edits`).
+        text_stage: a text-prompted stage (SAM 3's detector) for :meth:`predict_text`.
+        stage1_source: where stage 1's weights came from (with SAM 3, :meth:`predict_text` loads the
+            detector from the same weights on first use).
     """
 
-    def __init__(self, sam_stage: Any | None, refiner: Refiner | nn.Module, *, size: int | None = None,
+    def __init__(self, sam_stage: Stage1 | None, refiner: Refiner | nn.Module, *, size: int | None = None,
                  mask_selection: str = "first", threshold: float | str = 0.5,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None,
-                 edit_threshold: float | str | None = "auto"):
-        from dissam.runtime.runners import resolve_runtime
-        from dissam.utils import resolve_device
-
+                 edit_threshold: float | str | None = "auto", text_stage: TextStage | None = None,
+                 stage1_source: str | os.PathLike | None = None):
         if not isinstance(refiner, Refiner):
             refiner = Refiner.from_module(refiner)
         if refiner.in_ch != 5:
@@ -147,102 +141,95 @@ class DisSamPredictor:
         self.edit_threshold = None if edit_threshold is None else float(edit_threshold)
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
-        self.backend, self.precision = resolve_runtime(self.device, backend, precision or dtype_name)
+        precision = precision or dtype_name
+        self.backend, self.precision = resolve_runtime(self.device, backend, precision)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
         self._refiner_runner = None
-        if (self.backend, self.precision) != ("torch", "fp32") and hasattr(sam_stage, "encoder_runner"):
-            from dissam.runtime.runners import make_sam_encoder_runner
-
-            sam_stage.encoder_runner = make_sam_encoder_runner(sam_stage, self.backend, self.precision)
+        if sam_stage is not None:
+            self._configure_stage_runtime(backend, precision)
         self._image: np.ndarray | None = None
-        self._sam_ready = False
-        self.text_stage: Any | None = None  # SAM 3 detector for predict_text, loaded on first use
-        self.text_image: np.ndarray | None = None  # the image the text stage has encoded
-        self.stage1_source: str | os.PathLike | None = None
+        self._encoded = False
+        self._text_stage = text_stage
+        self._text_image: np.ndarray | None = None  # the image the text stage has encoded
+        self.stage1_source = stage1_source
+
+    def _configure_stage_runtime(self, backend: str | None, precision: str | None) -> None:
+        """Stage 1's image encoder on the requested backend/precision (``"auto"`` is resolved by each
+        network for itself); a pair the stage cannot run is a :class:`DisSamError`."""
+        if (backend or "torch", precision or "fp32") == ("torch", "fp32"):
+            return
+        spec = stage_specs().get(getattr(self.sam_stage, "name", ""))
+        if spec is not None:
+            check_runtime(spec, backend, precision)
+        if hasattr(self.sam_stage, "use_runtime"):
+            self.sam_stage.use_runtime(backend or "torch", precision or "fp32")
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, sam: str | os.PathLike | None = None, refiner: str | os.PathLike | None = None,
-                        device: str | None = None, coarse: str = "sam", *, model: str | None = None,
-                        stage1: str | None = None,
+                        device: str | None = None, coarse: str | None = None, *, model: str | None = None,
+                        stage1: str | None = None, text_model: str | os.PathLike | None = None,
                         **kwargs) -> DisSamPredictor:
         """Build from weight sources.
 
         Args:
-            sam: SAM source for :func:`dissam.load_sam` (official ``sam_vit_*.pth``, HF folder, hub id
-                or registry name such as ``sam-vit-l``). Required with ``coarse="sam"``: there is no
-                silent fallback.
+            sam: stage-1 weights: a registry name (``sam-vit-l``), an official ``sam_vit_*.pth``, a
+                Hugging Face folder or hub id (SAM, HQ-SAM, SAM 2.1, SAM 3), or an ``.onnx`` file for
+                ``stage1="u2netp"``. ``None``: a stage 1 that needs no weights.
             refiner: refiner checkpoint (official ``.pth``, dissam ``.safetensors``, Hub folder or id, or
-                registry name such as ``dis-sam``); ``None`` uses the built-in demonstration model
-                shipped with the package (with a logged notice).
-            coarse: stage 1: ``"sam"``; ``"grabcut"`` (weight-free, lower quality; what the CLI uses
-                when no ``--sam`` is given, and says so); ``"none"`` (refine-only: every ``predict``
-                passes ``coarse_mask``).
-            stage1: the stage-1 family for ``sam``: ``"sam"``, ``"sam-hq"``, ``"sam2"``, ``"sam3"``,
-                ``"grabcut"`` or ``"auto"`` (from the folder's ``config.json``); see
-                :func:`dissam.stages.load_stage1`. ``None`` keeps the ``coarse`` behaviour. With
-                ``"sam3"``, :meth:`predict_text` is available.
-            model: a preset naming both (``"dis-sam"``: SAM ViT-L + the DIS-SAM refiner, the paper's
-                pair; ``"demo"``: the bundled U²-Netp (``u2netp-auto``) + the built-in refiner; see ``dissam.hub.PRESETS``); an
-                explicit ``sam`` / ``refiner`` overrides its half.
+                registry name such as ``dis-sam``); ``None`` uses the built-in model shipped with the
+                package (with a logged notice).
+            stage1: which stage 1 (:func:`dissam.stages.stage_names`: ``"sam"``, ``"sam-hq"``,
+                ``"sam2"``, ``"sam3"``, ``"u2netp-auto"``, ``"grabcut"``, ...); ``None`` or ``"auto"``:
+                read off ``sam`` (a folder's ``config.json``, a file's suffix, a hub id's name), and with
+                no ``sam`` the offline default, the bundled U²-Netp (``u2netp-auto``; GrabCut where ONNX
+                Runtime is missing), with a logged notice; ``"none"``: no stage 1 (refine-only: every
+                ``predict`` passes ``coarse_mask``).
+            model: a preset naming stage 1, its weights and the refiner (``"dis-sam"``: SAM ViT-L + the
+                DIS-SAM refiner, the paper's pair; ``"demo"``: the bundled U²-Netp + the built-in
+                refiner; ``dissam.hub.PRESETS``); an explicit ``sam`` / ``refiner`` / ``stage1``
+                overrides its part.
+            text_model: SAM 3 weights for :meth:`predict_text` (a folder or hub id; the detector and its
+                tokenizer). With ``stage1="sam3"`` the detector is otherwise loaded from ``sam``.
+            coarse: deprecated spelling of ``stage1`` (``"sam"``: auto, ``"grabcut"``, ``"none"``).
             **kwargs: :class:`DisSamPredictor` options (``size`` defaults to the size the refiner was
-                trained at).
+                trained at; ``backend`` and ``precision`` apply to stage 1 too).
         """
-        from dissam.checkpoints import load_refiner
-        from dissam.utils import resolve_device
-
+        if coarse is not None:
+            if coarse not in _COARSE_TO_STAGE1:
+                raise ValueError(f"coarse must be one of {', '.join(_COARSE_TO_STAGE1)}, not {coarse!r}")
+            warnings.warn("from_pretrained(coarse=...) is deprecated: use stage1= ('grabcut', 'none', 'auto')",
+                          DeprecationWarning, stacklevel=2)
+            if stage1 is None:
+                stage1 = _COARSE_TO_STAGE1[coarse]
         if model is not None:
-            from dissam.hub import preset_sources
-
-            preset_sam, preset_refiner = preset_sources(model)
-            if preset_sam is None and sam is None and coarse == "sam" and stage1 in (None, "sam", "auto"):
-                stage1 = "u2netp-auto"  # the preset names no SAM: the offline default, the bundled U²-Netp
-            sam = preset_sam if sam is None else sam
-            refiner = preset_refiner if refiner is None else refiner
-        if coarse not in STAGE1_CHOICES:
-            raise ValueError(f"coarse must be one of {', '.join(STAGE1_CHOICES)}, not {coarse!r}")
-        if coarse == "sam" and sam is None and stage1 in (None, "sam", "auto"):
-            raise DisSamError(
-                "no SAM source given: pass sam='sam_vit_l_0b3195.pth' (or a Hugging Face SAM id, or a "
-                "registry name such as 'sam-vit-l') for the paper's pipeline, coarse='grabcut' for the "
-                "weight-free stage 1, or coarse='none' to refine masks you pass to predict()"
-            )
+            preset = get_preset(model)
+            if stage1 in (None, "auto") and sam is None:
+                stage1 = preset.stage1
+            sam = preset.sam if sam is None else sam
+            refiner = preset.refiner if refiner is None else refiner
+        kind = resolve_stage(stage1, sam)
+        if stage1 in (None, "auto") and sam is None:
+            log_offline_default(kind)
         dev = resolve_device(device)
-        if refiner is None:
-            if not BUILTIN_REFINER.is_file():
-                raise DisSamError(
-                    "no refiner given and the built-in model is not installed with this copy of dissam; "
-                    "pass --refiner PATH (the DIS-SAM checkpoint or a model trained with `dissam train`)"
-                )
-            log.warning(BUILTIN_NOTICE)
-            refiner = BUILTIN_REFINER
-        ref = load_refiner(refiner, device=dev)
+        ref = _load_refiner_or_builtin(refiner, dev)
         if kwargs.get("size") is None:
             kwargs["size"] = ref.input_size
-        if stage1 is not None:
-            from dissam.stages import load_stage1
-
-            predictor = cls(load_stage1(stage1, sam, dev), ref, device=dev, **kwargs)
-            predictor.stage1_source = sam
-            return predictor
-        stage: Any
-        if coarse == "grabcut":
-            stage = GrabCutStage()
-        elif coarse == "none":
-            stage = None
-        else:
-            from dissam.models.sam import load_sam
-
-            stage = load_sam(sam, device=dev)
-        return cls(stage, ref, device=dev, **kwargs)
+        stage = None
+        if kind != REFINE_ONLY:
+            # the pair is checked before any weights load; the constructor then configures it
+            check_runtime(get_spec(kind), kwargs.get("backend"), kwargs.get("precision"))
+            stage = load_stage1(kind, sam, dev)
+        text_stage = _load_text_stage(text_model, dev) if text_model is not None else None
+        return cls(stage, ref, device=dev, text_stage=text_stage, stage1_source=sam, **kwargs)
 
     # ------------------------------------------------------------------ image state
     def set_image(self, image: ImageLike) -> DisSamPredictor:
         """Set the image (path, PIL image or ``HxWx3`` uint8 array; grayscale, RGBA, 16-bit and
-        EXIF-rotated inputs are handled). The SAM embedding is computed lazily, once, on the first
+        EXIF-rotated inputs are handled). Stage 1's embedding is computed lazily, once, on the first
         ``predict`` that needs it."""
         self._image = read_image(image)
-        self._sam_ready = False
+        self._encoded = False
         return self
 
     @property
@@ -252,38 +239,37 @@ class DisSamPredictor:
         return self._image
 
     def reset_image(self) -> None:
-        self._image, self._sam_ready = None, False
+        self._image, self._encoded = None, False
 
-    # ------------------------------------------------------------------ kept state (for servers)
     def ensure_embedding(self) -> bool:
         """Run stage 1's image encoder for the current image now unless already done (``predict``
         would do it lazily); returns True if it ran. Lets a caller time the embedding separately."""
-        if self.sam_stage is None or self._sam_ready:
+        if self.sam_stage is None or self._encoded:
             return False
         self.sam_stage.set_image(self.image)
-        self._sam_ready = True
+        self._encoded = True
         return True
 
-    def get_image_state(self) -> dict:
-        """The current image and stage 1's per-image state (its embedding), as a dict to hand back
-        to :meth:`set_image_state` later: a server that switches between images keeps one per image
-        instead of re-encoding. Holds references, not copies (``set_image`` replaces, never mutates)."""
-        stage = {} if self.sam_stage is None else {
-            k: v for k, v in vars(self.sam_stage).items() if not isinstance(v, nn.Module) and k != "encoder_calls"
-        }
-        return {"image": self._image, "sam_ready": self._sam_ready, "stage": stage}
+    def get_image_state(self) -> ImageState:
+        """The current image and stage 1's per-image state (its embedding), to hand back to
+        :meth:`set_image_state` later: a server that switches between images keeps one per image
+        instead of re-encoding. Holds references, not copies."""
+        stage = None
+        if self._encoded and self.sam_stage is not None and hasattr(self.sam_stage, "get_image_state"):
+            stage = self.sam_stage.get_image_state()
+        return ImageState(self._image, self._encoded and stage is not None, stage)
 
-    def set_image_state(self, state: dict) -> None:
+    def set_image_state(self, state: ImageState) -> None:
         """Restore what :meth:`get_image_state` returned (same predictor)."""
-        self._image, self._sam_ready = state["image"], state["sam_ready"]
-        if self.sam_stage is not None:
-            vars(self.sam_stage).update(state["stage"])
+        self._image, self._encoded = state.image, state.encoded
+        if state.encoded:
+            self.sam_stage.set_image_state(state.stage)
 
     # ------------------------------------------------------------------ prediction
     def coarse_masks(self, boxes: np.ndarray) -> np.ndarray:
         """Stage 1 for ``N x 4`` validated boxes: ``N x H x W`` bool (one embedding, one decoder call)."""
         if self.sam_stage is None:
-            raise DisSamError("this predictor has no stage 1 (SAM); pass coarse_mask=... to refine a given mask")
+            raise DisSamError("this predictor has no stage 1; pass coarse_mask=... to refine a given mask")
         self.ensure_embedding()
         return np.asarray(self.sam_stage.coarse_masks(boxes, selection=self.mask_selection), dtype=bool)
 
@@ -292,16 +278,12 @@ class DisSamPredictor:
         """The refiner's backend (:mod:`dissam.runtime.runners`), made on first use: an ONNX export
         happens at most once per weights (cached)."""
         if self._refiner_runner is None:
-            from dissam.runtime.runners import make_refiner_runner
-
             self._refiner_runner = make_refiner_runner(self.refiner, self.backend, self.precision)
         return self._refiner_runner
 
     def refine(self, coarse: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps
         (merged with the coarse masks when ``edit_threshold`` is set: :func:`dissam.refiner.merge_edits`)."""
-        from dissam.transforms import clean_inputs, postprocess, resize_image
-
         h, w = self.image.shape[:2]
         out = np.empty((len(boxes), h, w), dtype=np.float32)
         im_u8 = resize_image(self.image, self.size)  # once for all chunks of boxes
@@ -311,8 +293,6 @@ class DisSamPredictor:
             d1 = self.refiner_runner(x)
             out[sl] = postprocess(d1, (h, w)).cpu().numpy()
         if self.edit_threshold:
-            from dissam.refiner import merge_edits
-
             out = merge_edits(out, np.asarray(coarse, dtype=bool), self.edit_threshold)
         return out
 
@@ -321,8 +301,6 @@ class DisSamPredictor:
         predictor's) or Otsu."""
         threshold = self.threshold if threshold is None else threshold
         if threshold == "otsu":
-            import cv2
-
             maps = soft.reshape(-1, *soft.shape[-2:])
             out = []
             for m in maps:
@@ -361,23 +339,92 @@ class DisSamPredictor:
         return preds[0] if single else preds
 
     # ------------------------------------------------------------------ text prompts
-    def get_text_stage(self):
-        """The SAM 3 text stage: ``self.text_stage`` if set, else loaded once from the SAM 3 weights
-        this predictor's stage 1 came from."""
-        from dissam.text_prompts import require_text_stage
+    @property
+    def text_stage(self) -> TextStage | None:
+        """The text-prompted stage (SAM 3's detector) if one is set or was loaded."""
+        return self._text_stage
 
-        if self.text_stage is None and getattr(self.sam_stage, "name", "") == "sam3" and self.stage1_source:
-            from dissam.stages.sam3 import load_sam3_text
+    def set_text_stage(self, stage: TextStage | None) -> None:
+        """Use ``stage`` (anything with ``set_image`` and ``find``: :class:`~dissam.stages.base.TextStage`)
+        for :meth:`predict_text`."""
+        if stage is not None and not isinstance(stage, TextStage):
+            raise DisSamError(f"a text stage needs set_image() and find(); {type(stage).__name__} has not both")
+        self._text_stage, self._text_image = stage, None
 
-            self.text_stage = load_sam3_text(self.stage1_source, self.device)
-        require_text_stage(self.text_stage)
-        return self.text_stage
+    def get_text_stage(self) -> TextStage:
+        """The text stage: the one set, else SAM 3's detector loaded once from the weights stage 1 (SAM
+        3) came from. Raises :class:`DisSamError` when there is none."""
+        if self._text_stage is None and getattr(self.sam_stage, "name", "") == "sam3" and self.stage1_source:
+            self._text_stage = _load_text_stage(self.stage1_source, self.device)
+        if self._text_stage is None:
+            raise DisSamError(
+                "text prompts need SAM 3: build the predictor with stage1='sam3' and SAM 3 weights "
+                "(--stage1 sam3 --sam facebook/sam3, or a local copy of it), or text_model=..."
+            )
+        return self._text_stage
 
     def predict_text(self, text: str, score_threshold: float = 0.5, max_instances: int | None = 10,
-                     allow_empty: bool = False):
-        """Every instance of ``text`` (SAM 3) in the current image, each refined: a list of
-        :class:`dissam.text_prompts.TextPrediction` (best score first). Raises
-        :class:`dissam.stages.sam3.NoMatchError` when nothing scores ``>= score_threshold``."""
-        from dissam.text_prompts import predict_text
+                     allow_empty: bool = False) -> list[TextPrediction]:
+        """Every instance of ``text`` (SAM 3) in the current image, each refined (best score first).
 
-        return predict_text(self, text, score_threshold, max_instances, allow_empty)
+        SAM 3's detector finds the instances; each instance's box and coarse mask go to the refiner
+        exactly as a user's box and a SAM mask would (all instances of one image in one batched pass).
+
+        Args:
+            text: a short noun phrase ("bicycle", "red car").
+            score_threshold: keep instances whose SAM 3 score is at least this.
+            max_instances: keep at most this many (highest scores first); ``None`` keeps all.
+            allow_empty: return ``[]`` instead of raising when nothing matches.
+        Raises:
+            NoMatchError: no instance reaches ``score_threshold`` (and ``allow_empty`` is False).
+        """
+        stage = self.get_text_stage()
+        if self._text_image is not self.image:  # one SAM 3 encoding per image, for every phrase
+            stage.set_image(self.image)
+            self._text_image = self.image
+        found = stage.find(text, score_threshold=score_threshold, max_instances=max_instances)
+        if len(found) == 0:
+            if allow_empty:
+                return []
+            raise NoMatchError(
+                f"the text prompt {text!r} matched nothing with score >= {score_threshold:g}; "
+                "try a lower --score-threshold or another phrase"
+            )
+        soft = self.refine(found.masks, found.boxes)
+        binary = self.binarize(soft)
+        return [
+            TextPrediction(soft[i], binary[i], found.masks[i], found.boxes[i], text=text, index=i,
+                           score=float(found.scores[i]))
+            for i in range(len(found))
+        ]
+
+
+def log_offline_default(kind: str) -> None:
+    """Say which stage 1 runs because no weights were given (the command line's and the API's notice)."""
+    logger = logging.getLogger("dissam")
+    if kind == "grabcut":
+        logger.warning("ONNX Runtime is not installed, so U²-Netp cannot run: using the weight-free GrabCut stage 1")
+    else:
+        logger.warning(
+            "no SAM weights given: using the bundled U²-Netp stage 1 (with GrabCut's edges where they separate the "
+            "object's colours better, and GrabCut where U²-Netp finds nothing in a box; lower quality than SAM); "
+            "pass --model dis-sam, --sam sam-vit-l (or an official sam_vit_*.pth, a Hugging Face SAM folder or id) "
+            "for the paper's pipeline"
+        )
+
+
+def _load_refiner_or_builtin(refiner: str | os.PathLike | None, device) -> Refiner:
+    if refiner is None:
+        if not BUILTIN_REFINER.is_file():
+            raise DisSamError(
+                "no refiner given and the built-in model is not installed with this copy of dissam; "
+                "pass --refiner PATH (the DIS-SAM checkpoint or a model trained with `dissam train`)"
+            )
+        log.warning(BUILTIN_NOTICE)
+        refiner = BUILTIN_REFINER
+    return load_refiner(refiner, device=device)
+
+
+def _load_text_stage(source: str | os.PathLike, device) -> TextStage:
+    # SAM 3's detector needs transformers' Sam3Model: imported only when text prompts are used
+    return load_sam3_text(source, device)

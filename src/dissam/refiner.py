@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dissam.checkpoints import infer_refiner_config
 from dissam.models.isnet import RefinerConfig
 
 __all__ = ["Refiner", "forward_d1", "zero_dropped", "merge_edits", "PROMPT_CHANNELS"]
@@ -82,8 +83,6 @@ class Refiner:
     @classmethod
     def from_module(cls, net: nn.Module, input_size: int = 1024, source: str = "model") -> Refiner:
         """Wrap a network built in Python (its config is read off its weights)."""
-        from dissam.checkpoints import infer_refiner_config
-
         return cls(net, infer_refiner_config(net.state_dict()), int(input_size), (), source)
 
     @classmethod

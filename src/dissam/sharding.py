@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dissam.errors import DisSamError
+from dissam.utils import atomic_write_bytes, resolve_device
 
 __all__ = ["DistEnv", "dist_env", "device_for_rank", "shard", "run_id", "use_gloo", "gather_reports"]
 
@@ -85,8 +86,6 @@ def device_for_rank(device: str | None = "auto", env: DistEnv | None = None):
     (``cuda:1``) is kept. Asking for CUDA without it raises (:func:`dissam.utils.resolve_device`)."""
     import torch
 
-    from dissam.utils import resolve_device
-
     env = env or dist_env()
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is None and env.enabled:
@@ -128,8 +127,6 @@ def report_fatal(env: DistEnv, shard_dir: Path, message: str) -> None:
     """Tell rank 0 (waiting at a file barrier) that this rank stopped, so it fails at once instead of
     waiting out the barrier timeout."""
     if env.enabled and not use_gloo(env.world_size):
-        from dissam.utils import atomic_write_bytes
-
         atomic_write_bytes(
             shard_dir / f"rank{env.rank}.json", json.dumps({"rank": env.rank, "fatal": message}).encode()
         )
@@ -141,8 +138,6 @@ def gather_reports(
     """All ranks' ``report`` dicts (JSON-serialisable) on rank 0, in rank order, after every rank
     has finished; ``None`` on the other ranks. A rank that wrote ``{"fatal": msg}``
     (:func:`report_fatal`) makes rank 0 raise with that message."""
-    from dissam.utils import atomic_write_bytes
-
     if not env.enabled:
         return [report]
     if use_gloo(env.world_size):

@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from dissam.errors import DisSamError
+
 
 def library_versions() -> dict[str, str]:
     """Versions of dissam and of the libraries that its numbers depend on (HCE moves with OpenCV)."""
@@ -56,8 +58,6 @@ def resolve_device(device: str | None = None):
     Asking for CUDA on a machine without it raises a clear error instead of falling back silently.
     """
     import torch
-
-    from dissam.errors import DisSamError
 
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

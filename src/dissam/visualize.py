@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dissam.matting import foreground_rgb
+
 COLORS = [(255, 64, 64), (64, 160, 255), (64, 220, 96), (255, 192, 0), (200, 80, 255), (0, 220, 220)]
 
 
@@ -24,8 +26,6 @@ def cutout(image: np.ndarray, alpha: np.ndarray, estimate_fg: bool = True) -> np
     else:
         a8 = a.astype(np.uint8)
     if estimate_fg:
-        from dissam.matting import foreground_rgb
-
         image = foreground_rgb(image, a8)
     return np.dstack([image, a8])
 

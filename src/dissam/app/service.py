@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 
 from dissam.errors import DisSamError, ImageReadError
+from dissam.predictor import BUILTIN_REFINER
+from dissam.stages.registry import stage_specs
 
 
 class RequestError(DisSamError):
@@ -113,36 +115,30 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-U2NETP_LABELS = {"u2netp": "U²-Netp", "u2netp-grabcut": "U²-Netp + GrabCut", "u2netp-auto": "U²-Netp auto"}
-"""What the page calls each bundled U²-Netp stage 1 (docs/stage1.md)."""
-
-
 def describe_models(predictor, sam: str | None = None, refiner: str | None = None) -> dict:
-    """What the page and ``/api/info`` show about the loaded models."""
-    from dissam.predictor import BUILTIN_REFINER, GrabCutStage
-
+    """What the page and ``/api/info`` show about the loaded models: stage 1's label and licence
+    from the stage registry, the refiner's source."""
     stage = predictor.sam_stage
+    spec = stage_specs().get(getattr(stage, "name", "grabcut" if stage is None else ""))
     # what was loaded, not what was asked for (a --model preset names both halves)
     builtin_refiner = Path(predictor.refiner.source).resolve() == BUILTIN_REFINER.resolve()
     refiner = refiner or predictor.refiner.source
-    grabcut = stage is None or isinstance(stage, GrabCutStage)
-    kind = getattr(stage, "name", "")
-    u2netp_label = U2NETP_LABELS.get(kind)
-    u2netp = u2netp_label is not None
+    weight_free = spec is not None and not spec.needs_weights
     notes = []
-    if grabcut:
-        notes.append("stage 1 is the weight-free GrabCut (no --sam given)")
-    elif u2netp:
-        notes.append(f"stage 1 is the bundled {u2netp_label} (no --sam given)")
+    if weight_free:
+        kind = "bundled" if spec.bundled else "weight-free"
+        notes.append(f"stage 1 is the {kind} {spec.label} (no --sam given)")
     if builtin_refiner:
         notes.append("the refiner is the built-in compact model")
-    weight_free = "GrabCut (weight-free)" if grabcut else f"{u2netp_label} (bundled)" if u2netp else None
     return {
-        "sam": weight_free or str(sam or getattr(stage, "source", "SAM")),
+        "sam": f"{spec.label} ({kind})" if weight_free else str(sam or getattr(stage, "source", "SAM")),
+        "stage1": spec.name if spec is not None else getattr(stage, "name", "unknown"),
+        "stage1_label": spec.label if spec is not None else getattr(stage, "name", "unknown"),
+        "stage1_license": spec.license if spec is not None else "",
         "refiner": "built-in dis-sam-compact" if builtin_refiner else str(refiner),
         "refiner_size": int(predictor.size),
         "device": str(predictor.device),
-        "builtin": bool(grabcut or u2netp or builtin_refiner),
+        "builtin": bool(weight_free or builtin_refiner),
         "notice": ("Running on the built-in models: " + "; ".join(notes) + ". They are for trying the tool "
                    "offline and far from the paper's quality: start with --model dis-sam (or --sam and --refiner) for that.")
         if notes else "",
@@ -187,7 +183,7 @@ class SegmentationService:
             self._current = image_id
             self._states[image_id] = self.predictor.get_image_state()
             self._evict()
-        image = self._states[image_id]["image"]
+        image = self._states[image_id].image
         out = {"image_id": image_id, "width": int(image.shape[1]), "height": int(image.shape[0]),
                "decode_ms": round((time.perf_counter() - t0) * 1e3, 1), "cached": known}
         if preview:

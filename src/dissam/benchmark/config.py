@@ -11,8 +11,10 @@ from typing import Any
 
 from dissam.benchmark.protocol import METHODS
 from dissam.errors import DisSamError
+from dissam.stages.registry import get_spec
+from dissam.utils import atomic_write_bytes
 
-__all__ = ["BenchmarkConfig", "resolve_methods", "check_settings", "write_json"]
+__all__ = ["BenchmarkConfig", "resolve_methods", "check_settings", "weight_free_stage", "write_json"]
 
 
 @dataclass
@@ -23,6 +25,7 @@ class BenchmarkConfig:
     run_dir: str
     splits: list[str] | None = None
     sam: str | None = None
+    stage1: str | None = None  # the stage-1 registry name for --sam; None / "auto": read off the source
     refiner: str | None = None
     hq_sam: str | None = None
     isnet: str | None = None
@@ -30,8 +33,8 @@ class BenchmarkConfig:
     jitters: list[float] = field(default_factory=list)
     jitter_seed: int = 0
     size: int = 1024
-    backend: str | None = None  # None: the faithful torch fp32 path; "torch" / "onnx" (docs/runtime.md)
-    precision: str | None = None  # None: fp32; "bf16" / "fp16" (torch autocast)
+    backend: str | None = None  # None: the faithful torch fp32 path; "torch" / "onnx" / "auto" (refiner, stage 1)
+    precision: str | None = None  # None: fp32; "bf16" / "fp16" (torch autocast), "int8" (onnx SAM encoder)
     device: str | None = "auto"
     workers: int = 1
     metrics: list[str] | None = None
@@ -48,7 +51,8 @@ def resolve_methods(cfg: BenchmarkConfig, have_masks: bool) -> tuple[list[str], 
     """``(methods to run, skip messages)``. Explicitly requested methods without weights raise."""
     available = {
         "dis-sam": (cfg.refiner is not None, "--refiner CKPT (the DIS-SAM checkpoint)"),
-        "sam": (cfg.sam is not None or have_masks, "--sam SOURCE (or mask/ folders in every split)"),
+        "sam": (cfg.sam is not None or have_masks or weight_free_stage(cfg.stage1),
+                "--sam SOURCE (or mask/ folders in every split, or a --stage1 that needs no weights)"),
         "hq-sam": (cfg.hq_sam is not None, "--hq-sam SOURCE (an HQ-SAM Hugging Face folder or hub id)"),
         "isnet": (cfg.isnet is not None, "--isnet isnet.pth (the IS-Net DIS checkpoint)"),
     }
@@ -67,9 +71,12 @@ def resolve_methods(cfg: BenchmarkConfig, have_masks: bool) -> tuple[list[str], 
     return run, skipped
 
 
+def weight_free_stage(stage1: str | None) -> bool:
+    """Whether ``--stage1`` names a stage that needs no weights (U²-Netp, GrabCut)."""
+    return stage1 not in (None, "auto") and not get_spec(stage1).needs_weights
 
-#SETTINGS
-_SETTINGS = ("data", "sam", "refiner", "hq_sam", "isnet", "size", "jitter_seed", "backend", "precision")
+
+_SETTINGS = ("data", "sam", "stage1", "refiner", "hq_sam", "isnet", "size", "jitter_seed", "backend", "precision")
 
 
 def _source_id(value) -> Any:
@@ -89,6 +96,7 @@ def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS, write
     now = {k: _source_id(getattr(cfg, k)) for k in _SETTINGS}
     # the runtime is a setting even when left at its default (the faithful torch fp32 path)
     now["backend"], now["precision"] = cfg.backend or "faithful", cfg.precision or "fp32"
+    now["stage1"] = cfg.stage1 or "auto"
     if not any(m in ("dis-sam", "isnet") for m in methods):
         now["size"] = now["backend"] = now["precision"] = None  # only the refiner and IS-Net depend on them
     if not cfg.jitters:
@@ -111,6 +119,4 @@ def check_settings(cfg: BenchmarkConfig, methods: Sequence[str] = METHODS, write
 
 
 def write_json(path: Path, obj) -> None:
-    from dissam.utils import atomic_write_bytes
-
     atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dissam.data.enrich import prompt_box
+from dissam.data.layout import discover_split
 from dissam.errors import DatasetError, DisSamError
 
 __all__ = [
@@ -50,8 +52,6 @@ class Item:
 def split_items(root: str | os.PathLike, split: str) -> list[Item]:
     """The images of ``ROOT/<split>/im`` with their ``gt/`` (and ``mask/`` if present), sorted by
     stem (:func:`dissam.data.layout.discover_split`; an image without ground truth is an error)."""
-    from dissam.data.layout import discover_split
-
     samples = discover_split(Path(root) / split, require_gt=True)
     return sorted((Item(split, s.name, s.image, s.gt, s.mask) for s in samples), key=lambda it: it.stem)
 
@@ -80,8 +80,6 @@ def discover_splits(root: str | os.PathLike, splits: Sequence[str] | None = None
 def whole_gt_box(gt: np.ndarray) -> tuple[np.ndarray | None, bool]:
     """The SAM prompt box of a ground truth: ``((4,) float64 XYXY inclusive, fallback)``, by the rule
     of :func:`dissam.data.enrich.prompt_box` (``(None, False)`` for an all-zero GT)."""
-    from dissam.data.enrich import prompt_box
-
     box, fallback = prompt_box(gt)
     if box is None:
         return None, False

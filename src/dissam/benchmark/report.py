@@ -11,6 +11,9 @@ from pathlib import Path
 from dissam.benchmark.config import BenchmarkConfig, write_json
 from dissam.benchmark.protocol import HQ_SELECTION, SAM_SELECTION, Item
 from dissam.errors import DatasetError
+from dissam.evaluate import add_test_mean, evaluate_folders
+from dissam.evaluation_tables import format_table, per_image_csv
+from dissam.utils import atomic_write_bytes, library_versions
 
 __all__ = ["evaluate_run"]
 
@@ -29,10 +32,6 @@ def evaluate_run(
     A (column, split) with a failed image is left out (shown as "-") and named in ``incomplete``.
     "DIS-TE(1-4)" (mean of the four test splits' aggregates) is added for columns that have all four.
     """
-    from dissam.evaluate import add_test_mean, evaluate_folders
-    from dissam.evaluation_tables import format_table, per_image_csv
-    from dissam.utils import atomic_write_bytes, library_versions
-
     run_dir = Path(cfg.run_dir)
     failed = {(f["method"], f["split"]) for f in failures}
     results: dict[str, dict[str, dict]] = {c: {} for c in cols}

@@ -16,6 +16,7 @@ from dissam.benchmark.protocol import Item, columns, discover_splits, split_item
 from dissam.benchmark.report import evaluate_run
 from dissam.benchmark.runner import Runner
 from dissam.errors import DisSamError
+from dissam.metrics import ALL_METRICS, check_metrics
 from dissam.sharding import DistEnv, gather_reports, report_fatal, run_id, shard
 
 __all__ = ["run_benchmark"]
@@ -40,8 +41,6 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     the evaluation (:func:`evaluate_run`) on rank 0, None elsewhere or without ``cfg.evaluate``.
     """
     from tqdm.auto import tqdm
-
-    from dissam.metrics import ALL_METRICS, check_metrics
 
     metrics = check_metrics(cfg.metrics or list(ALL_METRICS))
     splits = discover_splits(cfg.data, cfg.splits)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dissam.benchmark.config import BenchmarkConfig, check_settings
+from dissam.benchmark.config import BenchmarkConfig, check_settings, weight_free_stage
 from dissam.benchmark.protocol import (
     HQ_SELECTION,
     PROMPTED,
@@ -26,6 +26,20 @@ from dissam.benchmark.protocol import (
     whole_gt_box,
 )
 from dissam.errors import DatasetError, DisSamError
+from dissam.hub.loading import load_refiner
+from dissam.io import read_image, read_mask
+from dissam.runtime.runners import make_refiner_runner
+from dissam.sharding import DistEnv, device_for_rank
+from dissam.stages.registry import load_stage1
+from dissam.transforms import (
+    assemble_input,
+    box_map_from_box,
+    faithful_sample,
+    postprocess,
+    resize_uint8,
+    to_authors_png,
+)
+from dissam.utils import atomic_write_bytes
 
 __all__ = ["Runner", "FatalError", "write_png_fast", "load_net"]
 
@@ -69,8 +83,6 @@ class Runner:
     @property
     def device(self):
         if self._device is None:
-            from dissam.sharding import DistEnv, device_for_rank
-
             env = DistEnv(self.cfg.rank, self.cfg.local_rank, self.cfg.world_size)
             self._device = device_for_rank(self.cfg.device, env)  # cuda:LOCAL_RANK under torchrun
         return self._device
@@ -78,20 +90,17 @@ class Runner:
     @_fatal
     def sam(self):
         if self._sam is None:
-            if self.cfg.sam is None:
+            if self.cfg.sam is None and not weight_free_stage(self.cfg.stage1):
                 raise DisSamError("a SAM mask has to be computed but no --sam SOURCE was given")
-            from dissam.stages import load_stage1
-
-            # any stage 1, from the source (a .pth is SAM; a folder's config.json names SAM 2.1 / SAM 3)
-            self._sam = load_stage1("auto", self.cfg.sam, self.device)
+            # any stage 1 (auto: a .pth is SAM; a folder's config.json names SAM 2.1 / SAM 3)
+            self._sam = load_stage1(self.cfg.stage1 or "auto", self.cfg.sam, self.device,
+                                    backend=self.cfg.backend, precision=self.cfg.precision)
         return self._sam
 
     @_fatal
     def hq(self):
         if self._hq is None:
-            from dissam.models.sam import load_sam
-
-            self._hq = load_sam(self.cfg.hq_sam, self.device, hq=True)
+            self._hq = load_stage1("sam-hq", self.cfg.hq_sam, self.device)
         return self._hq
 
     @_fatal
@@ -112,8 +121,6 @@ class Runner:
         if not (self.cfg.backend or self.cfg.precision):
             return ref.forward_d1
         if method not in self._runners:
-            from dissam.runtime.runners import make_refiner_runner
-
             self._runners[method] = make_refiner_runner(ref, self.cfg.backend or "torch", self.cfg.precision or "fp32")
         return self._runners[method]
 
@@ -140,8 +147,6 @@ class Runner:
     def read(self, item: Item) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(image H x W x 3, gt H x W, mask H x W or None)`` uint8, sizes checked. Thread-safe
         (runs ahead of the networks in the reader thread)."""
-        from dissam.io import read_image, read_mask
-
         image = read_image(item.image)
         hw = image.shape[:2]
         gt = read_mask(item.gt)
@@ -235,8 +240,6 @@ class Runner:
         for pct, b in boxes.items():
             p = self.box_path(pct, item)
             if not p.is_file():
-                from dissam.utils import atomic_write_bytes
-
                 rec = {"box_xyxy": [float(v) for v in b], "image_hw": [int(hw[0]), int(hw[1])]}
                 if pct is None:
                     rec["fallback"] = bool(fallback)
@@ -258,8 +261,6 @@ class Runner:
     def _coarse(self, kind: str, pcts: list[float | None], item: Item, image, boxes) -> dict:
         """``{pct: H x W uint8 {0, 255}}`` SAM (or HQ-SAM) masks, from the cache or computed with one
         image embedding for all boxes of this image."""
-        from dissam.io import read_mask
-
         out: dict[float | None, np.ndarray] = {}
         missing = []
         for pct in pcts:
@@ -287,8 +288,6 @@ class Runner:
             return ctx["sam"][pct]
         if method == "hq-sam":
             return ctx["hq"][pct]
-        from dissam.transforms import postprocess, to_authors_png
-
         x = self._input(method, pct, ctx)
         ref = self.refiner() if method == "dis-sam" else self.isnet()
         # dropped prompt channels of ablation models are zeroed on a copy (the faithful sample is
@@ -305,8 +304,6 @@ class Runner:
         (:func:`~dissam.transforms.box_map_from_box`), through the same
         :func:`~dissam.transforms.assemble_input`."""
         import torch
-
-        from dissam.transforms import assemble_input, box_map_from_box, faithful_sample, resize_uint8
 
         size, hw = self.cfg.size, ctx["hw"]
         mask0 = ctx["sam"].get(None)
@@ -328,8 +325,6 @@ def write_png_fast(path: Path, arr: np.ndarray) -> None:
     a 8 MP map, files about 1.6x larger), written atomically (temp file + rename)."""
     import cv2
 
-    from dissam.utils import atomic_write_bytes
-
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr, dtype=np.uint8))
     if not ok:
         raise DisSamError(f"could not encode {path} as PNG")
@@ -337,8 +332,6 @@ def write_png_fast(path: Path, arr: np.ndarray) -> None:
 
 
 def load_net(path, device, in_ch: int, flag: str):
-    from dissam.checkpoints import load_refiner
-
     ref = load_refiner(path, device)
     if ref.in_ch != in_ch:
         raise DisSamError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dissam.runtime import BACKENDS
+from dissam.commands.weights import add_runtime_arguments, add_stage1_arguments
 
 HELP = "reproduce the paper's tables: GT-box prompts, DIS-SAM and baselines, box-jitter robustness"
 
@@ -46,9 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="splits under ROOT (comma or space separated; default: the DIS-5K ones present, DIS-VD,DIS-TE1..4)",
     )
     parser.add_argument("-o", "--run-dir", required=True, metavar="RUN_DIR", help="output folder (resumable)")
-    parser.add_argument(
-        "--sam", metavar="SOURCE", help="SAM weights: sam_vit_l_0b3195.pth, an HF folder or hub id"
-    )
+    add_stage1_arguments(parser)  # the "sam" column and dis-sam's coarse masks (when mask/ has none)
     parser.add_argument(
         "--refiner", metavar="CKPT", help="DIS-SAM refiner checkpoint (.pth or dissam .safetensors)"
     )
@@ -78,10 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=int, default=1024, help="refiner input size (default 1024, the paper's)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps (default: best available)")
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="refiner runtime (default: the faithful torch fp32 path; docs/runtime.md)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
-                        help="refiner precision (default fp32; bf16/fp16 are lossy: docs/benchmarks.md)")
+    add_runtime_arguments(parser)  # default: the faithful torch fp32 path
     parser.add_argument(
         "--workers", type=int, default=1, metavar="N", help="evaluation processes (default 1)"
     )
@@ -112,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         splits=_split_list(args.splits),
         sam=args.sam,
+        stage1=args.stage1,
         refiner=args.refiner,
         hq_sam=args.hq_sam,
         isnet=args.isnet,

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dissam convert: {src} -> {out}")
         return 0
     if role == "sam" or (role is None and _is_sam_state_dict(src)):
-        from dissam.models.sam import load_sam
+        from dissam.stages.sam import load_sam
 
         out = load_sam(str(src)).save_pretrained(dest)
         print(f"dissam convert: {src} -> {out} (transformers SamModel folder; `--sam {out}` loads it)")

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"opset": ox.OPSET, "graphs": {}}
     if "refiner" in parts:
-        from dissam.checkpoints import load_refiner
+        from dissam.hub.loading import load_refiner
         from dissam.predictor import BUILTIN_REFINER
 
         ref = load_refiner(args.refiner or BUILTIN_REFINER, device="cpu")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_check:
             manifest["graphs"]["refiner"]["check_max_abs_diff"] = _check_refiner(ref, path)
     if any(p.startswith("sam") for p in parts):  # no SAM load when only the refiner is exported
-        from dissam.models.sam import load_sam
+        from dissam.stages.sam import load_sam
 
         stage = load_sam(args.sam, device="cpu")
         kind = "sam_hq" if stage.is_hq else "sam"

@@ -67,7 +67,8 @@ def _list(args) -> int:
                      "source": _source(e), "size": e.size, "sha256": e.sha256, "check": e.check,
                      "status": status, "path": path, "license": e.license})
     if args.json:
-        print(json.dumps({"cache": str(models_dir()), "models": rows, "presets": PRESETS}, indent=1))
+        presets = {n: {"stage1": p.stage1, "sam": p.sam, "refiner": p.refiner} for n, p in PRESETS.items()}
+        print(json.dumps({"cache": str(models_dir()), "models": rows, "presets": presets}, indent=1))
         return 0
     w = max(len(r["name"]) for r in rows)
     print(f"cache: {models_dir()}")
@@ -76,8 +77,9 @@ def _list(args) -> int:
         print(f"  {r['name']:<{w}}  {r['role']:<7}  {r['status']:<10}  {size:>9}  {r['description']}")
         print(f"  {'':<{w}}  {r['source']}")
     print("presets (--model):")
-    for name, (sam, ref) in PRESETS.items():
-        print(f"  {name}: sam={sam or 'grabcut (no weights)'}, refiner={ref}")
+    for name, p in PRESETS.items():
+        weights = f" ({p.sam})" if p.sam else " (no weights to download)"
+        print(f"  {name}: stage1={p.stage1}{weights}, refiner={p.refiner}: {p.description}")
     return 0
 
 

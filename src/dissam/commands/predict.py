@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
-from dissam.commands.weights import add_runtime_arguments, add_weight_arguments, predictor_from_args
+from dissam.commands.weights import (
+    add_runtime_arguments,
+    add_weight_arguments,
+    precision_from_args,
+    predictor_from_args,
+)
 
 if TYPE_CHECKING:  # heavy modules load inside run(), so that --help stays instant
     from dissam.batch_predict import OutputOptions
@@ -76,9 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    add_runtime_arguments(p)
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="old name of --precision (kept for scripts)")
+    add_runtime_arguments(p, dtype_alias=True)
     p.add_argument("--overwrite", action="store_true", help="redo images that a previous run finished")
 
 
@@ -122,9 +125,7 @@ def run(args: argparse.Namespace) -> int:
     prompts = load_prompts(args.prompts) if args.prompts else None
     images = _expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
-    if args.precision and args.dtype and args.precision != args.dtype:
-        raise DisSamError(f"--dtype {args.dtype} and --precision {args.precision} disagree: give only --precision")
-    precision = args.precision or args.dtype
+    precision = precision_from_args(args)
     common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
                   precision=precision, edit_threshold=parse_edit_threshold(args.edit_threshold))
     options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return as_boxes(boxes, args.box_format)
 
     settings = {
-        "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse, "stage1": args.stage1,
+        "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
         "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
         "backend": args.backend or "torch", "precision": precision or "fp32",
         "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dissam.choices import STAGE1_KINDS
+from dissam.commands.weights import add_runtime_arguments, add_stage1_arguments, precision_from_args
 
 HELP = "segment one object through a video from a box or text on one frame (resumable)"
 DESCRIPTION = """\
@@ -30,9 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", metavar="PHRASE", help="text prompt instead of a box (SAM 3)")
     p.add_argument("--frame", type=int, default=0, help="the frame the prompt refers to (default 0)")
     p.add_argument("-o", "--out", default=None, help="output folder (default: STEM_dissam next to the clip)")
-    p.add_argument("--stage1", choices=["auto", *STAGE1_KINDS], default="auto",
-                   help="tracker: sam2/sam3 video models propagate; the others re-prompt per frame")
-    p.add_argument("--sam", help="stage-1 weights: Hugging Face folder or hub id (facebook/sam2.1-hiera-tiny ...)")
+    add_stage1_arguments(p)  # sam2/sam3 video checkpoints propagate; every other stage re-prompts per frame
     p.add_argument("--text-model", help="--text: SAM 3 detector weights (default: --sam)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="--text: minimum SAM 3 score")
     p.add_argument("--refiner", help="refiner checkpoint; default: built-in")
@@ -40,16 +38,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="frames per refiner call (default 4)")
     p.add_argument("--threshold", default="0.5", help="probability threshold for the masks, or 'otsu'")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="refiner precision")
+    add_runtime_arguments(p, dtype_alias=True)
     p.add_argument("--no-videos", action="store_true", help="write the PNG sequences only")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from dissam.errors import DisSamError
-    from dissam.predictor import DisSamPredictor
+    from dissam.predictor import DisSamPredictor, log_offline_default
     from dissam.prompts import parse_box
+    from dissam.stages.registry import resolve_stage
     from dissam.video.pipeline import segment_video
     from dissam.video.trackers import load_tracker
 
@@ -59,21 +56,20 @@ def run(args: argparse.Namespace) -> int:
     video = Path(args.video)
     out = Path(args.out) if args.out else video.with_name(f"{video.stem}_dissam")
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    kind = None if args.stage1 == "auto" else args.stage1
-    if kind is None and args.sam is None:
-        kind = "grabcut"
-    # the refiner predictor; stage 1 is the tracker
-    predictor = DisSamPredictor.from_pretrained(sam=None, refiner=args.refiner, device=args.device,
-                                                stage1="grabcut", size=args.size, threshold=threshold, dtype=dtype)
+    kind = resolve_stage(args.stage1, args.sam)  # without --sam: the offline default, as everywhere
+    if args.stage1 in (None, "auto") and args.sam is None:
+        log_offline_default(kind)
+    text_model = None
     if args.text:
-        from dissam.stages.sam3 import load_sam3_text
-
-        source = args.text_model or args.sam
-        if not source:
+        text_model = args.text_model or args.sam
+        if not text_model:
             raise DisSamError("--text needs SAM 3 weights: --text-model facebook/sam3 (or --sam)")
-        predictor.text_stage = load_sam3_text(source, predictor.device)
-    tracker = load_tracker(kind, args.sam, predictor.device)
+    # the refiner's predictor; stage 1 is the tracker
+    predictor = DisSamPredictor.from_pretrained(refiner=args.refiner, device=args.device, stage1="none",
+                                                text_model=text_model, size=args.size, threshold=threshold,
+                                                backend=args.backend, precision=precision_from_args(args))
+    tracker = load_tracker(kind, args.sam, predictor.device, backend=args.backend,
+                           precision=precision_from_args(args))
     res = segment_video(video, out, predictor, tracker, box=box, text=args.text, frame=args.frame,
                         batch_size=args.batch_size, write_videos=not args.no_videos,
                         score_threshold=args.score_threshold)

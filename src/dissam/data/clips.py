@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dissam.data.synthetic import KINDS, background, coverage_to_u8, object_texture, render_object
+from dissam.io import write_png
+from dissam.video.io import write_test_clip
 
 
 @dataclass
@@ -90,9 +92,6 @@ def write_clip(path, clip: MovingClip, fps: float = 10.0, gt_folder=None) -> int
     """Encode the clip's frames to ``path`` (near-lossless H.264) and, if ``gt_folder`` is given,
     its ground truths as ``gt_folder/000000.png ...``. Returns the frame count."""
     from pathlib import Path
-
-    from dissam.io import write_png
-    from dissam.video.io import write_test_clip
 
     def frames():
         for t, (img, gt) in enumerate(clip_frames(clip)):

@@ -38,8 +38,12 @@ import torch
 from torch.utils.data import Dataset
 
 from dissam import transforms as T
+from dissam.boxes import box_from_mask
+from dissam.data.enrich import component_gt
 from dissam.data.layout import Sample
 from dissam.errors import DatasetError
+from dissam.io import read_image, read_mask
+from dissam.utils import atomic_write_bytes
 
 MODES = ("faithful", "clean")
 CACHE_VERSION = 1
@@ -140,19 +144,13 @@ class DisDataset(Dataset):
     # ------------------------------------------------------------------ reading
     def gt_u8(self, index: int) -> np.ndarray:
         """The target at the original size, ``H x W`` uint8 (a component sample: component ×255)."""
-        from dissam.io import read_mask
-
         s = self.samples[index]
         gt = read_mask(s.gt)
         if s.component is not None:
-            from dissam.data.enrich import component_gt
-
             gt = component_gt(gt, s.component)
         return gt
 
     def _read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from dissam.io import read_image, read_mask
-
         s = self.samples[index]
         image = read_image(s.image)
         gt = self.gt_u8(index)
@@ -205,8 +203,6 @@ class DisDataset(Dataset):
         gt_u8 = T.resize_uint8(torch.from_numpy(_w(gt))[None], self.size)
         mask_u8 = T.resize_uint8(torch.from_numpy(_w(mask))[None], self.size)
         if path is not None:
-            from dissam.utils import atomic_write_bytes
-
             buf = io.BytesIO()
             torch.save({"im": im_u8, "gt": gt_u8, "mask": mask_u8, "hw": torch.tensor(hw)}, buf)
             atomic_write_bytes(path, buf.getvalue())
@@ -218,8 +214,6 @@ class DisDataset(Dataset):
         s = self.samples[index]
         box = s.box
         if box is None:
-            from dissam.boxes import box_from_mask
-
             box = box_from_mask(self.gt_u8(index), 0)
         if box is None:
             return torch.zeros_like(gt_u8)

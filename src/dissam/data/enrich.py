@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dissam.data.layout import Sample
+from dissam.data.layout import Sample, discover_split
 from dissam.errors import DatasetError
+from dissam.io import read_mask
+from dissam.utils import atomic_write_bytes
 
 MIN_AREA_FRACTION = 0.004
 MANIFEST_VERSION = 1
@@ -136,8 +138,6 @@ def enrich_samples(samples: Iterable[Sample], mask_root: str | os.PathLike | Non
     ``mask_root``: the split folder under which ``mask_comp/<stem>_comp_<k>.png`` are (or will be)
     written; default: the parent of each sample's ``gt`` folder.
     """
-    from dissam.io import read_mask
-
     out: list[Sample] = []
     n = multi = empty = 0
     for s in samples:
@@ -166,8 +166,6 @@ def enrich_samples(samples: Iterable[Sample], mask_root: str | os.PathLike | Non
 
 def enrich_split(split_dir: str | os.PathLike) -> EnrichResult:
     """:func:`enrich_samples` over a split folder (``im/``, ``gt/``)."""
-    from dissam.data.layout import discover_split
-
     return enrich_samples(discover_split(split_dir, require_gt=True), mask_root=split_dir)
 
 
@@ -216,8 +214,6 @@ def write_manifest(
     Paths are relative to the manifest's folder; boxes are XYXY inclusive original pixels;
     ``component`` 0 is the whole binarised GT. ``only_if_changed``: leave an identical file alone.
     """
-    from dissam.utils import atomic_write_bytes
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = manifest_bytes(p, result)

@@ -37,7 +37,9 @@ from dissam.data.enrich import (
 )
 from dissam.data.layout import Sample, discover_split, find_dis5k_root
 from dissam.errors import DatasetError, ImageReadError
+from dissam.io import read_image, read_mask, write_png
 from dissam.sharding import dist_env, shard
+from dissam.stages import load_stage1
 
 MANIFEST_NAME = "enrich.json"
 
@@ -83,8 +85,6 @@ def split_dirs(dataset_dir: str | os.PathLike) -> list[Path]:
 
 def _needed(split: Path, s: Sample, enrich: bool) -> tuple[dict[Path, Any], np.ndarray | None, str | None]:
     """Missing outputs of one image -> ``{path: box or None}`` (None: all-zero mask)."""
-    from dissam.io import read_mask
-
     whole = split / "mask" / f"{s.name}.png"
     if not enrich and whole.exists():
         return {}, None, None
@@ -116,7 +116,7 @@ def prepare_masks(
     Args:
         dataset_dir: a split folder (``im/``, ``gt/``) or a folder of splits (e.g. ``DIS5K``).
         sam: a SAM stage (``set_image(image)``, ``coarse_masks(boxes (N,4) XYXY, selection) -> (N,H,W)
-            bool``; e.g. :func:`dissam.models.sam.load_sam`) or a source for ``load_sam``, loaded only
+            bool``; e.g. :func:`dissam.stages.sam.load_sam`) or a source for ``load_sam``, loaded only
             when some mask is missing.
         enrich: also the per-component masks and the enrichment manifest.
         selection: which of SAM's masks (``"first"``: the authors' choice).
@@ -138,8 +138,6 @@ def prepare_masks(
 
     def stage_ref() -> Any:
         if loaded[0] is None:  # loaded only when some mask is missing
-            from dissam.stages import load_stage1
-
             loaded[0] = load_stage1("auto", sam, device)  # SAM, HQ-SAM, SAM 2.1 or SAM 3 by the source
         return loaded[0]
 
@@ -163,8 +161,6 @@ def prepare_masks(
 
 def _prepare_one(split: Path, s: Sample, enrich: bool, rep: PrepareReport, get_stage, selection: str) -> None:
     """Masks of one image (one embedding for all its boxes); raises on unreadable or mismatched files."""
-    from dissam.io import read_image, write_png
-
     todo, gt, empty = _needed(split, s, enrich)
     if not todo:
         rep.skipped += 1

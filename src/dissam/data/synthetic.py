@@ -31,6 +31,9 @@ import numpy as np
 from PIL import Image
 
 from dissam.boxes import box_from_mask
+from dissam.coarse import degrade_mask, grabcut_mask
+from dissam.data.photo_scenes import generate_photo_sample, load_cutouts, load_photo_bank
+from dissam.data.stage1_like import stage1_like_mask
 from dissam.data.synthetic_objects import (  # noqa: F401 - re-exported: the generator's public parts
     KIND_WEIGHTS,
     KINDS,
@@ -182,8 +185,6 @@ def generate_photo_style_sample(
     with the photo bank of ``photos`` (files or folders, added to scikit-image's samples) and the
     object cut-outs of ``cutouts`` (files or folders; none by default; ``cutout_split`` as in
     :func:`dissam.data.photo_scenes.load_cutouts`)."""
-    from dissam.data.photo_scenes import generate_photo_sample, load_cutouts, load_photo_bank
-
     rng = sample_rng(index, seed)
     size = _resolve_size(None, size_range, rng)
     cuts = load_cutouts(tuple(str(p) for p in cutouts), cutout_split) if cutouts else ()
@@ -203,16 +204,10 @@ def _write_one(job: tuple) -> tuple[str, list[int], dict | None]:
     write_png(out / "gt" / f"{stem}.png", gt)
     info = None
     if masks == "degrade":
-        from dissam.coarse import degrade_mask
-
         write_png(out / "mask" / f"{stem}.png", degrade_mask(gt, seed * SEED_STRIDE + index))
     elif masks == "grabcut":
-        from dissam.coarse import grabcut_mask
-
         write_png(out / "mask" / f"{stem}.png", grabcut_mask(image, box))
     elif masks == "stage1-like":
-        from dissam.coarse import stage1_like_mask
-
         # the JPEG that is written is what a stage 1 would see
         seen = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
         mask, source, iou = stage1_like_mask(seen, gt, box, seed * SEED_STRIDE + index)
@@ -257,8 +252,6 @@ def generate_dataset(
     if style not in STYLES:
         raise DatasetError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
     if style == "photo":
-        from dissam.data.photo_scenes import load_cutouts, load_photo_bank
-
         photos = tuple(str(p) for p in photos)
         cutouts = tuple(str(p) for p in cutouts)
         load_photo_bank(photos)  # fail early, before any worker starts

@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from dissam import __version__
 from dissam.errors import DownloadError, OfflineError
 from dissam.hub.cache import download_timeout, is_offline
 
@@ -76,8 +77,6 @@ def _open(request: urllib.request.Request, timeout: float):
 
 
 def _user_agent() -> str:
-    from dissam import __version__
-
     return f"dissam/{__version__} (+model download)"
 
 

@@ -18,16 +18,25 @@ order), and the key set and shapes are checked against the architecture both way
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelHubMixin
+import torch
+from huggingface_hub import ModelCard, ModelHubMixin, hf_hub_download
+from safetensors.torch import save
 
-from dissam.errors import CheckpointError, OfflineError
+from dissam.checkpoints import infer_refiner_config, load_state_dict_strict, read_state_dict
+from dissam.errors import CheckpointError
 from dissam.hub.cache import is_offline
+from dissam.hub.sources import hub_error
+from dissam.hub.verify import check_refiner_state_dict, expected_refiner_shapes
+from dissam.models.isnet import RefinerConfig, build_refiner
+from dissam.refiner import Refiner
 from dissam.utils import atomic_write_bytes
 
 __all__ = ["HubRefiner", "load_refiner_folder", "pth_to_folder", "folder_to_pth", "write_refiner_folder",
@@ -63,8 +72,6 @@ Made with dissam: the folder holds `config.json` (architecture and metadata) and
 def _canonical_order(sd: Mapping[str, Any], config) -> dict[str, Any]:
     """The state dict in the network's own order (safetensors files are sorted by name), after an
     exact key and shape check against ``config``."""
-    from dissam.hub.verify import check_refiner_state_dict, expected_refiner_shapes
-
     check_refiner_state_dict(sd, config)
     return {k: sd[k] for k in expected_refiner_shapes(config)}
 
@@ -84,10 +91,6 @@ def write_refiner_folder(
     """Write ``config.json`` + ``model.safetensors`` (+ ``README.md`` when ``card`` is given) into
     ``folder``, each atomically. Tensors keep their dtype and bytes; keys are checked and put in the
     network's order. ``config`` defaults to the one inferred from the tensors."""
-    from safetensors.torch import save
-
-    from dissam.checkpoints import infer_refiner_config
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} exists and is not a folder")
@@ -132,9 +135,6 @@ def _read_folder_config(folder: Path) -> dict[str, Any]:
 
 def read_refiner_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """``(state_dict, RefinerConfig, metadata)`` of a refiner folder, keys checked and in network order."""
-    from dissam.checkpoints import read_state_dict
-    from dissam.models.isnet import RefinerConfig
-
     folder = Path(folder)
     if not is_refiner_folder(folder):
         raise CheckpointError(f"{folder} is not a refiner folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
@@ -148,13 +148,9 @@ def read_refiner_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], Any,
     return ordered, config, dict(raw.get("metadata") or {})
 
 
-def load_refiner_folder(folder: str | os.PathLike, device="cpu"):
+def load_refiner_folder(folder: str | os.PathLike, device="cpu") -> Refiner:
     """The :class:`~dissam.refiner.Refiner` of a refiner folder (strict load) on ``device``, with the
     folder's metadata (input size, training config)."""
-    from dissam.checkpoints import load_state_dict_strict
-    from dissam.models.isnet import build_refiner
-    from dissam.refiner import Refiner
-
     sd, config, metadata = read_refiner_folder(folder)
     net = build_refiner(config)
     load_state_dict_strict(net, sd, str(folder))
@@ -190,8 +186,6 @@ class HubRefiner(
 
     def __init__(self, arch: str = "isnet", in_ch: int = 5, out_ch: int = 1, width: float = 1.0,
                  metadata: dict | None = None, network: Any = None):
-        from dissam.models.isnet import RefinerConfig, build_refiner
-
         self.config = RefinerConfig(arch, int(in_ch), int(out_ch), float(width))
         self.metadata = dict(metadata or {})
         self.network = network if network is not None else build_refiner(self.config)
@@ -200,9 +194,6 @@ class HubRefiner(
     def from_network(cls, network, metadata: Mapping[str, Any] | None = None) -> HubRefiner:
         """Wrap a loaded :class:`~dissam.refiner.Refiner` (its config and metadata) or a bare network
         (config read off its weights); ``metadata`` adds to or overrides the refiner's."""
-        from dissam.checkpoints import infer_refiner_config
-        from dissam.refiner import Refiner
-
         if isinstance(network, Refiner):
             cfg, meta, network = network.config, dict(network.metadata), network.net
         else:
@@ -216,8 +207,6 @@ class HubRefiner(
     @classmethod
     def model_card(cls, config, metadata: Mapping[str, Any] | None = None, **kwargs):
         """The ``huggingface_hub.ModelCard`` for a refiner (no network object needed)."""
-        from huggingface_hub import ModelCard
-
         info = cls._hub_mixin_info
         fields = {"arch": config.arch, "in_ch": config.in_ch, "width": config.width,
                   "input_size": (metadata or {}).get("input_size"), "paper_url": info.paper_url, **kwargs}
@@ -239,8 +228,6 @@ class HubRefiner(
                          metadata: dict | None = None, map_location: str = "cpu", **_: Any) -> HubRefiner:
         folder = Path(model_id)
         if not folder.is_dir():
-            from huggingface_hub import hf_hub_download
-
             kw = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
                       local_files_only=local_files_only or is_offline())
             hf_hub_download(model_id, CONFIG_NAME, **kw)
@@ -259,11 +246,9 @@ class HubRefiner(
         except CheckpointError:
             raise
         except Exception as exc:  # hub errors: offline, not cached, unknown or gated repo
-            raise OfflineError(
-                f"cannot load the refiner {source!r} from the Hugging Face Hub or its cache "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).\n"
-                f"Download it where there is internet (hf download {source} --local-dir DIR) and pass DIR."
-            ) from exc
+            raise hub_error("the refiner", str(source), exc,
+                            f"Download it where there is internet (hf download {source} --local-dir DIR) "
+                            "and pass DIR.") from exc
 
 
 def _card_for(config, metadata: Mapping[str, Any], title: str, description: str) -> str:
@@ -279,8 +264,6 @@ def pth_to_folder(src: str | os.PathLike, folder: str | os.PathLike, metadata: M
     ``metadata`` defaults to ``{"input_size": 1024}`` for official files and to the checkpoint's own
     metadata for dissam checkpoints.
     """
-    from dissam.checkpoints import infer_refiner_config, read_state_dict
-
     src = Path(src)
     sd = read_state_dict(src)
     config = infer_refiner_config(sd)
@@ -300,11 +283,6 @@ def pth_to_folder(src: str | os.PathLike, folder: str | os.PathLike, metadata: M
 def folder_to_pth(folder: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """A Hub folder -> a plain ``.pth`` state dict (the official layout: ``torch.save(state_dict)``),
     in the network's key order, tensors unchanged; written to a temporary file, then renamed."""
-    import io
-    from collections import OrderedDict
-
-    import torch
-
     sd, _, _ = read_refiner_folder(folder)
     buf = io.BytesIO()
     torch.save(OrderedDict(sd), buf)

@@ -44,6 +44,8 @@ __all__ = [
     "get_entry",
     "find_entry",
     "preset_sources",
+    "get_preset",
+    "Preset",
     "user_registry_path",
 ]
 
@@ -152,10 +154,29 @@ _BUILTIN: list[ModelEntry] = [
 
 REGISTRY: dict[str, ModelEntry] = {e.name: e for e in _BUILTIN}
 
-# One switch for a whole pipeline: preset -> (SAM entry or None = GrabCut, refiner entry).
-PRESETS: dict[str, tuple[str | None, str]] = {
-    "dis-sam": ("sam-vit-l", "dis-sam"),  # the paper's pair
-    "demo": (None, "dis-sam-compact"),  # offline: the bundled U²-Netp + the built-in refiner
+@dataclass(frozen=True)
+class Preset:
+    """One switch for a whole pipeline (``--model NAME``).
+
+    Attributes:
+        name: what ``--model`` takes.
+        stage1: the stage 1 it runs (a name of :mod:`dissam.stages.registry`).
+        sam: the stage-1 weights (a registry model name), ``None`` for a stage that needs none.
+        refiner: the refiner (a registry model name).
+        description: one line for ``dissam models list``.
+    """
+
+    name: str
+    stage1: str
+    sam: str | None
+    refiner: str
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "dis-sam": Preset("dis-sam", "sam", "sam-vit-l", "dis-sam", "the paper's pair: SAM ViT-L + the DIS-SAM refiner"),
+    "demo": Preset("demo", "u2netp-auto", None, "dis-sam-compact",
+                   "offline: the bundled U²-Netp (u2netp-auto) + the built-in refiner"),
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
@@ -257,9 +278,15 @@ def get_entry(name: str) -> ModelEntry:
     return entry
 
 
-def preset_sources(name: str) -> tuple[str | None, str]:
-    """``(sam, refiner)`` registry names of a preset (``"dis-sam"`` = SAM ViT-L + DIS-SAM refiner)."""
+def get_preset(name: str) -> Preset:
+    """The preset named ``name`` (case-insensitive); an unknown name lists the known ones."""
     key = str(name).strip().lower()
     if key not in PRESETS:
         raise DisSamError(f"unknown --model {name!r}: use one of {', '.join(PRESETS)}")
     return PRESETS[key]
+
+
+def preset_sources(name: str) -> tuple[str | None, str]:
+    """``(sam, refiner)`` registry names of a preset (``"dis-sam"`` = SAM ViT-L + DIS-SAM refiner)."""
+    preset = get_preset(name)
+    return preset.sam, preset.refiner

@@ -15,12 +15,14 @@ A model that is already cached never touches the network: files are found by nam
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from dissam.errors import DisSamError, DownloadError, OfflineError, VerificationError
 from dissam.hub.cache import download_timeout, is_offline, models_dir
+from dissam.hub.download import download_url, manual_instructions
 from dissam.hub.registry import ModelEntry, find_entry, get_entry
+from dissam.hub.sources import exists, first_line, is_hub_id
+from dissam.hub.verify import verify_file
 
 __all__ = [
     "fetch",
@@ -38,16 +40,14 @@ __all__ = [
 SAM_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json"]
 SAM_PATTERNS_BIN = ["config.json", "pytorch_model.bin"]
 REFINER_PATTERNS = ["config.json", "model.safetensors", "README.md"]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".json")
+BUILTIN_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+"""The package's own weights folder (``builtin`` entries)."""
 
 
 def local_path(entry: ModelEntry) -> Path:
     """Where a ``file`` / ``builtin`` entry lives (it may not exist yet)."""
     if entry.kind == "builtin":
-        import dissam
-
-        return Path(dissam.__file__).parent / "weights" / str(entry.filename)
+        return BUILTIN_WEIGHTS / str(entry.filename)
     if entry.kind == "file":
         return models_dir() / str(entry.filename)
     raise DisSamError(f"{entry.name} is a Hugging Face repository ({entry.hub_id}); it has no single file path")
@@ -105,9 +105,8 @@ def hf_snapshot(repo_id: str, patterns: list[str] | None = None, download: bool 
         if _has_weights(path):
             return path
     if last is not None:
-        first = str(last).splitlines()[0] if str(last) else ""
         raise OfflineError(
-            f"cannot download {repo_id} from the Hugging Face Hub ({type(last).__name__}: {first}).\n"
+            f"cannot download {repo_id} from the Hugging Face Hub ({first_line(last)}).\n"
             + _hf_hint(repo_id)
         ) from last
     raise DownloadError(f"{repo_id} has no config.json with model.safetensors or pytorch_model.bin")
@@ -137,9 +136,6 @@ def fetch(entry: ModelEntry | str, *, download: bool = True, progress: bool = Tr
         OfflineError: not cached and the network is off or unreachable.
         VerificationError: a cached file of the wrong size, or a download that fails its checks.
     """
-    from dissam.hub.download import download_url, manual_instructions
-    from dissam.hub.verify import verify_file
-
     e = get_entry(entry) if isinstance(entry, str) else entry
     if e.kind == "hf":
         return hf_snapshot(str(e.hub_id), REFINER_PATTERNS if e.role == "refiner" else None, download=download)
@@ -164,20 +160,12 @@ def fetch(entry: ModelEntry | str, *, download: bool = True, progress: bool = Tr
     return download_url(e.url, dest, expected_size=e.size, verify=lambda p: verify_file(e, p), progress=progress)
 
 
-def _exists(value: str) -> bool:
-    return Path(value).expanduser().exists()
-
-
-def _looks_like_hub_id(value: str) -> bool:
-    return bool(_HUB_ID.match(value)) and not value.lower().endswith(_WEIGHT_SUFFIXES)
-
-
 def _registered(value: str | os.PathLike, role: str, other_flag: str):
     """``(value as str, its registry entry)``; the entry is None for an existing path (a path always
     wins over a name) or an unregistered value. A name registered for the other role is an error
     that names the flag it belongs to."""
     s = os.fspath(value)
-    entry = None if _exists(s) else find_entry(s)
+    entry = None if exists(s) else find_entry(s)
     if entry is not None and entry.role != role:
         raise DisSamError(
             f"{entry.name} is a {entry.role} model ({entry.description}), not a {role}: use it with {other_flag}"
@@ -227,9 +215,9 @@ def resolve_refiner_source(value: str | os.PathLike | None) -> str | None:
     s, entry = _registered(value, "refiner", "--sam")
     if entry is not None:
         return str(fetch(entry))
-    if _exists(s):
+    if exists(s):
         return s
-    if _looks_like_hub_id(s):
+    if is_hub_id(s):
         try:
             return str(hf_snapshot(s, REFINER_PATTERNS))
         except OfflineError as exc:  # it may as well be a mistyped local folder: say both

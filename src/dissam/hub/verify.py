@@ -97,7 +97,7 @@ def check_refiner_state_dict(sd: Mapping, variant, source: str = "state dict") -
 
 def _check_sam(path: Path, size: str) -> str:
     from dissam.checkpoints import read_state_dict
-    from dissam.models.sam_convert import infer_sam_config
+    from dissam.checkpoints.sam import infer_sam_config
 
     sd = read_state_dict(path)
     try:

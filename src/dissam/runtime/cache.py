@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from dissam.runtime.onnx_export import OPSET
+
 __all__ = ["weights_hash", "cache_dir_for", "cached_path"]
 
 CACHE_SUBDIR = ".dissam-onnx"
@@ -69,7 +71,5 @@ def cache_dir_for(source: str | os.PathLike | None) -> Path:
 def cached_path(module: torch.nn.Module, source: str | os.PathLike | None, kind: str, *extra: object) -> Path:
     """Path of the cached graph of ``kind`` (``"refiner"``, ``"sam-encoder"``, ...) for ``module``'s
     weights; it may not exist yet."""
-    from dissam.runtime.onnx_export import OPSET
-
     stem = Path(os.fspath(source)).stem if source is not None and Path(os.fspath(source)).exists() else "model"
     return cache_dir_for(source) / f"{stem}.{kind}.{weights_hash(module, kind, OPSET, *extra)}.onnx"

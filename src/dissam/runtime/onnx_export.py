@@ -12,11 +12,11 @@ Graphs (names of inputs and outputs, ``N`` marks a dynamic axis):
   fixed at export (the refiner's input size). Dropped prompt channels are zeroed by the caller
   (:mod:`dissam.runtime.runners`), not inside the graph.
 * SAM image encoder: ``pixel_values`` ``(1, 3, 1024, 1024)`` float32 (normalised, zero-padded, as
-  :func:`dissam.models.sam.preprocess_image` makes it) -> ``image_embeddings`` ``(1, 256, 64, 64)``;
+  :func:`dissam.stages.sam.preprocess_image` makes it) -> ``image_embeddings`` ``(1, 256, 64, 64)``;
   HQ-SAM adds ``intermediate_embeddings`` ``(L, 1, 64, 64, C_vit)`` (the outputs of the L global
   attention blocks, stacked; HQ-SAM's upstream decoder export uses the same layout).
 * SAM prompt decoder: ``image_embeddings`` ``(1, 256, 64, 64)``, ``boxes`` ``(1, N, 4)`` float32 XYXY
-  in the 1024 input frame (:meth:`dissam.models.sam.SamStage.transform_boxes`), HQ-SAM also
+  in the 1024 input frame (:meth:`dissam.stages.sam.SamStage.transform_boxes`), HQ-SAM also
   ``intermediate_embeddings`` -> ``low_res_logits`` ``(N, 3, 256, 256)`` and ``iou_predictions``
   ``(N, 3)`` (``multimask_output=True``: mask tokens 1..3, as DIS-SAM's ``"first"`` selection uses).
 
@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from dissam.errors import DisSamError
+from dissam.refiner import Refiner
 
 __all__ = [
     "OPSET",
@@ -160,8 +161,6 @@ def export_refiner(net: nn.Module, path: str | os.PathLike, size: int = 1024, in
     """Write the refiner ``net`` (a :class:`~dissam.models.isnet.ISNetDIS`, or a
     :class:`~dissam.refiner.Refiner`) as ONNX: ``x`` ``(N, in_ch, size, size)`` -> ``d1``; batch
     dynamic."""
-    from dissam.refiner import Refiner
-
     if isinstance(net, Refiner):
         size, in_ch, net = net.input_size, net.in_ch, net.net
     dev = next(net.parameters()).device
@@ -170,7 +169,7 @@ def export_refiner(net: nn.Module, path: str | os.PathLike, size: int = 1024, in
 
 
 def _sam_model(model) -> nn.Module:
-    """Accept a :class:`~dissam.models.sam.SamStage` or a ``SamModel``/``SamHQModel``."""
+    """Accept a :class:`~dissam.stages.sam.SamStage` or a ``SamModel``/``SamHQModel``."""
     return getattr(model, "model", model) if not hasattr(model, "vision_encoder") else model
 
 

@@ -36,6 +36,8 @@ import torch
 from dissam.errors import DisSamError
 from dissam.refiner import Refiner, forward_d1, zero_dropped
 from dissam.runtime import BACKENDS, PRECISIONS
+from dissam.runtime.cache import cached_path
+from dissam.runtime.onnx_export import export_refiner, export_sam_encoder, quantize_int8, require_onnx
 
 __all__ = [
     "resolve_runtime",
@@ -46,11 +48,19 @@ __all__ = [
     "TorchSamEncoderRunner",
     "OnnxSamEncoderRunner",
     "ort_session",
+    "autocast_dtype",
 ]
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a torch-backend precision (``fp32``: no autocast)."""
+    if precision not in _DTYPES:
+        raise DisSamError(f"precision {precision!r} has no torch autocast dtype; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[precision]
 
 
 def onnx_available() -> bool:
@@ -82,8 +92,6 @@ def resolve_runtime(device: torch.device, backend: str | None = None, precision:
     if precision == "fp16" and device.type != "cuda":
         raise DisSamError("fp16 autocast is for CUDA devices; on the CPU use bf16")
     if backend == "onnx":
-        from dissam.runtime.onnx_export import require_onnx
-
         require_onnx()
     return backend, precision
 
@@ -151,9 +159,6 @@ class OnnxRefinerRunner:
 
     def __init__(self, refiner: Refiner, precision: str = "fp32", path: str | Path | None = None,
                  threads: int | None = None):
-        from dissam.runtime.cache import cached_path
-        from dissam.runtime.onnx_export import export_refiner
-
         self.refiner = refiner
         self.precision = precision
         if path is None:
@@ -209,9 +214,6 @@ class OnnxSamEncoderRunner:
 
     def __init__(self, model: torch.nn.Module, source: str | None, precision: str = "fp32",
                  path: str | Path | None = None, threads: int | None = None):
-        from dissam.runtime.cache import cached_path
-        from dissam.runtime.onnx_export import export_sam_encoder, quantize_int8
-
         self.precision = precision
         self.is_hq = getattr(model.config, "model_type", "") == "sam_hq"
         self.device = next(model.parameters()).device
@@ -236,7 +238,7 @@ class OnnxSamEncoderRunner:
 
 
 def make_sam_encoder_runner(stage, backend: str = "torch", precision: str = "fp32", **kwargs: Any):
-    """The encoder runner for a :class:`~dissam.models.sam.SamStage` (validated like the refiner's)."""
+    """The encoder runner for a :class:`~dissam.stages.sam.SamStage` (validated like the refiner's)."""
     backend, precision = resolve_runtime(stage.device, backend, precision)
     if backend == "onnx":
         return OnnxSamEncoderRunner(stage.model, stage.source, precision, **kwargs)

@@ -1,9 +1,11 @@
 """The stage-1 interface: a box prompt in, a coarse mask out.
 
 DIS-SAM's refiner needs only a coarse mask and a box (its input is ``[R, G, B, coarse mask, box
-map]``); nothing ties it to the first SAM. Every stage 1 (SAM, HQ-SAM, SAM 2.1, SAM 3, GrabCut)
-therefore has the same two calls, ``set_image`` then ``coarse_masks``, and a ``name``. The existing
-:class:`dissam.models.sam.SamStage` and :class:`dissam.predictor.GrabCutStage` already have them.
+map]``); nothing ties it to the first SAM. Every stage 1 (SAM, HQ-SAM, SAM 2.1, SAM 3, U²-Netp,
+GrabCut, and third-party ones) therefore implements :class:`Stage1`: ``set_image`` then
+``coarse_masks``, a ``name``, and a per-image state that can be taken out and put back (a server keeps
+one per image instead of re-encoding). Stages whose image encoder can run on another backend or
+precision also implement :class:`ConfigurableRuntime`.
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
 ``H x W`` bool at the original size.
@@ -17,6 +19,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from dissam.io import ImageLike
+
+__all__ = ["Stage1", "ConfigurableRuntime", "TextStage", "Instances"]
 
 
 @runtime_checkable
@@ -35,6 +39,23 @@ class Stage1(Protocol):
         ``selection`` chooses among a model's multimask outputs: ``"first"`` (mask 0, the DIS-SAM
         authors' choice), ``"best"`` (highest predicted IoU) or ``"single"`` (the single-output
         token). Stages with one output ignore it."""
+
+    def get_image_state(self) -> object:
+        """What :meth:`set_image` computed for the current image (an opaque, immutable value:
+        references, not copies), or ``None`` when no image is set."""
+
+    def set_image_state(self, state: object) -> None:
+        """Make the image of a state from :meth:`get_image_state` current again (``None``: no image)."""
+
+
+@runtime_checkable
+class ConfigurableRuntime(Protocol):
+    """A stage whose image encoder runs on a chosen backend and precision (SAM's: torch or ONNX
+    Runtime, fp32, bf16/fp16 autocast or int8)."""
+
+    def use_runtime(self, backend: str, precision: str) -> None:
+        """Run the image encoder with ``backend`` (``"torch"``, ``"onnx"``, ``"auto"``) at
+        ``precision``; raises :class:`~dissam.errors.DisSamError` for a pair it does not support."""
 
 
 @dataclass
@@ -65,4 +86,3 @@ class TextStage(Protocol):
 
     def find(self, text: str, score_threshold: float = 0.5, max_instances: int | None = None) -> Instances:
         """All instances of ``text`` in the current image with score ``>= score_threshold``."""
-

@@ -1,4 +1,4 @@
-"""SAM 2.1 and the SAM 3 tracker as stage 1: box prompt -> coarse mask.
+"""SAM 2.1 (and the SAM 3 tracker, which shares its prompt interface) as stage 1: box prompt -> coarse mask.
 
 Both are ``transformers`` models with the same prompt interface (``Sam2Model`` for SAM 2 / 2.1,
 Hiera tiny to large; ``Sam3TrackerModel``, the promptable tracker half of SAM 3). Pre- and
@@ -21,6 +21,7 @@ Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,13 +29,18 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dissam.boxes import validate_boxes
+from dissam.choices import MASK_SELECTIONS
 from dissam.errors import DisSamError
 from dissam.io import ImageLike, read_image
+from dissam.runtime.runners import autocast_dtype, resolve_runtime
+from dissam.stages.hf import load_hf_model
+from dissam.utils import resolve_device
+
+__all__ = ["PromptableStage", "PromptableImageState", "load_sam2", "load_stage", "square_input", "model_input_size"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
-SELECTIONS = ("first", "best", "single")
 
 # model_type -> (normalisation mean, std) of the family's processor
 NORMALISATION = {
@@ -63,6 +69,15 @@ def model_input_size(config) -> int:
     return int(config.image_size)
 
 
+@dataclass(frozen=True)
+class PromptableImageState:
+    """What :meth:`PromptableStage.set_image` computed for one image: the model's image features
+    (references) and the image's ``(H, W)``."""
+
+    embeddings: list[torch.Tensor]
+    original_size: tuple[int, int]
+
+
 class PromptableStage:
     """Box-prompted SAM 2.1 (``Sam2Model``) or SAM 3 tracker (``Sam3TrackerModel``).
 
@@ -75,8 +90,6 @@ class PromptableStage:
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model"):
-        from dissam.utils import resolve_device
-
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
@@ -89,18 +102,39 @@ class PromptableStage:
         self.mean, self.std = NORMALISATION[model_type]
         self.image_size = model_input_size(model.config)
         self.encoder_calls = 0
+        self.dtype = torch.float32  # the image encoder's autocast dtype (use_runtime)
         self._embeddings: list[torch.Tensor] | None = None
         self.original_size: tuple[int, int] | None = None
+
+    def use_runtime(self, backend: str, precision: str) -> None:
+        """Run the image encoder in torch at ``precision`` (fp32, or bf16/fp16 autocast); ONNX Runtime
+        is not available for SAM 2.1 / SAM 3 (a :class:`DisSamError`)."""
+        backend = "torch" if backend == "auto" else backend
+        if backend != "torch":
+            raise DisSamError(f"--backend {backend}: stage 1 {self.name} runs on torch only")
+        _, precision = resolve_runtime(self.device, backend, precision)
+        self.dtype = autocast_dtype(precision)
 
     def set_image(self, image: ImageLike) -> PromptableStage:
         """Encode ``image`` once (path, PIL image or ``H x W x 3`` uint8) and keep its features."""
         arr = read_image(image)
         x = square_input(arr, self.image_size, self.mean, self.std).to(self.device)
-        with torch.inference_mode():
-            self._embeddings = self.model.get_image_embeddings(x)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
+                                                    enabled=self.dtype != torch.float32):
+            embeddings = self.model.get_image_embeddings(x)
+        self._embeddings = [e.float() for e in embeddings] if self.dtype != torch.float32 else embeddings
         self.encoder_calls += 1
         self.original_size = (int(arr.shape[0]), int(arr.shape[1]))
         return self
+
+    def get_image_state(self) -> PromptableImageState | None:
+        """The current image's features and size (``None`` when no image is set)."""
+        return None if self._embeddings is None else PromptableImageState(self._embeddings, self.original_size)
+
+    def set_image_state(self, state: PromptableImageState | None) -> None:
+        """Make the image of ``state`` current again without encoding it."""
+        self._embeddings = None if state is None else state.embeddings
+        self.original_size = None if state is None else state.original_size
 
     def predict_batch(self, boxes, multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Masks for ``N`` boxes in one decoder call.
@@ -129,9 +163,9 @@ class PromptableStage:
         return masks.cpu().numpy(), out.iou_scores[0].float().cpu().numpy()
 
     def coarse_masks(self, boxes, selection: str = "first") -> np.ndarray:
-        """``N x 4`` boxes -> ``N x H x W`` bool (``selection`` as in :class:`dissam.models.sam.SamStage`)."""
-        if selection not in SELECTIONS:
-            raise DisSamError(f"unknown mask selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+        """``N x 4`` boxes -> ``N x H x W`` bool (``selection`` as in :class:`dissam.stages.sam.SamStage`)."""
+        if selection not in MASK_SELECTIONS:
+            raise DisSamError(f"unknown mask selection {selection!r}: use one of {', '.join(MASK_SELECTIONS)}")
         masks, iou = self.predict_batch(boxes, multimask_output=selection != "single")
         idx = iou.argmax(axis=1) if selection == "best" else np.zeros(len(masks), dtype=np.int64)
         return masks[np.arange(len(masks)), idx]
@@ -143,16 +177,10 @@ class PromptableStage:
 def load_sam2(source: str | os.PathLike, device: str | torch.device | None = "cpu") -> PromptableStage:
     """SAM 2 / 2.1 stage from a Hugging Face folder or hub id (``facebook/sam2.1-hiera-tiny`` ...
     ``-large``). A ``sam2_video`` checkpoint is read as its image model."""
-    from dissam.stages.loading import load_hf_model
-
     model = load_hf_model(source, "Sam2Model", ("sam2", "sam2_video"), "sam2")
     return PromptableStage(model, device or "cpu", source=os.fspath(source))
 
 
-def load_sam3_tracker(source: str | os.PathLike, device: str | torch.device | None = "cpu") -> PromptableStage:
-    """SAM 3 box-prompted stage (``Sam3TrackerModel``) from a folder or hub id (``facebook/sam3``; the
-    full checkpoint holds detector and tracker, and the tracker part is read)."""
-    from dissam.stages.loading import load_hf_model
-
-    model = load_hf_model(source, "Sam3TrackerModel", ("sam3_tracker", "sam3_video", "sam3_tracker_video"), "sam3")
-    return PromptableStage(model, device or "cpu", source=os.fspath(source))
+def load_stage(source: str | os.PathLike, device=None) -> PromptableStage:
+    """The registry's loader of stage ``sam2``."""
+    return load_sam2(source, device)

@@ -1,4 +1,7 @@
-"""SAM 3 as a text-prompted stage 1: a noun phrase in, every matching instance out.
+"""SAM 3 as stage 1: boxes through its tracker, and text prompts through its detector.
+
+Box prompts use the tracker half (``Sam3TrackerModel``), which has SAM 2's prompt interface
+(:class:`dissam.stages.sam2.PromptableStage`).
 
 ``Sam3Model`` (the detector half of SAM 3) takes an image and a short text prompt and returns up to
 ``num_queries`` (200) candidate instances, each with a box, a mask and a score. The score is the
@@ -10,8 +13,6 @@ Pre-processing follows ``Sam3Processor``: ``1008 x 1008`` PIL bilinear resize, 0
 normalisation; the text is tokenised with the checkpoint's CLIP tokenizer, padded to 32 tokens.
 Masks (logits at 288²) are upsampled to the original size (bilinear) and kept where
 ``sigmoid > 0.5``; boxes come normalised XYXY and are scaled to pixels and clipped.
-
-Box prompts for SAM 3 use the tracker half (:func:`dissam.stages.sam2.load_sam3_tracker`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import AutoTokenizer
 
-from dissam.errors import DisSamError
+from dissam.boxes import box_from_mask, widen_box
+from dissam.errors import CheckpointError, DisSamError, NoMatchError
+from dissam.hub.cache import is_offline
 from dissam.io import ImageLike, read_image
 from dissam.stages.base import Instances
-from dissam.stages.sam2 import HALF, square_input
+from dissam.stages.hf import load_hf_model
+from dissam.stages.sam2 import HALF, PromptableStage, square_input
+from dissam.utils import resolve_device
+
+__all__ = ["Sam3TextStage", "NoMatchError", "load_sam3_tracker", "load_sam3_text", "load_stage", "widen_box"]
 
 TEXT_LENGTH = 32  # Sam3Processor pads every prompt to 32 tokens
-
-
-class NoMatchError(DisSamError):
-    """A text prompt found no instance above the score threshold."""
 
 
 class Sam3TextStage:
@@ -48,8 +52,6 @@ class Sam3TextStage:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Callable, device: str | torch.device = "cpu",
                  source: str = "model"):
-        from dissam.utils import resolve_device
-
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
@@ -121,8 +123,6 @@ class Sam3TextStage:
 
 def _usable_box(box: np.ndarray, mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray | None:
     """The detector's box if it is non-empty, else the mask's box (widened to 2 px), else ``None``."""
-    from dissam.boxes import box_from_mask
-
     if box[2] > box[0] and box[3] > box[1]:
         return box
     mb = box_from_mask(mask)
@@ -131,26 +131,9 @@ def _usable_box(box: np.ndarray, mask: np.ndarray, hw: tuple[int, int]) -> np.nd
     return widen_box(mb, hw)
 
 
-def widen_box(box: np.ndarray, hw: tuple[int, int], min_side: float = 1.0) -> np.ndarray:
-    """Make an XYXY box at least ``min_side`` wider than a point along each axis (so a 1-pixel-wide
-    mask still gives a valid box), clipped to the ``(H, W)`` image."""
-    h, w = hw
-    b = np.asarray(box, dtype=np.float64).copy()
-    if b[2] - b[0] < min_side:
-        b[0], b[2] = max(0.0, b[0] - min_side), min(w - 1.0, b[2] + min_side)
-    if b[3] - b[1] < min_side:
-        b[1], b[3] = max(0.0, b[1] - min_side), min(h - 1.0, b[3] + min_side)
-    return b
-
-
 def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None = "cpu") -> Sam3TextStage:
     """SAM 3 text stage from a Hugging Face folder or hub id (``facebook/sam3``): the ``Sam3Model``
     weights and the CLIP tokenizer stored with them."""
-    from transformers import AutoTokenizer
-
-    from dissam.errors import CheckpointError
-    from dissam.stages.loading import load_hf_model
-
     src = os.fspath(source)
     model = load_hf_model(src, "Sam3Model", ("sam3", "sam3_video"), "sam3")
     missing = (
@@ -163,8 +146,6 @@ def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None 
         # transformers 5 would build an empty CLIP tokenizer here and every prompt would read as <unk>
         raise CheckpointError(missing)
     try:
-        from dissam.hub.cache import is_offline
-
         offline = os.path.isdir(src) or is_offline()
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
     except Exception as exc:
@@ -172,3 +153,15 @@ def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None 
     if len(tokenizer) <= 3:  # only the special tokens: the vocabulary did not load
         raise CheckpointError(missing)
     return Sam3TextStage(model, tokenizer, device or "cpu", source=src)
+
+
+def load_sam3_tracker(source: str | os.PathLike, device: str | torch.device | None = "cpu") -> PromptableStage:
+    """SAM 3 box-prompted stage (``Sam3TrackerModel``) from a folder or hub id (``facebook/sam3``; the
+    full checkpoint holds detector and tracker, and the tracker part is read)."""
+    model = load_hf_model(source, "Sam3TrackerModel", ("sam3_tracker", "sam3_video", "sam3_tracker_video"), "sam3")
+    return PromptableStage(model, device or "cpu", source=os.fspath(source))
+
+
+def load_stage(source: str | os.PathLike, device=None) -> PromptableStage:
+    """The registry's loader of stage ``sam3`` (box prompts; :func:`load_sam3_text` for text)."""
+    return load_sam3_tracker(source, device)

@@ -45,7 +45,7 @@ def training_gt_encoder(cfg: TrainConfig, device: torch.device) -> nn.Module | N
         return None
     if not g.checkpoint:
         return build_refiner(g.variant).to(device)
-    from dissam.checkpoints import load_refiner
+    from dissam.hub.loading import load_refiner
 
     net = load_refiner(g.checkpoint, device=device, eval_mode=False).net
     if not hasattr(net, "conv_in") or not hasattr(net.conv_in, "conv"):

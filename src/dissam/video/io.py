@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dissam.errors import ImageReadError
+from dissam.errors import DisSamError, ImageReadError
 
 
 class VideoReadError(ImageReadError):
@@ -33,8 +33,6 @@ def require_av():
     try:
         import av
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        from dissam.errors import DisSamError
-
         raise DisSamError("video needs PyAV: pip install 'dissam[video]' (or pip install av)") from exc
     return av
 

@@ -38,9 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dissam.boxes import box_from_mask, validate_boxes
-from dissam.errors import BoxError, DisSamError
-from dissam.io import read_mask, write_png
+from dissam.boxes import box_from_mask, validate_boxes, widen_box
+from dissam.errors import BoxError, DisSamError, NoMatchError
+from dissam.io import read_image, read_mask, write_png
+from dissam.transforms import clean_inputs, postprocess
+from dissam.utils import atomic_write_bytes
 from dissam.video.io import iter_frames, probe, write_video
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,6 @@ class VideoResult:
 def frame_box(mask: np.ndarray) -> np.ndarray | None:
     """Refiner box of a coarse mask: its tight XYXY box (``(x1, y1)`` inclusive), widened to at least
     2 px per axis; ``None`` for an empty mask."""
-    from dissam.stages.sam3 import widen_box
-
     box = box_from_mask(mask)
     return None if box is None else widen_box(box, mask.shape[:2])
 
@@ -77,8 +77,6 @@ def refine_frames(predictor, frames: list[np.ndarray], coarse: list[np.ndarray],
 
     Each frame is its own image: the refiner input of frame ``i`` is
     ``clean_inputs(frames[i], coarse[i], boxes[i])``, and the ``N`` inputs run as one batch."""
-    from dissam.transforms import clean_inputs, postprocess
-
     h, w = frames[0].shape[:2]
     x = torch.cat([clean_inputs(f, c[None], b[None], predictor.size) for f, c, b in zip(frames, coarse, boxes)])
     d1 = predictor.refiner_runner(x)  # the predictor's backend (torch through Refiner.forward_d1, or ONNX)
@@ -95,8 +93,6 @@ class _FrameCache:
         write_png(self.folder / PNG.format(i), frame)
 
     def get(self, i: int) -> np.ndarray:
-        from dissam.io import read_image
-
         return read_image(self.folder / PNG.format(i))
 
     def has(self, i: int) -> bool:
@@ -150,8 +146,6 @@ class VideoJob:
             if {k: old.get(k) for k in meta} != meta:
                 raise DisSamError(f"{self.out} holds the output of another job ({old}); use a new -o folder")
         else:
-            from dissam.utils import atomic_write_bytes
-
             atomic_write_bytes(path, json.dumps(meta, indent=1).encode())
 
     def done(self, i: int) -> bool:
@@ -209,8 +203,6 @@ class VideoJob:
         stage.set_image(frame)
         found = stage.find(self.text, score_threshold=self.text_threshold, max_instances=1)
         if len(found) == 0:
-            from dissam.stages.sam3 import NoMatchError
-
             raise NoMatchError(f"the text prompt {self.text!r} matched nothing on frame {self.frame} "
                                f"(score >= {self.text_threshold:g}); try another --frame or a lower --score-threshold")
         return {"box": found.boxes[0]}

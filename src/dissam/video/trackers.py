@@ -19,6 +19,7 @@ Coordinates: boxes are XYXY pixels, ``(x1, y1)`` inclusive; frames ``H x W x 3``
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Protocol
 
@@ -28,6 +29,10 @@ import torch.nn.functional as F
 
 from dissam.boxes import box_from_mask, validate_boxes
 from dissam.errors import DisSamError
+from dissam.stages.hf import load_hf_model, session_class
+from dissam.stages.registry import get_spec, load_stage1, read_model_type, resolve_stage
+from dissam.stages.sam2 import NORMALISATION, model_input_size, square_input
+from dissam.utils import resolve_device
 
 
 class Tracker(Protocol):
@@ -53,9 +58,6 @@ class SamVideoTracker:
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model",
                  prune: bool = True):
-        from dissam.stages.sam2 import NORMALISATION, model_input_size
-        from dissam.utils import resolve_device
-
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
@@ -76,8 +78,6 @@ class SamVideoTracker:
         self._hw: tuple[int, int] | None = None
 
     def start(self, frame, index, box=None, mask=None, reverse=False):
-        from dissam.stages.loading import session_class
-
         if (box is None) == (mask is None):
             raise DisSamError("start the tracker with exactly one of box= or mask=")
         h, w = frame.shape[:2]
@@ -109,8 +109,6 @@ class SamVideoTracker:
         return self._run(frame, index)
 
     def _run(self, frame: np.ndarray, index: int) -> np.ndarray:
-        from dissam.stages.sam2 import square_input
-
         if frame.shape[:2] != self._hw:
             raise DisSamError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the clip is {self._hw[1]}x{self._hw[0]}")
         x = square_input(frame, self.size, self.mean, self.std).to(self.device)
@@ -201,26 +199,47 @@ class StageTracker:
         return np.array([max(0, box[0] - mx), max(0, box[1] - my), min(w - 1, box[2] + mx), min(h - 1, box[3] + my)])
 
 
-def load_tracker(kind: str | None, source: str | os.PathLike | None, device=None) -> Tracker:
-    """A video stage 1.
+def _video_model(kind: str, source: str | os.PathLike, class_name: str, video_types: tuple[str, ...],
+                 device, **runtime) -> SamVideoTracker | None:
+    """A propagating tracker when ``source`` holds a video checkpoint (a hub id is taken to); ``None``
+    for an image checkpoint, which the caller re-prompts per frame instead."""
+    model_type = read_model_type(source)
+    if model_type is not None and model_type not in video_types:
+        return None
+    if runtime.get("backend") not in (None, "torch", "auto") or runtime.get("precision") not in (None, "fp32"):
+        raise DisSamError(f"the {kind} video tracker runs on torch fp32 only: leave out --backend/--precision")
+    return SamVideoTracker(load_hf_model(source, class_name, video_types, kind), device, source=os.fspath(source))
 
-    ``kind`` ``sam2`` / ``sam3`` with a video checkpoint (``sam2_video``, ``sam3_tracker_video`` or
-    the full ``sam3_video``; the hub's ``facebook/sam2.1-hiera-*`` and ``facebook/sam3``) gives
-    :class:`SamVideoTracker`; ``sam``, ``sam-hq``, ``grabcut`` (or a SAM 2 / SAM 3 *image* folder)
-    give a :class:`StageTracker` over :func:`dissam.stages.load_stage1`. ``None``/``"auto"``
-    detects the kind from the folder.
+
+def load_sam2_video(source: str | os.PathLike, device, **runtime) -> SamVideoTracker | None:
+    """SAM 2.1's video tracker (``Sam2VideoModel``) from a ``sam2_video`` folder or a hub id
+    (``facebook/sam2.1-hiera-*``); ``None`` for a SAM 2 image folder."""
+    return _video_model("sam2", source, "Sam2VideoModel", ("sam2_video",), device, **runtime)
+
+
+def load_sam3_video(source: str | os.PathLike, device, **runtime) -> SamVideoTracker | None:
+    """SAM 3's video tracker (``Sam3TrackerVideoModel``) from a ``sam3_tracker_video`` / ``sam3_video``
+    folder or a hub id (``facebook/sam3``); ``None`` for a SAM 3 image folder."""
+    return _video_model("sam3", source, "Sam3TrackerVideoModel", ("sam3_tracker_video", "sam3_video"), device,
+                        **runtime)
+
+
+def load_tracker(kind: str | None, source: str | os.PathLike | None, device=None, *,
+                 backend: str | None = None, precision: str | None = None) -> Tracker:
+    """A video stage 1 for the registry's stage ``kind`` (``None``/``"auto"``: read off ``source``, and
+    without a source the offline default).
+
+    A stage whose registry entry names a video loader (``sam2``, ``sam3``) and a source holding a video
+    checkpoint gives a :class:`SamVideoTracker` that propagates the object; every other stage (and a
+    SAM 2 / SAM 3 *image* checkpoint) gives a :class:`StageTracker` re-prompted on every frame.
     """
-    from dissam.stages import detect_kind, load_stage1
-    from dissam.stages.loading import load_hf_model, read_model_type
-    from dissam.utils import resolve_device
-
-    if kind in (None, "auto"):
-        kind = detect_kind(source)
+    name = resolve_stage(kind, source)
+    spec = get_spec(name)
     dev = resolve_device(device)
-    if kind in ("sam2", "sam3") and source is not None:
-        model_type = read_model_type(source)
-        video_types = {"sam2": ("sam2_video",), "sam3": ("sam3_tracker_video", "sam3_video")}[kind]
-        if model_type is None or model_type in video_types:  # a hub id, or a local video checkpoint
-            cls = "Sam2VideoModel" if kind == "sam2" else "Sam3TrackerVideoModel"
-            return SamVideoTracker(load_hf_model(source, cls, video_types, kind), dev, source=os.fspath(source))
-    return StageTracker(load_stage1(kind, source, dev))
+    if spec.video_loader is not None and source is not None:
+        loader = getattr(importlib.import_module(spec.video_loader.partition(":")[0]),
+                         spec.video_loader.partition(":")[2])
+        tracker = loader(source, dev, backend=backend, precision=precision)
+        if tracker is not None:
+            return tracker
+    return StageTracker(load_stage1(name, source, dev, backend=backend, precision=precision))

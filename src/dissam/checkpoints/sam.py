@@ -1,11 +1,12 @@
 """Official Meta SAM checkpoints (``sam_vit_{b,l,h}_*.pth``) -> Hugging Face ``SamModel`` layout.
 
-Two pure functions, no file I/O:
+Two pure functions on state dicts, and the builder that uses them:
 
 * :func:`infer_sam_config` reads every size from the tensors (never from a file name) and returns the
   keyword arguments of ``transformers.SamConfig``;
 * :func:`convert_official_sam` renames the keys (our own map, :data:`KEY_RULES`) and reports every
-  official key that no rule consumed.
+  official key that no rule consumed;
+* :func:`build_sam_from_state_dict` builds the ``SamModel`` and loads the converted weights strictly.
 
 The rules are applied in order; the first regular expression that matches a key wins. The
 prompt encoder's random Fourier matrix is shared in ``SamModel`` (``shared_image_embedding`` and
@@ -18,9 +19,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+from transformers import SamConfig, SamModel
+
+from dissam.checkpoints.state_dict import load_state_dict_strict
 from dissam.errors import CheckpointError
 
-__all__ = ["KEY_RULES", "infer_sam_config", "convert_official_sam", "official_key_to_hf"]
+__all__ = ["KEY_RULES", "infer_sam_config", "convert_official_sam", "official_key_to_hf", "build_sam_from_state_dict"]
 
 # Official SAM keys: image_encoder.*, prompt_encoder.*, mask_decoder.*
 _REQUIRED = (
@@ -266,3 +271,29 @@ def convert_official_sam(sd: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
         for t in targets:
             out[t] = value
     return out, unconsumed
+
+
+def build_sam_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict") -> torch.nn.Module:
+    """``SamModel`` from an official SAM state dict: sizes inferred, keys converted, strict load.
+
+    Raises :class:`CheckpointError` naming unconverted official keys, missing model keys and shape
+    mismatches."""
+    hq_keys = [
+        k for k in sd if any(s in k for s in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder"))
+    ]
+    if hq_keys:
+        raise CheckpointError(
+            f"{source} is an official HQ-SAM checkpoint (keys {', '.join(hq_keys[:4])}, ...); dissam converts "
+            "only plain SAM .pth files. Load HQ-SAM from its Hugging Face folder or hub id instead."
+        )
+    config = SamConfig(**infer_sam_config(sd))
+    converted, unconsumed = convert_official_sam(sd)
+    if unconsumed:
+        raise CheckpointError(
+            f"{source}: {len(unconsumed)} key(s) of the checkpoint match no part of SAM: "
+            + ", ".join(unconsumed[:20])
+            + (" ..." if len(unconsumed) > 20 else "")
+        )
+    model = SamModel(config)
+    load_state_dict_strict(model, converted, source)
+    return model.float().eval()

@@ -1,0 +1,45 @@
+"""Reading and writing weights: state dicts on disk, with no name resolution and no downloads.
+
+* :mod:`dissam.checkpoints.state_dict`: any weights file read safely (``weights_only=True``,
+  wrappers and ``module.`` prefixes removed) and strict loading that names every difference;
+* :mod:`dissam.checkpoints.refiner_weights`: the refiner read off its tensors, dissam's
+  ``.safetensors`` + ``.json`` checkpoints (atomic writes) and the 3 -> 5 channel inflation;
+* :mod:`dissam.checkpoints.sam`: official SAM ``.pth`` files converted to ``transformers``' ``SamModel``
+  (imported on its own: it needs transformers).
+
+Resolving names, hub ids and folders to files is the layer above (:mod:`dissam.hub`).
+"""
+
+from __future__ import annotations
+
+from dissam.checkpoints.refiner_weights import (
+    infer_refiner_config,
+    inflate_refiner_input,
+    load_checkpoint,
+    save_checkpoint,
+)
+from dissam.checkpoints.state_dict import load_state_dict_strict, read_state_dict, strip_prefixes
+
+__all__ = [
+    "read_state_dict",
+    "load_state_dict_strict",
+    "strip_prefixes",
+    "infer_refiner_config",
+    "save_checkpoint",
+    "load_checkpoint",
+    "inflate_refiner_input",
+]
+
+
+def __getattr__(name: str):
+    # ``dissam.checkpoints.load_refiner`` was the documented home of load_refiner (kept working, with a
+    # warning); it resolves names, hub ids and folders, so it lives in the hub layer above this one
+    if name == "load_refiner":
+        import warnings
+
+        from dissam.hub.loading import load_refiner
+
+        warnings.warn("dissam.checkpoints.load_refiner moved: use dissam.load_refiner", DeprecationWarning,
+                      stacklevel=2)
+        return load_refiner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,62 @@
+"""GrabCut as stage 1: OpenCV's GrabCut seeded by the box, no weights at all.
+
+Lower quality than SAM and the bundled U²-Netp; for when neither can run. The algorithm itself is
+:func:`dissam.coarse.grabcut_mask` (deterministic: OpenCV's generator is seeded before each run).
+Images larger than ``max_side`` (default 1024) are segmented on a downscaled copy: a 3 MP photograph
+takes about 20 s at full size on one core.
+
+Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
+``N x H x W`` bool at the original size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
+from dissam.errors import DisSamError
+from dissam.io import ImageLike, read_image
+
+__all__ = ["GrabCutStage", "load_stage"]
+
+
+class GrabCutStage:
+    """Stage 1 ``grabcut``: :func:`dissam.coarse.grabcut_mask` per box.
+
+    Args:
+        iterations: GrabCut iterations.
+        max_side: GrabCut runs on a copy whose longer side is at most this (``None``: full size).
+    """
+
+    name = "grabcut"
+
+    def __init__(self, iterations: int = 5, max_side: int | None = GRABCUT_MAX_SIDE):
+        self.iterations = iterations
+        self.max_side = max_side
+        self._image: np.ndarray | None = None
+
+    def set_image(self, image: ImageLike) -> None:
+        self._image = read_image(image)
+
+    def get_image_state(self) -> np.ndarray | None:
+        """The current image (GrabCut keeps nothing else per image)."""
+        return self._image
+
+    def set_image_state(self, state: np.ndarray | None) -> None:
+        self._image = state
+
+    def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
+        """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
+        if self._image is None:
+            raise DisSamError("set_image must be called before predicting")
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, *self._image.shape[:2]), dtype=bool)
+        return np.stack([grabcut_mask(self._image, b, iters=self.iterations, max_side=self.max_side) > 127
+                         for b in boxes])
+
+
+def load_stage(source=None, device=None) -> GrabCutStage:
+    """The registry's loader of stage ``grabcut`` (it has no weights: ``source`` and ``device`` are
+    ignored)."""
+    return GrabCutStage()
