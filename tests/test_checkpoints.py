@@ -161,11 +161,3 @@ def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path):
     with pytest.raises(CheckpointError, match=r"is not a PyTorch checkpoint .* starts with b'<!DO'"):
         load_refiner(page)
 
-
-def test_old_load_refiner_location_still_works_with_a_warning(official_in5):
-    import dissam.checkpoints
-
-    with pytest.warns(DeprecationWarning, match="dissam.load_refiner"):
-        old = dissam.checkpoints.load_refiner
-    assert old is load_refiner
-    assert old(official_in5[0]).in_ch == 5

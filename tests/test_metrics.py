@@ -192,3 +192,32 @@ def test_iou_conventions():
     assert band[10:12, 10:40].all() and band[14:26, 14:36].sum() == 0
     full = mask_to_boundary(np.ones((50, 60), np.uint8))
     assert full[0].all() and full[:, -1].all() and not full[5:45, 5:55].any()
+
+
+def test_s_measure_is_finite_when_the_centroid_is_on_the_last_column():
+    """A ground truth whose pixels all sit in the last column puts the centroid split at the border:
+    the empty parts weigh nothing (SOCToolbox would turn them into NaN)."""
+    from dissam.metrics.soc import normalize_pair, s_measure
+
+    gt = np.zeros((20, 30), np.uint8)
+    gt[5:15, -1] = 255
+    for pred in (gt, np.full_like(gt, 40), np.zeros_like(gt)):
+        s = s_measure(*normalize_pair(pred, gt))
+        assert np.isfinite(s) and 0.0 <= s <= 1.0
+    assert s_measure(*normalize_pair(gt, gt)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_metrics_use_only_pysodmetrics_published_names():
+    """dissam.metrics reads no private pysodmetrics name (the pin can follow its releases)."""
+    import ast
+    from pathlib import Path
+
+    import dissam.metrics
+
+    for path in Path(dissam.metrics.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("py_sod_metrics"):
+                assert node.module == "py_sod_metrics", f"{path.name} imports from {node.module}"
+                assert all(not a.name.startswith("_") for a in node.names)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "psm":
+                assert not node.attr.startswith("_"), f"{path.name} uses psm.{node.attr}"

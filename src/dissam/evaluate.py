@@ -23,7 +23,7 @@ import numpy as np
 
 from dissam.errors import DatasetError, DisSamError, ImageReadError
 from dissam.io import list_images
-from dissam.metrics import ALL_METRICS, MetricSuite, _Computer, check_metrics
+from dissam.metrics import ALL_METRICS, ImageMetrics, MetricSuite, check_metrics
 from dissam.utils import library_versions
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def default_skeleton_cache_dir() -> Path:
 # one folder
 
 
-_WORKER_COMPUTER: _Computer | None = None
+_WORKER_COMPUTER: ImageMetrics | None = None
 
 
 def _init_worker(metrics: tuple[str, ...], skeleton_cache) -> None:
@@ -121,10 +121,10 @@ def _init_worker(metrics: tuple[str, ...], skeleton_cache) -> None:
 
     global _WORKER_COMPUTER
     cv2.setNumThreads(1)  # the parallelism is over images
-    _WORKER_COMPUTER = _Computer(metrics, skeleton_cache)
+    _WORKER_COMPUTER = ImageMetrics(metrics, skeleton_cache)
 
 
-def _evaluate_pair(job: tuple[str, Path, Path], computer: _Computer | None = None):
+def _evaluate_pair(job: tuple[str, Path, Path], computer: ImageMetrics | None = None):
     """-> ("ok", ImageResult, warning | None) or ("error", name, message)."""
     import cv2
 
@@ -161,7 +161,7 @@ def _run_jobs(jobs, metrics, skeleton_cache, workers: int, progress: bool, desc:
     bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress, file=sys.stderr)
     try:
         if workers <= 1 or len(jobs) <= 1:
-            computer = _Computer(metrics, skeleton_cache)
+            computer = ImageMetrics(metrics, skeleton_cache)
             for job in jobs:
                 yield _evaluate_pair(job, computer)
                 bar.update()

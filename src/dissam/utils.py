@@ -33,6 +33,11 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def package_version(dist: str) -> str:
+    """The installed version of distribution ``dist``, or ``"not installed"``."""
+    return _version(dist)
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)

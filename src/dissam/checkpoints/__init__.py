@@ -30,16 +30,3 @@ __all__ = [
     "inflate_refiner_input",
 ]
 
-
-def __getattr__(name: str):
-    # ``dissam.checkpoints.load_refiner`` was the documented home of load_refiner (kept working, with a
-    # warning); it resolves names, hub ids and folders, so it lives in the hub layer above this one
-    if name == "load_refiner":
-        import warnings
-
-        from dissam.hub.loading import load_refiner
-
-        warnings.warn("dissam.checkpoints.load_refiner moved: use dissam.load_refiner", DeprecationWarning,
-                      stacklevel=2)
-        return load_refiner
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,13 +22,16 @@ Images are ``HxWx3`` uint8 RGB, GT ``HxW`` uint8, boxes XYXY inclusive pixels (`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import multiprocessing as mp
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from dissam.boxes import box_from_mask
 from dissam.coarse import degrade_mask, grabcut_mask
@@ -274,37 +277,22 @@ def generate_dataset(
     if max_targets < 1:
         raise DatasetError(f"max_targets must be >= 1, got {max_targets}")
     jobs = [(i, int(seed), (lo, hi), str(out), masks, int(max_targets), style, photos, cutouts, cutout_split) for i in range(n)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc="synth", unit="img")
     boxes: dict[str, list[int]] = {}
     sources: dict[str, dict] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=n, desc="synth", unit="img", disable=not progress))
         if workers > 1 and n > 1:
-            import multiprocessing as mp
-
             # spawn, not fork: a process forked after OpenCV has started its thread pool (the photo bank
             # is resized with cv2 in this process) can hang in its first parallel OpenCV call
-            with mp.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker) as pool:
-                for stem, box, info in pool.imap(_write_one, jobs, chunksize=4):
-                    boxes[stem] = box
-                    if info:
-                        sources[stem] = info
-                    if bar:
-                        bar.update(1)
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker))
+            results = pool.imap(_write_one, jobs, chunksize=4)
         else:
-            for job in jobs:
-                stem, box, info = _write_one(job)
-                boxes[stem] = box
-                if info:
-                    sources[stem] = info
-                if bar:
-                    bar.update(1)
-    finally:
-        if bar:
-            bar.close()
+            results = map(_write_one, jobs)
+        for stem, box, info in results:
+            boxes[stem] = box
+            if info:
+                sources[stem] = info
+            bar.update(1)
     boxes = dict(sorted(boxes.items()))
     _write_rows_json(out / "boxes.json", boxes)
     if sources:

@@ -32,9 +32,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from dissam import __version__
 from dissam.errors import DownloadError, OfflineError
 from dissam.hub.cache import download_timeout, is_offline
+from dissam.utils import package_version
 
 __all__ = ["download_url", "part_path", "lock_path", "manual_instructions"]
 
@@ -77,7 +77,7 @@ def _open(request: urllib.request.Request, timeout: float):
 
 
 def _user_agent() -> str:
-    return f"dissam/{__version__} (+model download)"
+    return f"dissam/{package_version('dissam')} (+model download)"
 
 
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):

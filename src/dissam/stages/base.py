@@ -18,9 +18,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from dissam.io import ImageLike
+from dissam.errors import DisSamError
+from dissam.io import ImageLike, read_image
 
-__all__ = ["Stage1", "ConfigurableRuntime", "TextStage", "Instances"]
+__all__ = ["Stage1", "ConfigurableRuntime", "TextStage", "Instances", "ImageKeepingStage"]
 
 
 @runtime_checkable
@@ -56,6 +57,28 @@ class ConfigurableRuntime(Protocol):
     def use_runtime(self, backend: str, precision: str) -> None:
         """Run the image encoder with ``backend`` (``"torch"``, ``"onnx"``, ``"auto"``) at
         ``precision``; raises :class:`~dissam.errors.DisSamError` for a pair it does not support."""
+
+
+class ImageKeepingStage:
+    """The per-image part of a stage that keeps only the image (GrabCut, the U²-Netp stages: their
+    networks or algorithms run per box): ``set_image`` reads it, and the image is the state."""
+
+    _image: np.ndarray | None = None
+
+    def set_image(self, image: ImageLike) -> None:
+        self._image = read_image(image)
+
+    def get_image_state(self) -> np.ndarray | None:
+        """The current image (nothing else is kept per image)."""
+        return self._image
+
+    def set_image_state(self, state: np.ndarray | None) -> None:
+        self._image = state
+
+    def _require_image(self) -> np.ndarray:
+        if self._image is None:
+            raise DisSamError("set_image must be called before predicting")
+        return self._image
 
 
 @dataclass

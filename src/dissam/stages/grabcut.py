@@ -14,13 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
-from dissam.errors import DisSamError
-from dissam.io import ImageLike, read_image
+from dissam.stages.base import ImageKeepingStage
 
 __all__ = ["GrabCutStage", "load_stage"]
 
 
-class GrabCutStage:
+class GrabCutStage(ImageKeepingStage):
     """Stage 1 ``grabcut``: :func:`dissam.coarse.grabcut_mask` per box.
 
     Args:
@@ -33,26 +32,14 @@ class GrabCutStage:
     def __init__(self, iterations: int = 5, max_side: int | None = GRABCUT_MAX_SIDE):
         self.iterations = iterations
         self.max_side = max_side
-        self._image: np.ndarray | None = None
-
-    def set_image(self, image: ImageLike) -> None:
-        self._image = read_image(image)
-
-    def get_image_state(self) -> np.ndarray | None:
-        """The current image (GrabCut keeps nothing else per image)."""
-        return self._image
-
-    def set_image_state(self, state: np.ndarray | None) -> None:
-        self._image = state
 
     def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
         """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
-        if self._image is None:
-            raise DisSamError("set_image must be called before predicting")
+        image = self._require_image()
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if len(boxes) == 0:
-            return np.zeros((0, *self._image.shape[:2]), dtype=bool)
-        return np.stack([grabcut_mask(self._image, b, iters=self.iterations, max_side=self.max_side) > 127
+            return np.zeros((0, *image.shape[:2]), dtype=bool)
+        return np.stack([grabcut_mask(image, b, iters=self.iterations, max_side=self.max_side) > 127
                          for b in boxes])
 
 

