@@ -168,8 +168,7 @@ def test_guard_keeps_normal_masks(stage):
 def test_cli_without_sam_uses_u2netp_or_grabcut_without_onnxruntime(monkeypatch, caplog):
     import importlib.util
 
-    from dissam.predictor import log_offline_default
-    from dissam.stages.registry import resolve_stage
+    from dissam.stages.registry import log_offline_default, resolve_stage
 
     assert resolve_stage(None) == resolve_stage("auto") == "u2netp-auto"
     real = importlib.util.find_spec

@@ -44,6 +44,7 @@ from dissam.stages.registry import (
     check_runtime,
     get_spec,
     load_stage1,
+    log_offline_default,
     resolve_stage,
     stage_specs,
 )
@@ -397,20 +398,6 @@ class DisSamPredictor:
                            score=float(found.scores[i]))
             for i in range(len(found))
         ]
-
-
-def log_offline_default(kind: str) -> None:
-    """Say which stage 1 runs because no weights were given (the command line's and the API's notice)."""
-    logger = logging.getLogger("dissam")
-    if kind == "grabcut":
-        logger.warning("ONNX Runtime is not installed, so U²-Netp cannot run: using the weight-free GrabCut stage 1")
-    else:
-        logger.warning(
-            "no SAM weights given: using the bundled U²-Netp stage 1 (with GrabCut's edges where they separate the "
-            "object's colours better, and GrabCut where U²-Netp finds nothing in a box; lower quality than SAM); "
-            "pass --model dis-sam, --sam sam-vit-l (or an official sam_vit_*.pth, a Hugging Face SAM folder or id) "
-            "for the paper's pipeline"
-        )
 
 
 def _load_refiner_or_builtin(refiner: str | os.PathLike | None, device) -> Refiner:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dissam.choices import MASK_SELECTIONS
+from dissam.commands.weights import add_stage1_arguments
 
 HELP = "write SAM coarse masks (mask/<stem>.png) for every image of a data set, from the GT box"
 
@@ -24,12 +25,7 @@ each rank takes its own slice of the images:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset_dir", metavar="DATASET_DIR", help="split folder or folder of splits")
-    parser.add_argument(
-        "--sam",
-        required=True,
-        metavar="SOURCE",
-        help="SAM weights: official .pth (sam_vit_l_0b3195.pth), a Hugging Face folder or hub id",
-    )
+    add_stage1_arguments(parser)  # the paper's: --sam sam_vit_l_0b3195.pth (stage 1 auto: SAM)
     parser.add_argument("--enrich", action="store_true", help="also per-component masks and the manifest")
     parser.add_argument(
         "--selection",
@@ -43,11 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dissam.data.prepare import prepare_masks, summarise
+    from dissam.errors import DisSamError
     from dissam.sharding import device_for_rank
+    from dissam.stages.registry import get_spec
 
+    if args.sam is None and (args.stage1 in (None, "auto") or get_spec(args.stage1).needs_weights):
+        raise DisSamError("prepare-masks needs stage-1 weights: --sam sam_vit_l_0b3195.pth (the paper's), or a "
+                          "--stage1 that needs none (u2netp-auto, grabcut)")
     rep = prepare_masks(
         args.dataset_dir,
         args.sam,
+        stage1=args.stage1,
         enrich=args.enrich,
         selection=args.selection,
         device=device_for_rank(args.device),  # cuda:LOCAL_RANK under torchrun

@@ -44,9 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dissam.errors import DisSamError
-    from dissam.predictor import DisSamPredictor, log_offline_default
+    from dissam.predictor import DisSamPredictor
     from dissam.prompts import parse_box
-    from dissam.stages.registry import resolve_stage
+    from dissam.stages.registry import log_offline_default, resolve_stage
     from dissam.video.pipeline import segment_video
     from dissam.video.trackers import load_tracker
 

@@ -39,7 +39,7 @@ from dissam.data.layout import Sample, discover_split, find_dis5k_root
 from dissam.errors import DatasetError, ImageReadError
 from dissam.io import read_image, read_mask, write_png
 from dissam.sharding import dist_env, shard
-from dissam.stages import load_stage1
+from dissam.stages.registry import load_stage1, log_offline_default, resolve_stage
 
 MANIFEST_NAME = "enrich.json"
 
@@ -105,6 +105,7 @@ def prepare_masks(
     dataset_dir: str | os.PathLike,
     sam: Any,
     enrich: bool = False,
+    stage1: str | None = None,
     selection: str = "first",
     device: str | None = "cpu",
     rank: int | None = None,
@@ -116,9 +117,10 @@ def prepare_masks(
     Args:
         dataset_dir: a split folder (``im/``, ``gt/``) or a folder of splits (e.g. ``DIS5K``).
         sam: a SAM stage (``set_image(image)``, ``coarse_masks(boxes (N,4) XYXY, selection) -> (N,H,W)
-            bool``; e.g. :func:`dissam.stages.sam.load_sam`) or a source for ``load_sam``, loaded only
+            bool``; e.g. :func:`dissam.stages.sam.load_sam`) or a weights source for :func:`dissam.stages.load_stage1`, loaded only
             when some mask is missing.
         enrich: also the per-component masks and the enrichment manifest.
+        stage1: the stage-1 registry name when ``sam`` is a source (``None``: read off the source).
         selection: which of SAM's masks (``"first"``: the authors' choice).
         rank, world_size: this process's shard (default: ``RANK``/``WORLD_SIZE``, else 0/1).
     Returns: :class:`PrepareReport` of this rank.
@@ -134,11 +136,14 @@ def prepare_masks(
     jobs = [(sp, s) for sp in splits for s in discover_split(sp, require_gt=True)]
     mine = shard(jobs, rank, world)
     rep = PrepareReport(rank=rank, world_size=world, images=len(mine))
-    loaded: list[Any] = [None if isinstance(sam, (str, os.PathLike)) else sam]
+    loaded: list[Any] = [None if sam is None or isinstance(sam, (str, os.PathLike)) else sam]
 
     def stage_ref() -> Any:
         if loaded[0] is None:  # loaded only when some mask is missing
-            loaded[0] = load_stage1("auto", sam, device)  # SAM, HQ-SAM, SAM 2.1 or SAM 3 by the source
+            kind = resolve_stage(stage1, sam)
+            if stage1 in (None, "auto") and sam is None:
+                log_offline_default(kind)
+            loaded[0] = load_stage1(kind, sam, device)  # auto: SAM, HQ-SAM, SAM 2.1 or SAM 3 by the source
         return loaded[0]
 
     for split, s in tqdm(

@@ -52,6 +52,7 @@ __all__ = [
     "load_stage1",
     "check_runtime",
     "read_model_type",
+    "log_offline_default",
 ]
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,20 @@ def resolve_stage(stage1: str | None, source: str | os.PathLike | None = None) -
     if stage1 == REFINE_ONLY:
         return REFINE_ONLY
     return get_spec(stage1).name
+
+
+def log_offline_default(kind: str) -> None:
+    """Say which stage 1 runs because no weights were given (the command line's and the API's notice)."""
+    logger = logging.getLogger("dissam")  # the package's own name: the notice reads "WARNING dissam: ..."
+    if kind == "grabcut":
+        logger.warning("ONNX Runtime is not installed, so U²-Netp cannot run: using the weight-free GrabCut stage 1")
+    else:
+        logger.warning(
+            "no SAM weights given: using the bundled U²-Netp stage 1 (with GrabCut's edges where they separate the "
+            "object's colours better, and GrabCut where U²-Netp finds nothing in a box; lower quality than SAM); "
+            "pass --model dis-sam, --sam sam-vit-l (or an official sam_vit_*.pth, a Hugging Face SAM folder or id) "
+            "for the paper's pipeline"
+        )
 
 
 def check_runtime(spec: StageSpec, backend: str | None, precision: str | None) -> None:
