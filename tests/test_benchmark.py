@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dissam.benchmark import (
+from dissam.errors import DatasetError, DisSamError
+from dissam.paper_tables import (
     BenchmarkConfig,
     Item,
     jitter_box,
@@ -18,7 +19,6 @@ from dissam.benchmark import (
     shard,
     whole_gt_box,
 )
-from dissam.errors import DatasetError, DisSamError
 
 H, W = 96, 128
 METRICS = ["maxFm", "MAE", "mIoU", "mBIoU"]

@@ -7,7 +7,7 @@
   behind a bounded queue.
 * ``static/``: the page (plain HTML, CSS and JavaScript; nothing is fetched from the internet).
 
-docs/app.md documents the page, the API and the limits.
+The repository's app documentation describes the page, the API and the limits.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ already waiting a new one is answered ``503`` at once instead of piling up. Requ
 counted as they arrive and cut off at ``Limits.max_upload_bytes`` (``413``). Every error becomes a
 JSON ``{"error": message}`` with a 4xx/5xx status; the server keeps serving.
 
-Routes (docs/app.md has the details): ``GET /`` (the page), ``GET /static/...``, ``GET /api/info``,
+Routes: ``GET /`` (the page), ``GET /static/...``, ``GET /api/info``,
 ``POST /api/image``, ``POST /api/predict``.
 """
 

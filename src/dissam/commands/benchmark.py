@@ -10,7 +10,7 @@ from dissam.commands.weights import add_runtime_arguments, add_stage1_arguments
 HELP = "reproduce the paper's tables: GT-box prompts, DIS-SAM and baselines, box-jitter robustness"
 
 DESCRIPTION = """\
-Run the paper's benchmark protocol end to end (see docs/benchmark.md):
+Run the paper's benchmark protocol end to end (see docs/paper-tables.md):
 
   dissam benchmark --data DIS5K --sam sam_vit_l_0b3195.pth --refiner dis-sam.pth -o runs/table1
   dissam benchmark --data ZEROSHOT --splits DIS-VD,COIFT,HRSOD,ThinObject --sam ... --refiner ... -o runs/table3
@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dissam.benchmark import BenchmarkConfig, parse_jitters, run_benchmark
     from dissam.errors import DisSamError
+    from dissam.paper_tables import BenchmarkConfig, parse_jitters, run_benchmark
     from dissam.sharding import dist_env
 
     if args.workers < 1:

@@ -1,4 +1,4 @@
-"""``dissam models``: list, download, locate and verify the named models (see docs/models.md)."""
+"""``dissam models``: list, download, locate and verify the named models."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ With --text PHRASE (SAM 3), k is PHRASE_i for the i-th instance found (best scor
 STEM_bicycle_0.png.
 
 Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.json with boxes per
-image (see the README for the schema; rembg-style rectangle entries are accepted). Coordinates are
+image (schema: docs/prompts.md; rembg-style rectangle entries are accepted). Coordinates are
 pixels of the image as displayed (EXIF orientation applied), XYXY by default.
 
 Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (--stage1
@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edit-threshold", default="auto", metavar="auto|none|T",
                    help="keep the full-resolution coarse mask except where the refined map differs from it by "
                         "more than T (auto: the refiner's own calibration, which only the built-in model has; "
-                        "none: the raw refined map); docs/experiments.md")
+                        "none: the raw refined map); docs/builtin-model.md")
     p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")

@@ -1,4 +1,4 @@
-"""``dissam train``: the two-stage DIS-SAM training (GT encoder, then refiner); see docs/training.md."""
+"""``dissam train``: the two-stage DIS-SAM training (GT encoder, then refiner)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``DisDataset``: the refiner's training / validation samples (docs/data.md).
+"""``DisDataset``: the refiner's training / validation samples.
 
 Items are dicts::
 

@@ -1,4 +1,4 @@
-"""SAM coarse masks for a data set (docs/data.md), resumable and shardable.
+"""SAM coarse masks for a data set, resumable and shardable.
 
 For every image of every split (``im/``, ``gt/``) the SAM stage is prompted with the *whole-GT box*
 (:func:`dissam.data.enrich.whole_box`: the box of the single surviving component, or of the whole

@@ -148,7 +148,7 @@ _BUILTIN: list[ModelEntry] = [
         "dis-sam-compact", "refiner", "builtin",
         "built-in refiner (compact IS-Net, trained on generated and photo-like data with real objects)",
         filename="dis-sam-compact.safetensors", check="refiner:dis-sam-compact",
-        license="MIT (trained with CC-BY-4.0 photographs and GPL-2+ Tux Paint stamps: attribution in docs/experiments.md)",
+        license="MIT (trained with CC-BY-4.0 photographs and GPL-2+ Tux Paint stamps: attribution in the weights' JSON)",
     ),
 ]
 

@@ -208,7 +208,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Dynamic int8 quantisation of an exported graph (weights int8 once, activations quantised per
     call): ONNX Runtime's ``quantize_dynamic`` with unsigned 8-bit weights (QUInt8, as the SAM
     decoder export of segment-anything uses). Only MatMul/Gemm are quantised: int8 convolutions
-    (``ConvInteger``) have no fast CPU kernel in ONNX Runtime. Lossy: see docs/benchmarks.md."""
+    (``ConvInteger``) have no fast CPU kernel in ONNX Runtime. Lossy (opt-in)."""
     require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -21,7 +21,7 @@ Per box:
    the box gets GrabCut's mask instead (``fallback="grabcut"``, the default; ``None`` keeps the
    near-empty mask). ``last_fallbacks`` says which boxes of the last call fell back.
 6. with ``grabcut=True`` (stage 1 ``u2netp-grabcut``), a mask that is not near-empty is GrabCut's first
-   guess, and GrabCut's mask, filtered as in step 4, is the result (docs/stage1.md says when it helps).
+   guess, and GrabCut's mask, filtered as in step 4, is the result.
 7. with ``grabcut_min_gain`` set as well (stage 1 ``u2netp-auto``), GrabCut's mask replaces the
    network's only where it makes the object's colours clearly more distinct from the rest of the box:
    :func:`dissam.coarse.colour_overlap` falls by at least ``grabcut_min_gain``. Where the network

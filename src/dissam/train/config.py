@@ -130,7 +130,7 @@ class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "none"  # none | bf16 | fp16 (CUDA; fp16 uses a GradScaler)
     compile: bool = False  # torch.compile the refiner
-    deterministic: bool = False  # torch.use_deterministic_algorithms; ~10x slower backward on CPU (docs/training.md)
+    deterministic: bool = False  # torch.use_deterministic_algorithms; ~10x slower backward on CPU
     num_threads: int = 0  # CPU threads for torch (0 = torch's default); 1 is fastest for tiny models
     state_every: int = 100  # steps between resume-state writes (also at each validation and the end)
     log_every: int = 10

@@ -4,8 +4,7 @@ Datasets yield dicts ``{"image": (5,S,S) float32, "label": (1,S,S) float32, "nam
 "orig_hw": (H, W), "index": int}`` (:class:`dissam.data.dataset.DisDataset`) and may have
 ``set_epoch(epoch)``. The training order is a function of ``(seed, epoch)`` (a
 ``DistributedSampler``, one shard per process), so a resumed run skips the batches of the
-interrupted epoch it has already seen and continues with the same batches (docs/training.md,
-"Resume").
+interrupted epoch it has already seen and continues with the same batches.
 """
 
 from __future__ import annotations

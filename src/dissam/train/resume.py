@@ -2,7 +2,7 @@
 
 ``state.pt`` is a dict of tensors and primitives only, so it loads with
 ``torch.load(weights_only=True)``; its keys are part of the run-folder format (files written by
-earlier versions must keep loading, see docs/training.md, "Resume"):
+earlier versions must keep loading):
 
 ``format`` (``"dissam-train-state"``), ``version`` (1), ``config`` (the resolved config as a dict),
 ``stages`` (``{"gt_encoder": StageState dict, "refiner": StageState dict}``), ``refiner``,

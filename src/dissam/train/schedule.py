@@ -2,8 +2,7 @@
 learning-rate schedule (a pure function of the step count, so a resumed run follows it exactly).
 
 Stage (a), ``gt_encoder``, takes its numbers from ``cfg.gt_encoder`` (validated on maxF only, no
-epoch budget); stage (b), ``refiner``, from ``cfg.schedule`` and ``cfg.optim``. See
-docs/training.md, "The two stages".
+epoch budget); stage (b), ``refiner``, from ``cfg.schedule`` and ``cfg.optim``.
 """
 
 from __future__ import annotations

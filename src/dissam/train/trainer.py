@@ -1,5 +1,4 @@
-"""The two-stage DIS-SAM training loop, one code path for one process and torchrun
-(docs/training.md).
+"""The two-stage DIS-SAM training loop, one code path for one process and torchrun.
 
 Stage (a), ``gt_encoder``: train ``ISNetGTEncoder`` on the ground truths (input = label, six-side
 ``20·BCE + 0.5·IoU`` + ORTHO, AdamW 1e-4) until the validation maxF exceeds ``target_maxf``, its step

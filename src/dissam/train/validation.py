@@ -8,7 +8,7 @@ float32); d1 is resized bilinearly to the original size, min-max normalised, ×2
 
 The ground truth at the original size comes from the dataset's ``gt_u8(index)`` method if it has one,
 else from ``dataset.samples[index].gt`` (a mask file), else from the label itself (when the label is
-already at the original size). See docs/training.md, "Dataset interface".
+already at the original size).
 """
 
 from __future__ import annotations

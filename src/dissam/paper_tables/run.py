@@ -11,17 +11,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dissam.benchmark.config import BenchmarkConfig, check_settings, resolve_methods, write_json
-from dissam.benchmark.protocol import Item, columns, discover_splits, split_items
-from dissam.benchmark.report import evaluate_run
-from dissam.benchmark.runner import Runner
 from dissam.errors import DisSamError
 from dissam.metrics import ALL_METRICS, check_metrics
+from dissam.paper_tables.config import BenchmarkConfig, check_settings, resolve_methods, write_json
+from dissam.paper_tables.protocol import Item, columns, discover_splits, split_items
+from dissam.paper_tables.report import evaluate_run
+from dissam.paper_tables.runner import Runner
 from dissam.sharding import DistEnv, gather_reports, report_fatal, run_id, shard
 
 __all__ = ["run_benchmark"]
 
-logger = logging.getLogger("dissam.benchmark")
+logger = logging.getLogger("dissam.paper_tables")
 
 
 def _plan_id(items: Sequence[Item], cols: Sequence[str], cfg: BenchmarkConfig) -> str:

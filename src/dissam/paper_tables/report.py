@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from dissam.benchmark.config import BenchmarkConfig, write_json
-from dissam.benchmark.protocol import HQ_SELECTION, SAM_SELECTION, Item
 from dissam.errors import DatasetError
 from dissam.evaluate import add_test_mean, evaluate_folders
 from dissam.evaluation_tables import format_table, per_image_csv
+from dissam.paper_tables.config import BenchmarkConfig, write_json
+from dissam.paper_tables.protocol import HQ_SELECTION, SAM_SELECTION, Item
 from dissam.utils import atomic_write_bytes, library_versions
 
 __all__ = ["evaluate_run"]

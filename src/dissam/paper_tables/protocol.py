@@ -5,7 +5,7 @@
   :func:`dissam.data.enrich.prompt_box`) and box jitter (:func:`jitter_box`).
 * The images of a split (:class:`Item`, :func:`split_items`, :func:`discover_splits`).
 
-See :mod:`dissam.benchmark` for the whole protocol and ``docs/benchmark.md`` for its rationale.
+See :mod:`dissam.paper_tables` for the whole protocol.
 """
 
 from __future__ import annotations
