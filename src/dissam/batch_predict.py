@@ -163,7 +163,6 @@ def predict_images(
     """
     from dissam.io import read_image
     from dissam.sharding import dist_env, shard
-
     from dissam.utils import remove_stale_temp_files
 
     env = env or dist_env()

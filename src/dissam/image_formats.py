@@ -194,16 +194,18 @@ def peek_size(data: bytes, *, max_pixels: int, name: str = "the upload") -> tupl
 def _open_header(fp, formats, header: bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # the size is checked below, before any pixel is decoded, with a message of our own
+            # the size is checked below, before any pixel is decoded, with a message of our own; a
+            # plugin's warnings about a damaged file (corrupt EXIF...) end as an error or not at all
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
             img = Image.open(fp, formats=formats)
     except Image.DecompressionBombError as exc:
         raise too_many_pixels(name, None, max_pixels) from exc
     except Exception as exc:  # any failure of a plugin on untrusted bytes is the file's fault
         if sniff_format(header) is None:  # an opted-in format list that does not know this file
             raise UnsupportedFormat(unsupported_message(header, name)) from exc
-        raise ImageReadError(f"{name} is not a readable image ({_short(exc)}); it may be damaged or "
-                             "truncated") from exc
+        raise ImageReadError(f"{name} is not an image dissam can read ({_short(exc)}); it may be "
+                             "damaged or truncated") from exc
     if img.width * img.height > max_pixels:
         raise too_many_pixels(name, img.size, max_pixels)
     return img
@@ -214,6 +216,7 @@ def _open_within(fp, formats, header: bytes, max_pixels: int, name: str) -> Imag
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
             img.load()
     except Image.DecompressionBombError as exc:
         raise too_many_pixels(name, img.size, max_pixels) from exc
