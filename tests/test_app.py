@@ -281,7 +281,8 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port))
     with caplog.at_level(logging.WARNING, logger="dissam.app"):
         rc = main(["app", "--sam", str(tiny_sam_path), "--refiner", str(ckpt), "--device", "cpu", "--host", "0.0.0.0",
-                   "--port", "7999", "--examples", str(tmp_path / "ex"), "--queue-size", "3"])
+                   "--port", "7999", "--examples", str(tmp_path / "ex"), "--queue-size", "3",
+                   "--allow-origin", "https://tools.example.org", "--max-megapixel-boxes", "2", "--body-timeout", "5"])
     assert rc == 0 and served["host"] == "0.0.0.0" and served["port"] == 7999
     assert "listening on 0.0.0.0" in caplog.text and "no login" in caplog.text
     with TestClient(served["app"], base_url="http://127.0.0.1") as c:
@@ -289,6 +290,12 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
         assert info["models"]["sam"] == str(tiny_sam_path) and info["models"]["refiner"] == str(ckpt)
         assert not info["models"]["builtin"] and info["models"]["notice"] == ""
         assert info["limits"]["queue_size"] == 3 and info["examples"] == ["sample"]
+        assert info["limits"]["max_cost"] == 2_000_000 and info["limits"]["body_timeout_s"] == 5
+        # the listening address (0.0.0.0: any IP address) and the allowed origin pass; others do not
+        assert c.get("/api/info", headers={"host": "evil.example"}).status_code == 400
+        r = c.post("/api/image", data={"example": "nope"}, headers={"origin": "https://tools.example.org"})
+        assert r.status_code == 400 and r.headers["access-control-allow-origin"] == "https://tools.example.org"
+        assert c.post("/api/image", data={"example": "x"}, headers={"origin": "https://evil.example"}).status_code == 403
         up = c.post("/api/image", data={"example": "sample"}).json()
         assert up["name"] == "sample" and (up["width"], up["height"]) == (640, 480)
         r = c.post("/api/predict", json={"image_id": up["image_id"], "boxes": [BOXES[0]]})

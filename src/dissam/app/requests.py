@@ -395,4 +395,5 @@ def check_cost(width: int, height: int, n_boxes: int, limits: Limits) -> None:
         raise CostTooHigh(
             f"this request would cost {cost / 1e6:.1f} megapixel-boxes ({n_boxes} box(es) on a {width}x{height} "
             f"image of {width * height / 1e6:.1f} megapixels); the limit is {limits.max_cost / 1e6:g} per request: "
-            + (f"send at most {fits} box(es) per request" if fits else "downscale the image") + " and split the rest")
+            + (f"send at most {fits} box(es) per request and the rest in more requests" if fits else
+               "downscale the image first"))

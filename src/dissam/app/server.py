@@ -12,8 +12,9 @@ it finishes, so no other request can evict it; a request whose client goes away 
 queue, or stopped between boxes if it is running.
 
 Every answer is JSON, errors ``{"error": message}`` with a 4xx/5xx status (404 and 405 included).
-Refused input is logged at INFO (refused origins at WARNING), a client that went away at INFO, each
-in one line; only an unexpected failure is logged at ERROR with its traceback, and answered 500.
+Refused input is logged at INFO (refused hosts and origins at WARNING, a full queue only at DEBUG), a
+client that went away at INFO, each in one line; only an unexpected failure is logged at ERROR with
+its traceback, and answered 500.
 
 Routes (docs/app.md has the details): ``GET /`` (the page), ``GET /static/...``, ``GET /api/info``,
 ``POST /api/image``, ``POST /api/predict``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,7 +56,8 @@ def _error(exc: BaseException, request: Request | None = None) -> JSONResponse:
     where = f"{request.method} {request.url.path}" if request is not None else "request"
     if isinstance(exc, DisSamError):
         status = getattr(exc, "status", 400)
-        log.info("%s refused (%d): %s", where, status, exc)
+        # a full queue is back-pressure, not bad input: polite clients retry, and each retry is not news
+        log.log(logging.DEBUG if status == 503 else logging.INFO, "%s refused (%d): %s", where, status, exc)
         return JSONResponse({"error": str(exc)}, status_code=status)
     log.error("%s failed", where, exc_info=exc)
     return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc}); the server keeps running"},
@@ -114,7 +117,10 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
 
     async def handle(request: Request, work):
         try:
-            return JSONResponse(await work(request))
+            result = await work(request)
+            # tens of MB of base64 PNGs for a large image: serialised off the event loop
+            body = await run_in_threadpool(json.dumps, result, separators=(",", ":"))
+            return Response(body, media_type="application/json")
         except rq.ClientGone as exc:
             log.info("%s %s: %s", request.method, request.url.path, exc)
             return Response(status_code=499)  # never delivered: the client is gone

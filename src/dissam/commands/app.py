@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the most one predict request may cost, in megapixels x boxes (default 64: 5 boxes on a "
                         "12 MP photo); over it the answer is 413")
     p.add_argument("--queue-size", type=int, default=8, help="requests waiting before 'busy' answers (default 8)")
+    p.add_argument("--body-timeout", type=float, default=60,
+                   help="seconds a request body may take to arrive (default 60; slower uploads get 408)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages of ORIGIN (e.g. https://tools.example.org) call the API and frame the page "
                         "(repeatable; default: only the app's own page)")
@@ -72,7 +74,8 @@ def build(args: argparse.Namespace):
             raise DisSamError(f"--allow-origin {origin!r}: give an origin such as https://tools.example.org "
                               "(scheme, host and optional port; no path)")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
-                    max_cost=int(args.max_megapixel_boxes * 1e6), queue_size=args.queue_size)
+                    max_cost=int(args.max_megapixel_boxes * 1e6), queue_size=args.queue_size,
+                    body_timeout_s=args.body_timeout)
     folder = Path(args.examples) if args.examples else EXAMPLES_DIR
     if args.examples and not folder.is_dir():
         raise DisSamError(f"--examples {folder}: not a folder")
