@@ -86,6 +86,8 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
         allow_origins: origins of other pages that may call the API (``--allow-origin``).
     """
     limits = limits or Limits()
+    # python-multipart logs each malformed body at WARNING; the app answers and logs it itself, once
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     service = SegmentationService(predictor, limits=limits, models=models, examples=examples)
     worker = Worker(limits.queue_size)
     receiving = asyncio.Semaphore(max(1, limits.max_receiving))
@@ -111,9 +113,9 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
         """The parsed body (read within the limits, parsed in a thread)."""
         if receiving.locked():
             raise Busy(f"the server is receiving {limits.max_receiving} requests already; try again in a moment")
-        async with receiving:
+        async with receiving:  # bodies in memory, raw or being parsed, are bounded by max_receiving
             body = await rq.read_body(request.receive, request.headers, limits)
-        return await run_in_threadpool(rq.parse_body, request.headers.get("content-type", ""), body)
+            return await run_in_threadpool(rq.parse_body, request.headers.get("content-type", ""), body)
 
     async def handle(request: Request, work):
         try:
