@@ -300,6 +300,9 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
         assert up["name"] == "sample" and (up["width"], up["height"]) == (640, 480)
         r = c.post("/api/predict", json={"image_id": up["image_id"], "boxes": [BOXES[0]]})
         assert r.status_code == 200 and r.json()["results"][0]["box"] == [float(v) for v in BOXES[0]]
+    for bad in (["--allow-origin", "tools.example.org"], ["--allow-origin", "https://x.org/page"],
+                ["--body-timeout", "nan"], ["--max-megapixel-boxes", "0"]):  # refused before any model loads
+        assert main(["app", *bad]) == 1
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "example.org", "::"))
 

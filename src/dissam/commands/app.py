@@ -67,12 +67,16 @@ def build(args: argparse.Namespace):
     from dissam.app.service import Limits, describe_models
     from dissam.io import list_images
 
-    predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device,
-                                    backend=args.backend, precision=args.precision)
-    for origin in args.allow_origin:
+    for origin in args.allow_origin:  # checked before the model is loaded
         if not origin.startswith(("http://", "https://")) or origin.rstrip("/").count("/") != 2:
             raise DisSamError(f"--allow-origin {origin!r}: give an origin such as https://tools.example.org "
                               "(scheme, host and optional port; no path)")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-megapixels", args.max_megapixels),
+                        ("--max-megapixel-boxes", args.max_megapixel_boxes), ("--body-timeout", args.body_timeout)):
+        if not 0 < value < float("inf"):
+            raise DisSamError(f"{flag} must be a positive number, not {value}")
+    predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device,
+                                    backend=args.backend, precision=args.precision)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
                     max_cost=int(args.max_megapixel_boxes * 1e6), queue_size=args.queue_size,
                     body_timeout_s=args.body_timeout)
