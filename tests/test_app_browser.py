@@ -156,3 +156,70 @@ def test_draw_a_box_run_download_and_recover_from_errors(browser, tiny_sam_path,
         assert offsite == [], f"the page fetched from elsewhere: {offsite}"
         assert app.state.service.predictor.sam_stage.encoder_calls == 1
         context.close()
+
+
+OTHER_PAGE = """<!doctype html><html><body>
+<form id="csrf" method="post" enctype="multipart/form-data" action="{app}/api/image">
+  <input name="example" value="sample"><button id="send">send</button>
+</form></body></html>"""
+
+
+def test_a_page_of_another_origin_cannot_post(browser, tiny_sam_path, tiny_refiner, fixtures_dir, tmp_path):
+    """A page served on another loopback port (another origin) posts a form to the app and calls it with
+    fetch: the server refuses both (403, logged), computes nothing, and the app's own page still works."""
+    import http.server
+    import threading
+
+    from app_helpers import LogCapture
+
+    from dissam.app.server import create_app
+
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "sample.png").write_bytes((fixtures_dir / "sam" / "image.png").read_bytes())
+    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), examples={"sample": tmp_path / "ex" / "sample.png"})
+    service = app.state.service
+    with LogCapture() as logs, LoopbackServer(app) as url:
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "index.html").write_text(OTHER_PAGE.format(app=url))
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **k):
+                super().__init__(*a, directory=str(tmp_path / "site"), **k)
+
+            def log_message(self, *a):
+                pass
+
+        other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        other_url = f"http://127.0.0.1:{other.server_address[1]}"
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(other_url + "/index.html")
+            # a classic CSRF: a form posted to the app; the browser shows the app's answer
+            with page.expect_navigation():
+                page.click("#send")
+            assert "cross-origin request refused" in page.inner_text("body")
+            page.goto(other_url + "/index.html")
+            # fetch from the other page: a "simple" request (sent without preflight) and a JSON one
+            simple = page.evaluate("""async (u) => { const r = await fetch(u + '/api/predict', {method: 'POST',
+                mode: 'no-cors', headers: {'content-type': 'text/plain'}, body: '{}'}); return r.type; }""", url)
+            assert simple == "opaque"  # the page cannot read it; the server refused it (below)
+            blocked = page.evaluate("""async (u) => { try { await fetch(u + '/api/predict', {method: 'POST',
+                headers: {'content-type': 'application/json'}, body: '{"boxes": [[1, 1, 9, 9]]}'});
+                return 'read'; } catch (e) { return 'blocked'; } }""", url)
+            assert blocked == "blocked"
+            refusals = [m for m in logs.messages() if m.startswith("refused POST") and other_url in m]
+            assert len(refusals) >= 2, logs.messages()
+            assert service.kept()["images"] == [] and service.embeddings_computed == 0  # nothing was done
+            # the app's own page is not affected
+            own = context.new_page()
+            own.goto(url + "/")
+            own.select_option("#example", "sample")
+            from playwright.sync_api import expect
+
+            expect(own.locator("#status")).to_contain_text("640×480 image loaded")
+            assert logs.faults() == []
+            context.close()
+        finally:
+            other.shutdown()

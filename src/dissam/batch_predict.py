@@ -2,7 +2,9 @@
 
 ``dissam predict`` runs through :func:`predict_images` whether it is given one image or a folder.
 
-* **Resumable.** Every output file is written atomically (temporary file + rename), and once all
+* **Resumable.** Every output file is written atomically (a temporary file
+  ``.NAME.dissam-tmp-HOST-PID``, then a rename; a run first removes the temporary files that killed
+  runs left in its output folder: :func:`dissam.utils.remove_stale_temp_files`), and once all
   outputs of an image are in place a *done marker* ``OUT/.dissam-done/STEM.json`` is written
   (atomically, last). The marker records a key of everything that decides the outputs (weights,
   stage 1, size, threshold, backend, precision, the image's boxes, the output kinds). A rerun skips
@@ -161,10 +163,15 @@ def predict_images(
     """
     from dissam.io import read_image
     from dissam.sharding import dist_env, shard
+    from dissam.utils import remove_stale_temp_files
 
     env = env or dist_env()
     out = Path(out)
     (out / DONE_DIR).mkdir(parents=True, exist_ok=True)
+    # temporary files of a killed run (never those of a rank still writing here)
+    stale = remove_stale_temp_files(out) + remove_stale_temp_files(out / DONE_DIR)
+    if stale:
+        log.info("removed %d temporary file(s) left in %s by an interrupted run", len(stale), out)
     stems: dict[str, Path] = {}
     for p in images:
         if p.stem in stems and stems[p.stem] != p:

@@ -37,8 +37,19 @@ pixels of the image as displayed (EXIF orientation applied), XYXY by default.
 
 Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (--stage1
 u2netp-auto: GrabCut's edges where they separate the object's colours better, GrabCut where U²-Netp
-finds nothing in a box; lower quality than SAM; --coarse grabcut for GrabCut alone). One failing image is reported and the others continue; the exit status is
-non-zero if any image failed.
+finds nothing in a box; lower quality than SAM; --coarse grabcut for GrabCut alone).
+
+Inputs: PNG, JPEG, TIFF, WebP, BMP and GIF (first frame), recognised from the file's first bytes
+before any decoder runs (a folder is searched for those extensions); other files are reported as
+"unsupported format". DISSAM_IMAGE_FORMATS=PPM,TGA (Pillow format names) or DISSAM_IMAGE_FORMATS=all
+lets Pillow decode more. A malformed prompts file (not JSON, nesting, non-finite or 400-digit numbers,
+wrong types) stops the run before any work with a message naming the file and the entry. One failing
+image is reported and the others continue.
+
+Exit status: 0 every image done; 1 an error, or some images failed (listed at the end); 2 bad usage;
+130 interrupted (Ctrl+C); 143 terminated (SIGTERM). Outputs are written atomically: an interrupted or
+killed run never leaves half-written files under their final names, and the next run in the same
+folder removes the temporary files (.NAME.dissam-tmp-HOST-PID) a killed run left.
 
 Runs over folders are resumable: an image whose outputs a previous run finished (with the same
 weights, flags and boxes) is skipped (--overwrite redoes it). Under torchrun (or with RANK and
@@ -178,8 +189,11 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     if not args.sam:
         raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
     predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
+    from dissam.utils import remove_stale_temp_files
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)  # left by a killed run
     failures, written = [], 0
     for path in images:
         try:
