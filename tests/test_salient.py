@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
+from salient_helpers import IsNetD1, RedChannel, export_onnx
+from salient_helpers import tiny_isnet as make_tiny_isnet
 
 from dissam.errors import CheckpointError, DisSamError
 from dissam.stages.salient import CropMap, SalientStage, crop_window, postprocess, preprocess
@@ -26,29 +27,9 @@ ISNET = SALIENT_MODELS["isnet-general-use"]
 H, W = 80, 100
 
 
-def _export(module: nn.Module, size: int, path) -> str:
-    torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(path), dynamo=False, opset_version=17,
-                      input_names=["x"], output_names=["y"])
-    return str(path)
-
-
-class RedChannel(nn.Module):
-    def forward(self, x):
-        return x[:, :1]
-
-
-class IsNetD1(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x)[0][0]
-
-
 @pytest.fixture(scope="module")
 def probe_onnx(tmp_path_factory):
-    return _export(RedChannel(), PROBE.input_size, tmp_path_factory.mktemp("probe") / "probe.onnx")
+    return export_onnx(RedChannel(), PROBE.input_size, tmp_path_factory.mktemp("probe") / "probe.onnx")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,20 +38,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def tiny_isnet(tmp_path_factory):
     """A random ``ISNetDIS(3)`` at 1/16 width and its state dict saved as the authors' ``.pth``."""
-    from dissam.models.isnet import ISNetDIS
-
-    torch.manual_seed(3)
-    net = ISNetDIS(3, 1, 1 / 16).eval()
-    path = tmp_path_factory.mktemp("tiny_isnet") / "isnet-general-use.pth"
-    torch.save(net.state_dict(), path)
-    return net, path
+    return make_tiny_isnet(tmp_path_factory.mktemp("tiny_isnet"))
 
 
 @pytest.fixture(scope="module")
 def isnet_onnx(tiny_isnet):
     """The tiny IS-Net's d1 exported to ONNX at IS-Net general-use's 1024² input (as rembg's file)."""
     net, pth = tiny_isnet
-    return _export(IsNetD1(net), ISNET.input_size, pth.with_suffix(".onnx"))
+    return export_onnx(IsNetD1(net), ISNET.input_size, pth.with_suffix(".onnx"))
 
 
 def red(h: int = H, w: int = W) -> np.ndarray:
@@ -184,7 +159,7 @@ def test_isnet_pth_and_onnx_give_the_network_s_own_map(tiny_isnet, tmp_path):
 
     net, pth = tiny_isnet
     small = dataclasses.replace(ISNET, input_size=64)
-    onnx = _export(IsNetD1(net), 64, tmp_path / "isnet64.onnx")
+    onnx = export_onnx(IsNetD1(net), 64, tmp_path / "isnet64.onnx")
     image, _, box = generate_sample(1, seed=0, size=(90, 120))
     maps = {}
     for path in (pth, onnx):
@@ -223,7 +198,7 @@ def test_component_filter_drops_specks_and_keeps_large_parts(tmp_path):
     image[50:53, 50:53, 0] = 255  # 9 px: a speck, dropped
     box = np.array([[0, 0, 63, 63]], float)
     expected = image[..., 0] > 0
-    kept = SalientStage(model, _export(RedChannel(), 64, tmp_path / "p64.onnx"), margin=0, min_component=0)
+    kept = SalientStage(model, export_onnx(RedChannel(), 64, tmp_path / "p64.onnx"), margin=0, min_component=0)
     kept.set_image(image)
     np.testing.assert_array_equal(kept.coarse_masks(box)[0], expected)  # 0: every component
     expected[50:53, 50:53] = False
