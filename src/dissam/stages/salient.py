@@ -103,7 +103,7 @@ def postprocess(output: np.ndarray, model: SalientModel, crop_hw: tuple[int, int
     at the crop's size (step 4)."""
     m = np.asarray(output, dtype=np.float32).reshape(output.shape[-2:])
     if model.activation == "sigmoid":
-        m = 1.0 / (1.0 + np.exp(-m))
+        m = 0.5 * (1.0 + np.tanh(0.5 * m))  # the sigmoid, without exp's overflow for large logits
     if model.minmax:
         lo, hi = float(m.min()), float(m.max())
         m = (m - lo) / (hi - lo) if hi - lo > 1e-8 else np.zeros_like(m)
