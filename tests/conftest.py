@@ -31,6 +31,18 @@ def tiny_sam_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: one intra-op thread is faster, and far faster on a busy 2-core machine (use
+    with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_refiner():
     """A deterministic compact 5-channel refiner (eval mode)."""

@@ -84,6 +84,8 @@ def test_draw_a_box_run_download_and_recover_from_errors(browser, tiny_sam_path,
         # the page names what was loaded: the tests' tiny SAM and refiner (no built-in notice)
         expect(page.locator("#models")).to_contain_text("refiner: model (128²)")
         expect(page.locator("#models")).to_contain_text("sam_tiny.pth")
+        expect(page.locator("#models")).to_contain_text("stage 1: SAM, ")  # the registry's label and licence
+        expect(page.locator("#models")).to_contain_text("(licence: Apache-2.0)")
 
         page.set_input_files("#file", str(image_path))
         expect(page.locator("#status")).to_contain_text("640×480 image loaded")

@@ -24,15 +24,7 @@ H, W = 96, 128
 METRICS = ["maxFm", "MAE", "mIoU", "mBIoU"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread is faster, and far faster on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ tiny data

@@ -168,8 +168,10 @@ def _registered(value: str | os.PathLike, role: str, other_flag: str):
     s = os.fspath(value)
     entry = None if exists(s) else find_entry(s)
     if entry is not None and entry.role != role:
+        # salient-object weights belong to the stage 1 of the same name
+        use = f"--stage1 {entry.name} --sam {entry.name}" if entry.role == "salient" else other_flag
         raise DisSamError(
-            f"{entry.name} is a {entry.role} model ({entry.description}), not a {role}: use it with {other_flag}"
+            f"{entry.name} is a {entry.role} model ({entry.description}), not a {role}: use it with {use}"
         )
     return s, entry
 

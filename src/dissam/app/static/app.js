@@ -54,7 +54,10 @@ async function loadInfo() {
     const info = await api("/api/info");
     state.limits = info.limits;
     const m = info.models;
-    $("models").textContent = `stage 1: ${m.sam} · refiner: ${m.refiner} (${m.refiner_size}²) · device: ${m.device}`;
+    // stage 1 by its registry label, its weights where they are not the label already, and its licence
+    const stage1 = m.sam.startsWith(m.stage1_label) ? m.sam : `${m.stage1_label}, ${m.sam}`;
+    const licence = m.stage1_license ? ` (licence: ${m.stage1_license})` : "";
+    $("models").textContent = `stage 1: ${stage1}${licence} · refiner: ${m.refiner} (${m.refiner_size}²) · device: ${m.device}`;
     if (m.notice) { $("notice").textContent = m.notice; $("notice").hidden = false; }
     for (const name of info.examples) {
       const opt = document.createElement("option");
