@@ -1,4 +1,5 @@
-"""The training data: datasets built from ``cfg.data`` and the resumable training loader.
+"""The training data: datasets built from ``cfg.data`` and the resumable training loader of float
+items (:mod:`dissam.train.datapath` holds the uint8 path that DisDataset training sets take).
 
 Datasets yield dicts ``{"image": (5,S,S) float32, "label": (1,S,S) float32, "name": str,
 "orig_hw": (H, W), "index": int}`` (:class:`dissam.data.dataset.DisDataset`) and may have
@@ -87,11 +88,13 @@ def train_loader(
     skip_batches: int,
     rank: int = 0,
     world_size: int = 1,
+    **loader_options,
 ) -> DataLoader:
     """The loader of epoch ``epoch`` for process ``rank`` of ``world_size``: a shuffled
     ``DistributedSampler`` shard seeded by ``(seed, epoch)``, without its first ``skip_batches``
     batches (those a resumed run has already trained on). Calls ``dataset.set_epoch(epoch)`` if the
-    dataset has it (its flips depend on the epoch)."""
+    dataset has it (its flips depend on the epoch). ``loader_options`` go to the DataLoader
+    (``pin_memory``, ``prefetch_factor``, ...)."""
     base = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
     )
@@ -104,4 +107,5 @@ def train_loader(
         sampler=SkipSampler(base, skip_batches * batch_size),
         num_workers=num_workers,
         drop_last=False,
+        **loader_options,
     )
