@@ -170,3 +170,27 @@ def test_ram_cache_that_does_not_fit_shared_memory_is_refused(split, monkeypatch
     ds = DisDataset(discover_split(split), size=SIZE)
     with pytest.raises(DisSamError, match=r"data.ram_cache needs .* GiB of shared memory.*data.ram_cache=false"):
         StageBatches(ds, batch_size=2, num_workers=0, seed=0, rank=0, world_size=1, ram_cache=True)
+
+
+def test_training_on_uint8_items_equals_training_on_float_items(split, tmp_path):
+    """The trainer on DisDataset data: the uint8 path (assembled on the device, persistent workers)
+    and the float path (``data.uint8_items=false``) give bit-identical weights and logs."""
+    from dissam.train import Trainer, load_config
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
+    states, losses = {}, {}
+    for uint8, workers in ((True, 2), (False, 0)):
+        run = tmp_path / f"u{int(uint8)}"
+        cfg = load_config(tiny, [
+            f"data.train=[{split}]", f"data.valid=[{split}]", "data.size=128", f"data.uint8_items={uint8}",
+            f"data.num_workers={workers}", f"data.cache_dir={tmp_path / 'cache'}", "data.prompt_dropout=[0.3, 0.3]",
+            "gt_encoder.max_steps=1", "gt_encoder.valid_every=0", "schedule.max_steps=3", "schedule.valid_every=3",
+            "optim.batch_size=2", "runtime.log_every=1",
+        ])
+        Trainer(cfg, run_dir=run).fit()
+        states[uint8] = torch.load(run / "state.pt", weights_only=True)
+        losses[uint8] = [(r.get("loss"), r.get("valid")) for r in map(__import__("json").loads,
+                         (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r or "valid" in r]
+    for key in ("refiner", "gt_encoder"):
+        assert all(torch.equal(v, states[False][key][k]) for k, v in states[True][key].items()), key
+    assert losses[True] == losses[False] and len(losses[True]) == 6  # 1 + 3 steps, 2 validations

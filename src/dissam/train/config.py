@@ -228,6 +228,8 @@ class TrainConfig:
         ):
             if value < low:
                 raise DisSamError(f"{key} must be >= {low} (got {value})")
+        if self.data.ram_cache and not self.data.uint8_items:
+            raise DisSamError("data.ram_cache keeps uint8 items: it needs data.uint8_items=true")
         if o.min_lr < 0:
             raise DisSamError(f"optim.min_lr must be >= 0 (got {o.min_lr})")
         bad_mult = {k: v for k, v in o.lr_mult.items() if v < 0}

@@ -111,14 +111,15 @@ class StageBatches:
     ``batch_size`` per batch, the last batch of an epoch possibly smaller.
 
     :meth:`epoch` returns the batches of one epoch after its first ``skip_batches``; ``len()`` of
-    what it returns is their number."""
+    what it returns is their number. ``uint8=False`` (``data.uint8_items``) keeps a dataset that has
+    ``raw_item`` on the float loader."""
 
     def __init__(self, dataset, *, batch_size: int, num_workers: int, seed: int, rank: int, world_size: int,
-                 pin_memory: bool = False, prefetch_factor: int = 2, ram_cache: bool = False):
+                 pin_memory: bool = False, prefetch_factor: int = 2, ram_cache: bool = False, uint8: bool = True):
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.pin_memory, self.prefetch_factor = pin_memory, prefetch_factor
-        self.keyed = hasattr(dataset, "raw_item") and hasattr(dataset, "uint8_item")
+        self.keyed = uint8 and hasattr(dataset, "raw_item") and hasattr(dataset, "uint8_item")
         self.loader = None
         if self.keyed:
             base = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)

@@ -263,7 +263,7 @@ class Trainer:
             self.train_dataset, batch_size=self.layout.per_process, num_workers=d.num_workers,
             seed=self.cfg.runtime.seed + (0 if stage == "refiner" else 1000), rank=self.dist.rank,
             world_size=self.dist.world_size, pin_memory=self.device.type == "cuda",
-            prefetch_factor=d.prefetch_factor, ram_cache=d.ram_cache,
+            prefetch_factor=d.prefetch_factor, ram_cache=d.ram_cache, uint8=d.uint8_items,
         )
 
     def _check_finite(self, sched: StageSchedule, st: StageState, loss: torch.Tensor, out: dict) -> None:
