@@ -10,14 +10,17 @@ Writes N random-content JPEG images (H x W) with GT and mask PNGs to a temporary
 
   - ``before``: the code of commit ``--before-ref`` (``DisDataset`` float items; the loader rebuilt
     every epoch, so every worker finds its cache keys by hashing the original files again);
-  - ``after``: ``dissam.train.datapath.StageBatches`` (persistent workers, uint8 items, cache keys
-    hashed once in the main process) and the assembly of each batch in the main process
-    (``device_batch``: on a GPU that part runs on the GPU; here on the CPU, so it is counted);
-  - ``after+ram``: the same with ``data.ram_cache`` (items kept in shared memory after epoch 0).
+  - ``after, CPU run``: ``dissam.train.datapath.StageBatches`` as the trainer builds it for CPU
+    training (persistent workers, cache keys hashed once in the main process, the workers assemble
+    the float items);
+  - ``after``: the same as for GPU training: workers return uint8 items, the main process assembles
+    each batch (``device_batch``; on a GPU that part runs on the GPU, here it is timed apart);
+  - ``after+ram``: ``after`` with ``data.ram_cache`` (items kept in shared memory after epoch 0).
 
   Epoch 0 decodes, resizes and fills the disk cache; later epochs read it. Rates are items per
-  second of the main loop (batches ready for the loss), peak RSS of the main process and of the
-  largest worker.
+  second of the main loop: "loader" counts the batches as the workers deliver them (for the uint8
+  variants without their assembly, which a GPU does), "loader + CPU assembly" includes it (what a
+  CPU-only run gets). Peak RSS of the main process and of the largest worker.
 
 Usage::
 
@@ -45,7 +48,7 @@ from dissam.data.dataset import DisDataset, assemble_u8
 from dissam.data.layout import discover_split
 from dissam.io import write_png
 
-VARIANTS = ("before", "after", "after+ram")
+VARIANTS = ("before", "after, CPU run", "after", "after+ram")
 
 
 def write_split(root: Path, n: int, h: int, w: int) -> Path:
@@ -113,7 +116,7 @@ def run_variant(a, split: Path, cache: Path) -> dict:
 
     samples = discover_split(split, require_masks=True)
     cpu = torch.device("cpu")
-    times = []
+    times, assembly = [], []
     if a.variant == "before":
         ds = before_dataset_class(a.before_ref)(samples, size=a.size, cache_dir=cache, augment=True)
         for epoch in range(a.epochs):
@@ -121,21 +124,28 @@ def run_variant(a, split: Path, cache: Path) -> dict:
             for b in train_loader(ds, batch_size=a.batch, num_workers=a.workers, seed=0, epoch=epoch, skip_batches=0):
                 b["image"].sum()  # touch the batch, as the loss would
             times.append(time.perf_counter() - t)
+            assembly.append(0.0)  # done in the workers
     else:
         ds = DisDataset(samples, size=a.size, cache_dir=cache, augment=True)
         t0 = time.perf_counter()
         share_file_digests([ds], DistInfo())
         digest_s = time.perf_counter() - t0
         batches = StageBatches(ds, batch_size=a.batch, num_workers=a.workers, seed=0, rank=0, world_size=1,
-                               ram_cache=a.variant == "after+ram")
+                               ram_cache=a.variant == "after+ram", assemble_in_workers=a.variant == "after, CPU run")
         for epoch in range(a.epochs):
-            t = time.perf_counter() + (digest_s if epoch == 0 else 0.0)
+            t = time.perf_counter() - (digest_s if epoch == 0 else 0.0)
+            spent = 0.0
             for b in batches.epoch(epoch, 0):
-                device_batch(b, cpu)["image"].sum()
+                ta = time.perf_counter()
+                ready = device_batch(b, cpu)  # the assembly of uint8 items: on a GPU it runs there
+                spent += time.perf_counter() - ta
+                ready["image"].sum()
             times.append(time.perf_counter() - t)
+            assembly.append(spent)
         batches.close()
     return {
         "epoch_s": times,
+        "assembly_s": assembly,
         "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
@@ -154,18 +164,25 @@ def loader_mode(a, split: Path, tmp: Path) -> None:
     n = a.n
     print(f"torch {torch.__version__}, {a.n} images {a.hw[0]}x{a.hw[1]} -> {a.size}^2, {a.epochs} epochs, "
           f"{a.workers} workers, batch {a.batch}, median of {a.repeat} interleaved runs")
-    print("| variant | epoch 0 items/s (decode, resize, cache fill) | later epochs items/s | "
-          "peak RSS main MiB | peak RSS largest worker MiB |\n|---|---|---|---|---|")
-    warm = {}
+    print("| variant | epoch 0 items/s (decode, resize, cache fill) | later epochs items/s, loader | "
+          "main-process assembly ms/item | later epochs items/s, loader + CPU assembly | "
+          "peak RSS main MiB | peak RSS largest worker MiB |\n|---|---|---|---|---|---|---|")
+    loader_rate, full_rate = {}, {}
     for v in VARIANTS:
-        first = statistics.median(n / r["epoch_s"][0] for r in results[v])
-        later = statistics.median(n * (a.epochs - 1) / sum(r["epoch_s"][1:]) for r in results[v])
-        warm[v] = later
-        rss_m = max(r["rss_main_mb"] for r in results[v])
-        rss_w = max(r["rss_worker_mb"] for r in results[v])
-        print(f"| {v} | {first:.2f} | {later:.2f} | {rss_m:.0f} | {rss_w:.0f} |")
+        rs = results[v]
+        first = statistics.median(n / r["epoch_s"][0] for r in rs)
+        later_items = n * (a.epochs - 1)
+        full_rate[v] = statistics.median(later_items / sum(r["epoch_s"][1:]) for r in rs)
+        loader_rate[v] = statistics.median(
+            later_items / (sum(r["epoch_s"][1:]) - sum(r["assembly_s"][1:])) for r in rs
+        )
+        asm = statistics.median(1000 * sum(r["assembly_s"][1:]) / later_items for r in rs)
+        rss_m = max(r["rss_main_mb"] for r in rs)
+        rss_w = max(r["rss_worker_mb"] for r in rs)
+        print(f"| {v} | {first:.2f} | {loader_rate[v]:.2f} | {asm:.0f} | {full_rate[v]:.2f} | {rss_m:.0f} | {rss_w:.0f} |")
     for v in VARIANTS[1:]:
-        print(f"later epochs, {v} / before: {warm[v] / warm['before']:.1f}x")
+        print(f"later epochs, {v} / before: loader {loader_rate[v] / loader_rate['before']:.1f}x, "
+              f"with CPU assembly {full_rate[v] / full_rate['before']:.1f}x")
 
 
 def main() -> None:

@@ -173,24 +173,31 @@ def test_ram_cache_that_does_not_fit_shared_memory_is_refused(split, monkeypatch
 
 
 def test_training_on_uint8_items_equals_training_on_float_items(split, tmp_path):
-    """The trainer on DisDataset data: the uint8 path (assembled on the device)
-    and the float path (``data.uint8_items=false``) give bit-identical weights and logs."""
+    """The trainer on DisDataset data: the uint8 path (assembled on the device as on a GPU, or in
+    the loader as on the CPU) and the float path (``data.uint8_items=false``) give bit-identical
+    weights and logs."""
     from dissam.train import Trainer, load_config
+
+    class OnDevice(Trainer):
+        assemble_on_device = True
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
     states, losses = {}, {}
-    for uint8, workers in ((True, 0), (False, 0)):
-        run = tmp_path / f"u{int(uint8)}"
+    for name, uint8, trainer in (("device", True, OnDevice), ("loader", True, Trainer), ("float", False, Trainer)):
+        run = tmp_path / name
         cfg = load_config(tiny, [
             f"data.train=[{split}]", f"data.valid=[{split}]", "data.size=128", f"data.uint8_items={uint8}",
-            f"data.num_workers={workers}", f"data.cache_dir={tmp_path / 'cache'}", "data.prompt_dropout=[0.3, 0.3]",
+            f"data.cache_dir={tmp_path / 'cache'}", "data.prompt_dropout=[0.3, 0.3]",
             "gt_encoder.max_steps=1", "gt_encoder.valid_every=0", "schedule.max_steps=3", "schedule.valid_every=3",
             "optim.batch_size=2", "runtime.log_every=1",
         ])
-        Trainer(cfg, run_dir=run).fit()
-        states[uint8] = torch.load(run / "state.pt", weights_only=True)
-        losses[uint8] = [(r.get("loss"), r.get("valid")) for r in map(__import__("json").loads,
+        t = trainer(cfg, run_dir=run)
+        assert t.assemble_on_device == (name == "device")
+        t.fit()
+        states[name] = torch.load(run / "state.pt", weights_only=True)
+        losses[name] = [(r.get("loss"), r.get("valid")) for r in map(__import__("json").loads,
                          (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r or "valid" in r]
-    for key in ("refiner", "gt_encoder"):
-        assert all(torch.equal(v, states[False][key][k]) for k, v in states[True][key].items()), key
-    assert losses[True] == losses[False] and len(losses[True]) == 6  # 1 + 3 steps, 2 validations
+    for name in ("device", "loader"):
+        for key in ("refiner", "gt_encoder"):
+            assert all(torch.equal(v, states["float"][key][k]) for k, v in states[name][key].items()), (name, key)
+        assert losses[name] == losses["float"] and len(losses[name]) == 6  # 1 + 3 steps, 2 validations

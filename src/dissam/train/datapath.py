@@ -3,7 +3,9 @@
 Workers return uint8 items (:meth:`dissam.data.dataset.DisDataset.raw_item`: ``(6,S,S)`` uint8
 ``[R,G,B,mask,box,gt]``, a flip code and two prompt-dropout flags: a quarter of the bytes of the
 float item); the batch is pinned, moved to the device and assembled there
-(:func:`device_batch`: flip, normalise, label /255), bit-identical to the float items.
+(:func:`device_batch`: flip, normalise, label /255), bit-identical to the float items. When the
+training device is the CPU the workers assemble the items themselves (in parallel, rather than
+one at a time in the training process).
 
 One DataLoader per stage with persistent workers (:class:`StageBatches`): the sampler yields
 ``(epoch, index)`` keys (:class:`EpochKeys`), so the flips of each epoch reach workers that were
@@ -69,10 +71,11 @@ class SharedU8Cache:
 
 class EpochItems(Dataset):
     """``dataset`` (a DisDataset) addressed by ``(epoch, index)`` keys: its uint8 item at that epoch's
-    flips and prompt dropout, through ``ram`` when given."""
+    flips and prompt dropout, through ``ram`` when given; with ``assemble`` the float item instead
+    (assembled in the worker: the choice for CPU training, where there is no device to move it to)."""
 
-    def __init__(self, dataset, ram: SharedU8Cache | None = None):
-        self.dataset, self.ram = dataset, ram
+    def __init__(self, dataset, ram: SharedU8Cache | None = None, assemble: bool = False):
+        self.dataset, self.ram, self.assemble = dataset, ram, assemble
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -84,7 +87,13 @@ class EpochItems(Dataset):
             u8 = self.dataset.uint8_item(index)
             if self.ram is not None:
                 self.ram.put(index, *u8)
-        return self.dataset.raw_item(index, epoch, u8=u8)
+        raw = self.dataset.raw_item(index, epoch, u8=u8)
+        if not self.assemble:
+            return raw
+        from dissam.data.dataset import assemble_u8
+
+        image, label = assemble_u8(raw.pop("u8")[None], [raw.pop("flip")], raw.pop("drop")[None])
+        return {**raw, "image": image[0], "label": label[0]}
 
 
 class EpochKeys(Sampler):
@@ -112,10 +121,12 @@ class StageBatches:
 
     :meth:`epoch` returns the batches of one epoch after its first ``skip_batches``; ``len()`` of
     what it returns is their number. ``uint8=False`` (``data.uint8_items``) keeps a dataset that has
-    ``raw_item`` on the float loader."""
+    ``raw_item`` on the float loader; ``assemble_in_workers`` makes the keyed loader's workers
+    return float items (a CPU run: its main process would otherwise assemble them one at a time)."""
 
     def __init__(self, dataset, *, batch_size: int, num_workers: int, seed: int, rank: int, world_size: int,
-                 pin_memory: bool = False, prefetch_factor: int = 2, ram_cache: bool = False, uint8: bool = True):
+                 pin_memory: bool = False, prefetch_factor: int = 2, ram_cache: bool = False, uint8: bool = True,
+                 assemble_in_workers: bool = False):
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.pin_memory, self.prefetch_factor = pin_memory, prefetch_factor
@@ -125,7 +136,8 @@ class StageBatches:
             base = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
             self.keys = EpochKeys(base)
             ram = SharedU8Cache(len(dataset), dataset.size) if ram_cache else None
-            self.loader = DataLoader(EpochItems(dataset, ram), batch_size=batch_size, sampler=self.keys,
+            items = EpochItems(dataset, ram, assemble=assemble_in_workers)
+            self.loader = DataLoader(items, batch_size=batch_size, sampler=self.keys,
                                      drop_last=False, **self._worker_options(persistent=True))
 
     def _worker_options(self, persistent: bool) -> dict:

@@ -83,6 +83,9 @@ class Trainer:
             resume state of that step, if any, is written) — for tests and custom logging.
     """
 
+    assemble_on_device: bool | None = None
+    """Assemble uint8 items (flip, normalise) on the training device; default: on a GPU, not on the CPU."""
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -97,6 +100,8 @@ class Trainer:
         rt = cfg.runtime
         self.dist, self.device = init_distributed(rt.device, rt.backend, rt.dist_timeout_s)
         check_device_options(rt.amp, rt.sync_bn, self.dist, self.device)
+        if self.assemble_on_device is None:
+            self.assemble_on_device = self.device.type != "cpu"
         self.amp_dtype: torch.dtype = getattr(torch, AMP_DTYPES[rt.amp])
         if rt.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -264,6 +269,7 @@ class Trainer:
             seed=self.cfg.runtime.seed + (0 if stage == "refiner" else 1000), rank=self.dist.rank,
             world_size=self.dist.world_size, pin_memory=self.device.type == "cuda",
             prefetch_factor=d.prefetch_factor, ram_cache=d.ram_cache, uint8=d.uint8_items,
+            assemble_in_workers=not self.assemble_on_device,
         )
 
     def _check_finite(self, sched: StageSchedule, st: StageState, loss: torch.Tensor, out: dict) -> None:
