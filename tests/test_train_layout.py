@@ -78,12 +78,12 @@ def test_layouts_that_cannot_be_kept_are_refused():
         ("optim.lr_mult={stage1.*: -1}", "optim.lr_mult: factors must be >= 0"),
         ("optim.lr_mult=[a]", "optim.lr_mult: expected a mapping"),
         ("optim.warmup_steps=-2", "optim.warmup_steps must be >= 0"),
-        ("data.uint8_items=false data.ram_cache=true", "data.ram_cache keeps uint8 items"),
+        ("data.uint8_items=false;data.ram_cache=true", "data.ram_cache keeps uint8 items"),
     ],
 )
 def test_invalid_layout_values(override, match):
     with pytest.raises(DisSamError, match=match):
-        load_config(None, override.split())
+        load_config(None, override.split(";"))
 
 
 def test_parameter_groups_freeze_and_scale(tmp_path):
