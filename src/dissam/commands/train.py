@@ -13,8 +13,9 @@ Start a run from a YAML config with key=value overrides, or continue one:
   dissam train --config configs/tiny_cpu.yaml runtime.run_name=try1 optim.lr=1e-3
   dissam train --resume runs/try1                 # continue exactly where it stopped
   torchrun --nproc_per_node 4 -m dissam train --config configs/dis_sam.yaml   # DDP
-  torchrun --max-restarts 3 --nproc_per_node 8 -m dissam train --resume auto \
-      --config configs/dis_sam.yaml runtime.run_name=dis_sam   # restarts continue the run
+  # restarted processes continue the run (the variable: see docs/training.md, "Restarts")
+  TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --nproc_per_node 8 --max-restarts 3 \\
+      -m dissam train --resume auto --config configs/dis_sam.yaml runtime.run_name=dis_sam
 
 The run folder holds config.yaml, metrics.jsonl, state.pt (resume), gt_encoder/best/final
 .safetensors (+ .json). Unknown keys and badly typed values are reported with the known keys.
