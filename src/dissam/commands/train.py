@@ -13,7 +13,7 @@ Start a run from a YAML config with key=value overrides, or continue one:
   dissam train --config configs/tiny_cpu.yaml runtime.run_name=try1 optim.lr=1e-3
   dissam train --resume runs/try1                 # continue exactly where it stopped
   torchrun --nproc_per_node 4 -m dissam train --config configs/dis_sam.yaml   # DDP
-  # restarted processes continue the run (the variable: see docs/training.md, "Restarts")
+  # restarted processes continue the run (the variable keeps PyTorch from reusing stale addresses)
   TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --nproc_per_node 8 --max-restarts 3 \\
       -m dissam train --resume auto --config configs/dis_sam.yaml runtime.run_name=dis_sam
 
