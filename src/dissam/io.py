@@ -142,6 +142,36 @@ def read_mask(src: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def decode_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """:func:`read_image` for the encoded bytes of an image file (read from any filesystem), with the
+    same pixel limit and orientation rules; ``name`` names the source in errors."""
+    import io
+
+    limit = MAX_IMAGE_PIXELS
+    buf = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(buf)
+            if img.width * img.height > limit:
+                raise _bomb_error(Path(name), img.size, limit)
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise _bomb_error(Path(name), None, limit) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"cannot read image {name}: {str(exc).replace(repr(buf), repr(name))}") from exc
+    return read_image(img)
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """The PNG bytes :func:`write_png` writes for ``arr`` (byte for byte the same file)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
     """Write a uint8 ``HxW`` / ``HxWx3`` / ``HxWx4`` array as PNG atomically (temp file + rename)."""
     p = Path(path)
