@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from ray_helpers import files, leftovers, make_images, start_ray, write_prompts
+from ray_helpers import files, leftovers, make_images, write_prompts
 
 from dissam.checkpoints import save_checkpoint
 from dissam.cli import main
@@ -22,13 +22,6 @@ from dissam.cli import main
 pytest.importorskip("ray.data")
 
 N = 5
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = start_ray()
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +81,7 @@ def test_ray_engine_writes_the_local_engine_files_and_survives_a_killed_worker(
     assert all(after[n] == t for n, t in before.items() if not n.startswith(("im3_", ".")))
 
 
+@pytest.mark.slow
 def test_outputs_through_a_uri_and_cross_image_refinement(job, local_run, ray_session, tmp_path, capsys):
     """A file:// URI for the images and the output folder; --ray-refine-batch batches boxes of several
     images per refiner call: the same masks, soft maps within one 8-bit step."""

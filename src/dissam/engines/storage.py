@@ -62,11 +62,12 @@ def _local_path(uri: str | os.PathLike) -> Path | None:
 def _open_filesystem(uri: str) -> tuple[Any, str]:
     """``(pyarrow FileSystem, path inside it)`` for a URI: pyarrow's own filesystems first, then
     fsspec's, wrapped so that both speak pyarrow's interface."""
-    import pyarrow.fs as pafs  # Ray's dependency: only the Ray engine gets here
+    import pyarrow  # Ray's dependency: only the Ray engine gets here
+    import pyarrow.fs as pafs
 
     try:
         return pafs.FileSystem.from_uri(uri)
-    except (pafs.lib.ArrowInvalid, ValueError) as exc:
+    except (pyarrow.ArrowInvalid, ValueError) as exc:
         pa_error = exc  # a scheme pyarrow does not know: ask fsspec
     try:
         import fsspec
