@@ -91,3 +91,23 @@ def test_predict_many_is_predict_per_image_or_batched_across_images(tiny_refiner
         for a, b in zip(a_list, b_list):
             assert np.abs(a.soft - b.soft).max() < 1e-5 and np.array_equal(a.coarse, b.coarse)
             assert np.array_equal(a.box, b.box)
+
+
+def test_ray_options_are_checked_and_a_missing_ray_says_how_to_install(monkeypatch):
+    import sys
+
+    from dissam.engines.ray_runtime import RayOptions, actor_device, require_ray
+
+    with pytest.raises(DisSamError, match="--ray-actors must be >= 1.*--ray-batch-size must be >= 1"):
+        RayOptions(actors=0, batch_size=0)
+    with pytest.raises(DisSamError, match="--ray-gpus-per-actor must be >= 0"):
+        RayOptions(gpus_per_actor=-1)
+    opts = RayOptions(actors=3, gpus_per_actor=0.5, cpus_per_actor=1.5, batch_size=8, read_cpus=0)
+    assert opts.threads == 2 and opts.gpus(None, "cuda") == 0.5
+    assert opts.actor_args(None, "cuda") == {"num_cpus": 1.5, "num_gpus": 0.5, "batch_size": 8, "batch_format": "numpy"}
+    assert opts.read_args()["num_cpus"] == 0
+    assert RayOptions().gpus(None, "cpu") == 0.0  # --device cpu never asks for a GPU
+    assert actor_device("auto", 0.5) == "cuda" and actor_device(None, 0) == "cpu" and actor_device("cpu", 1) == "cpu"
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(DisSamError, match=r"pip install 'dissam\[ray\]'"):
+        require_ray()

@@ -88,14 +88,16 @@ class RaySummary:
     skipped: int = 0
     boxes: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the job, from the image list to the last row (actors started, models loaded)
+    startup_seconds: float = 0.0  # connecting to Ray (starting a local one)
     stage_seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "predict": 0.0, "write": 0.0})
 
     def line(self, command: str = "dissam predict") -> str:
         """The final line: images, boxes, failures, images per second."""
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         return (f"{command} [ray]: {self.done} image(s) predicted, {self.skipped} already done, {self.boxes} box(es), "
-                f"{len(self.failures)} failure(s) in {self.seconds:.1f} s ({rate:.2f} images/s)")
+                f"{len(self.failures)} failure(s) in {self.seconds:.1f} s ({rate:.2f} images/s; "
+                f"{self.startup_seconds:.1f} s to connect to Ray before)")
 
     def stages(self) -> str:
         """Seconds per image of each stage, summed over workers (``read``: reading and decoding,
@@ -273,14 +275,15 @@ def run_predict(paths: list[str], boxes: BoxSource, job: PredictJob, opts: RayOp
     :class:`RaySummary` and writes its failure list."""
     if job.out is None:
         raise DisSamError("run_predict writes files: give the job an output folder")
+    t_start = time.perf_counter()
     ray = connect(opts.address)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = progress
     out = Storage(job.out)
     out.make_folder()
-    summary = RaySummary(total=len(paths))
     t0 = time.perf_counter()
+    summary = RaySummary(total=len(paths), startup_seconds=t0 - t_start)
     if paths:
         ds = ray.data.from_items(job_rows(paths, boxes),
                                  override_num_blocks=max(1, min(len(paths), 4 * opts.actors * 4)))

@@ -19,12 +19,11 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dissam.errors import DisSamError
 
-__all__ = ["RayOptions", "require_ray", "connect", "FaultInjection", "KILL_ONCE_ENV"]
+__all__ = ["RayOptions", "require_ray", "connect", "FaultInjection", "KILL_ONCE_ENV", "actor_device", "set_threads"]
 
 log = logging.getLogger("dissam.ray")
 
@@ -164,11 +163,3 @@ def set_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(n)))
-
-
-def ensure_local_parent(path: str | os.PathLike) -> None:
-    """Create the parent folder of a local path (object stores need none)."""
-    from dissam.engines.storage import is_uri
-
-    if not is_uri(path):
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
