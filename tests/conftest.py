@@ -69,3 +69,15 @@ def ray_session():
     ray = start_ray()
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module of tiny networks: far faster on a busy 2-core machine
+    (two threads spin against other processes), and the thread count Ray's 1-CPU actors use."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

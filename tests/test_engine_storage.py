@@ -15,6 +15,7 @@ from dissam.errors import DisSamError
 from dissam.io import decode_image_bytes, encode_png, read_image, write_png
 
 pytest.importorskip("pyarrow")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("kind", ["memory", "file", "path"])

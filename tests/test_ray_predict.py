@@ -20,6 +20,7 @@ from dissam.checkpoints import save_checkpoint
 from dissam.cli import main
 
 pytest.importorskip("ray.data")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N = 5
 

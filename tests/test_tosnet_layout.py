@@ -17,6 +17,8 @@ from dissam.data.tosnet import MAX_INSTANCE_IDS, convert_split, instance_values,
 from dissam.errors import DatasetError
 from dissam.io import read_mask
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 H, W = 64, 96
 
 
