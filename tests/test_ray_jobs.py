@@ -55,14 +55,19 @@ def test_prepare_masks_on_ray_equals_local_and_survives_a_killed_worker(tmp_path
         (local / "enrich.json").read_text())  # the manifest, written on the driver once the masks exist
 
 
-def test_benchmark_on_ray_equals_local_on_the_tosnet_layout(tmp_path, ray_session, tiny_refiner, capsys):
+def test_benchmark_on_ray_equals_local_on_the_tosnet_layout(tmp_path, ray_session, tiny_refiner, capsys, monkeypatch):
+    """The maps of the local engine, byte for byte, through a killed actor; the tables equal; a rerun
+    reuses everything."""
     root = make_tosnet(tmp_path / "data")
     ck = save_checkpoint(tmp_path / "ref.safetensors", tiny_refiner, metadata={"input_size": 64})
     args = ["benchmark", "--data", str(root), "--splits", "COIFT,ThinObject5K", "--stage1", "grabcut", "--refiner",
             str(ck), "--methods", "dis-sam", "sam", "--size", "64", "--device", "cpu", "--metrics", "MAE", "mIoU",
             "--box-jitter", "10", "--no-progress"]
     assert main([*args, "-o", str(tmp_path / "local")]) == 0
+    monkeypatch.setenv("DISSAM_RAY_KILL_ONCE", str(tmp_path / "killed"))
     assert main([*args, "-o", str(tmp_path / "ray"), "--engine", "ray", "--ray-batch-size", "2"]) == 0
+    assert (tmp_path / "killed").is_file()  # an actor died with a batch and Ray retried it
+    monkeypatch.delenv("DISSAM_RAY_KILL_ONCE")
     assert "4 image(s) predicted, 16 map(s), 0 failure(s)" in capsys.readouterr().out
 
     def predictions(run):

@@ -162,7 +162,6 @@ def item_key(settings: dict, boxes: np.ndarray, options: OutputOptions) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-
 def predict_images(
     predictor_factory: Callable[[], Any],
     images: Sequence[Path],
