@@ -69,3 +69,15 @@ def boxes(fixtures_dir):
     import numpy as np
 
     return np.array(json.loads((fixtures_dir / "sam" / "meta.json").read_text())["boxes_xyxy"], dtype=float)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local 2-CPU Ray shared by every Ray engine test (starting Ray costs seconds); skipped without
+    the ``ray`` extra."""
+    pytest.importorskip("ray.data")
+    from ray_helpers import start_ray
+
+    ray = start_ray()
+    yield ray
+    ray.shutdown()

@@ -43,7 +43,8 @@ import numpy as np
 
 from dissam.errors import DisSamError
 
-__all__ = ["OutputOptions", "BatchSummary", "predict_images", "expected_files", "DONE_DIR"]
+__all__ = ["OutputOptions", "BatchSummary", "predict_images", "expected_files", "DONE_DIR", "prediction_pictures",
+           "item_key", "marker_name", "marker_record", "marker_is_current"]
 
 log = logging.getLogger("dissam.predict")
 
@@ -66,11 +67,11 @@ class OutputOptions:
                                        ("_coarse", self.coarse)) if on]
 
 
-def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: OutputOptions) -> list[str]:
-    """Write the files of one :class:`~dissam.predictor.Prediction` of ``image`` (``H x W x 3``
-    uint8) as ``out/BASE.png`` and the ``BASE_<kind>.png`` that ``options`` asks for, each atomically;
-    returns their names."""
-    from dissam.io import write_png
+def prediction_pictures(image: np.ndarray, pred, options: OutputOptions) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """``[(suffix, make_picture)]`` for the files of one :class:`~dissam.predictor.Prediction` of
+    ``image`` (``H x W x 3`` uint8) that ``options`` asks for, in :meth:`OutputOptions.suffixes` order;
+    each ``make_picture()`` gives the uint8 array to encode as PNG (made on demand: a cut-out costs
+    a foreground estimation). Every engine writes these same pictures under these same names."""
     from dissam.visualize import cutout, overlay
 
     pictures = {"": lambda: pred.mask.astype("uint8") * 255,
@@ -78,9 +79,18 @@ def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: Out
                 "_cutout": lambda: cutout(image, pred.soft, estimate_fg=options.estimate_fg),
                 "_overlay": lambda: overlay(image, [pred.mask], [pred.box]),
                 "_coarse": lambda: pred.coarse.astype("uint8") * 255}
+    return [(suffix, pictures[suffix]) for suffix in options.suffixes()]
+
+
+def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: OutputOptions) -> list[str]:
+    """Write the files of one :class:`~dissam.predictor.Prediction` of ``image`` (``H x W x 3``
+    uint8) as ``out/BASE.png`` and the ``BASE_<kind>.png`` that ``options`` asks for, each atomically;
+    returns their names."""
+    from dissam.io import write_png
+
     names = []
-    for suffix in options.suffixes():
-        write_png(out / f"{base}{suffix}.png", pictures[suffix]())
+    for suffix, picture in prediction_pictures(image, pred, options):
+        write_png(out / f"{base}{suffix}.png", picture())
         names.append(f"{base}{suffix}.png")
     return names
 
@@ -112,22 +122,43 @@ class _Item:
     error: str | None = None
 
 
+def marker_name(stem: str) -> str:
+    """The done marker of image ``stem``, relative to the output folder (``.dissam-done/STEM.json``)."""
+    return f"{DONE_DIR}/{stem}.json"
+
+
+def marker_record(key: str, files: Sequence[str]) -> bytes:
+    """The done marker's content: the image's key and the names of its files."""
+    return json.dumps({"key": key, "files": list(files)}).encode()
+
+
+def marker_is_current(raw: bytes | str | None, key: str, exists: Callable[[str], bool]) -> bool:
+    """Whether a done marker's content ``raw`` (None: no marker) finishes an image with ``key``: same
+    key, and every file it lists still there (``exists(name)``, names relative to the output folder)."""
+    if raw is None:
+        return False
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("key") == key and all(exists(f) for f in info.get("files", []))
+
+
 def _marker(out: Path, stem: str) -> Path:
-    return out / DONE_DIR / f"{stem}.json"
+    return out / marker_name(stem)
 
 
 def _is_done(out: Path, stem: str, key: str) -> bool:
-    m = _marker(out, stem)
-    if not m.is_file():
-        return False
     try:
-        info = json.loads(m.read_text())
-    except (OSError, ValueError):
+        raw = _marker(out, stem).read_bytes()
+    except OSError:
         return False
-    return info.get("key") == key and all((out / f).is_file() for f in info.get("files", []))
+    return marker_is_current(raw, key, lambda f: (out / f).is_file())
 
 
-def _item_key(settings: dict, boxes: np.ndarray, options: OutputOptions) -> str:
+def item_key(settings: dict, boxes: np.ndarray, options: OutputOptions) -> str:
+    """The key of an image's outputs: a hash of everything that decides them (``settings``: weights
+    and flags; the ``(N, 4)`` XYXY boxes, rounded to 1e-4 px; the output kinds)."""
     blob = json.dumps({"settings": settings, "boxes": np.round(boxes, 4).tolist(), "outputs": options.suffixes()},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -195,7 +226,7 @@ def predict_images(
                 try:
                     item.image = read_image(path)
                     item.boxes = np.asarray(boxes_for(path, item.image.shape[:2]), dtype=np.float64).reshape(-1, 4)
-                    item.key = _item_key(settings, item.boxes, options)
+                    item.key = item_key(settings, item.boxes, options)
                     if not overwrite and _is_done(out, path.stem, item.key):
                         item.image = None  # finished by an earlier run
                 except Exception as exc:  # any unreadable input is that image's failure, not the job's
@@ -220,7 +251,7 @@ def predict_images(
                 for k, pr in enumerate(preds):
                     files += write_prediction(out, f"{stem}_{k}", item.image, pr, options)
                 # the marker goes last: an image is finished only once all its files are in place
-                atomic_write_bytes(_marker(out, stem), json.dumps({"key": item.key, "files": files}).encode())
+                atomic_write_bytes(_marker(out, stem), marker_record(item.key, files))
             except Exception as exc:  # a dead writer would block the model thread on a full queue
                 write_errors.append((str(item.path), f"writing outputs: {exc}"))
                 log.error("%s: writing outputs: %s", item.path, exc)

@@ -18,6 +18,7 @@ they are.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -153,6 +154,29 @@ def read_mask(src: ImageLike) -> np.ndarray:
     if arr.ndim != 2:
         raise ImageReadError(f"expected an HxW mask, got an array of shape {arr.shape}")
     return np.ascontiguousarray(arr)
+
+
+def decode_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """:func:`read_image` for the encoded bytes of an image file (read from any filesystem), under the
+    same input policy, pixel limit and orientation rules as a file; ``name`` names the source in errors."""
+    limit = MAX_IMAGE_PIXELS
+    try:
+        img = open_image(bytes(data), max_pixels=limit, name=name, extra_formats=extra_formats_from_env())
+    except TooManyPixels as exc:
+        raise _bomb_error(Path(name), exc.size, limit) from exc
+    except UnsupportedFormat as exc:
+        raise ImageReadError(f"cannot read image {name}: {exc} (or set {FORMATS_ENV}=NAME,... or "
+                             f"{FORMATS_ENV}=all to let Pillow decode other formats)") from exc
+    except ImageReadError as exc:
+        raise ImageReadError(f"cannot read image {name}: {exc}") from exc
+    return read_image(img)
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """The PNG bytes :func:`write_png` writes for ``arr`` (byte for byte the same file)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
+from dissam.commands.engine_flags import add_engine_arguments, ray_options_from_args
 from dissam.commands.weights import (
     add_runtime_arguments,
     add_weight_arguments,
     precision_from_args,
     predictor_from_args,
+    stage1_from_args,
 )
 
 if TYPE_CHECKING:  # heavy modules load inside run(), so that --help stays instant
@@ -55,6 +56,11 @@ Runs over folders are resumable: an image whose outputs a previous run finished 
 weights, flags and boxes) is skipped (--overwrite redoes it). Under torchrun (or with RANK and
 WORLD_SIZE set) each process takes its share of the images and its GPU from LOCAL_RANK:
   torchrun --nproc-per-node 4 -m dissam predict photos/ --prompts boxes.json -o out
+With --engine ray the job runs on Ray Data (pip install 'dissam[ray]'): CPU tasks read and decode, an
+actor pool runs the models (--ray-actors, --ray-gpus-per-actor), lost workers are retried, and images,
+prompts and outputs may be URIs (s3://, gs://, ...); same files, same resume rules:
+  dissam predict s3://shop/photos --prompts s3://shop/boxes.json -o s3://shop/masks --engine ray \
+      --ray-address auto --ray-actors 8 --ray-gpus-per-actor 1
 
 Backends: --backend torch (default) or onnx (ONNX Runtime; graphs exported once and cached next to
 the weights; pip install 'dissam[onnx]'); --precision fp32 (default), bf16 (torch), int8 (onnx: the
@@ -94,47 +100,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_runtime_arguments(p, dtype_alias=True)
     p.add_argument("--overwrite", action="store_true", help="redo images that a previous run finished")
-
-
-def _expand_inputs(items: list[str]) -> list[Path]:
-    from dissam.errors import DisSamError
-    from dissam.io import list_images
-
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise DisSamError(f"no images found in folder {p}")
-            paths.extend(found)
-        elif p.exists():
-            paths.append(p)
-        elif any(c in item for c in "*?["):
-            found = sorted(Path(x) for x in glob.glob(item, recursive=True) if Path(x).is_file())
-            if not found:
-                raise DisSamError(f"no files match {item!r}")
-            paths.extend(found)
-        else:
-            paths.append(p)  # reported as a per-image failure, so the others still run
-    stems: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in stems and stems[p.stem] != p:
-            raise DisSamError(f"two inputs share the name {p.stem!r} ({stems[p.stem]} and {p}); outputs would collide")
-        stems[p.stem] = p
-    return list(dict.fromkeys(paths))
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_arguments(p, refine_batch=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from dissam.batch_predict import OutputOptions, predict_images
-    from dissam.boxes import as_boxes
-    from dissam.errors import DisSamError
-    from dissam.prompts import boxes_for_image, load_prompts, parse_box
+    from dissam.engines.inputs import BoxSource, expand_inputs
+    from dissam.prompts import parse_box
     from dissam.sharding import device_for_rank, dist_env
 
     cli_boxes = [parse_box(b) for b in args.box]
-    prompts = load_prompts(args.prompts) if args.prompts else None
-    images = _expand_inputs(args.images)
+    prompts = _load_prompts_anywhere(args.prompts) if args.prompts else None
+    images = expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     precision = precision_from_args(args)
     common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
@@ -142,7 +120,26 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
                             estimate_fg=not args.no_fg_estimation)
     if args.text:
-        return _run_text(args, images, cli_boxes, prompts, common, options)
+        if args.engine != "local":
+            from dissam.errors import DisSamError
+
+            raise DisSamError("--text runs on the local engine only")
+        return _run_text(args, [Path(p) for p in images], cli_boxes, prompts, common, options)
+    box_source = BoxSource(prompts, cli_boxes, args.full_image_box, args.box_format)
+    settings = {
+        "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
+        "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
+        "backend": args.backend or "torch", "precision": precision or "fp32",
+        "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
+    }
+    if args.engine == "ray":
+        return _run_ray(args, images, box_source, common, options, settings)
+    from dissam.engines.storage import is_uri
+    from dissam.errors import DisSamError
+
+    if any(is_uri(x) for x in [*images, args.out]):
+        raise DisSamError("URIs (s3://, gs://, ...) for images or -o need --engine ray; the local engine reads and "
+                          "writes local folders")
     env = dist_env()
     device = device_for_rank(args.device, env)  # cuda:LOCAL_RANK under torchrun
 
@@ -150,26 +147,49 @@ def run(args: argparse.Namespace) -> int:
         return predictor_from_args(args, device=str(device), **common)
 
     def boxes_for(path: Path, hw: tuple[int, int]):
-        boxes = boxes_for_image(path, prompts, cli_boxes)
-        if not boxes:
-            if not args.full_image_box:
-                raise DisSamError("no box given for this image (use --box, --prompts or --full-image-box)")
-            return as_boxes([[0, 0, hw[1] - 1, hw[0] - 1]], "xyxy")
-        return as_boxes(boxes, args.box_format)
+        return box_source.boxes(str(path), hw)
 
-    settings = {
-        "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
-        "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
-        "backend": args.backend or "torch", "precision": precision or "fp32",
-        "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
-    }
-    summary = predict_images(build, images, args.out, boxes_for, options=options, settings=settings,
-                             overwrite=args.overwrite, env=env)
+    summary = predict_images(build, [Path(p) for p in images], args.out, boxes_for, options=options,
+                             settings=settings, overwrite=args.overwrite, env=env, progress=not args.no_progress)
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
     print(f"dissam predict{env.tag()}: {summary.masks} mask(s) for {summary.done} image(s) written to "
           f"{args.out}{skipped}")
     if summary.failures:
         print(f"dissam predict{env.tag()}: {len(summary.failures)} image(s) failed:")
+        for p, msg in summary.failures:
+            print(f"  {p}: {msg}")
+        return 1
+    return 0
+
+
+def _load_prompts_anywhere(location: str) -> dict:
+    """:func:`dissam.prompts.load_prompts` for a path or a URI (read through the engine's storage)."""
+    from dissam.engines.storage import is_uri, read_uri_bytes
+    from dissam.prompts import load_prompts
+
+    if not is_uri(location):
+        return load_prompts(location)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(location).name
+        local.write_bytes(read_uri_bytes(location))
+        return load_prompts(local)
+
+
+def _run_ray(args: argparse.Namespace, images: list[str], box_source, common: dict, options, settings: dict) -> int:
+    """``--engine ray``: the same job on Ray Data (:mod:`dissam.engines.ray_predict`)."""
+    from dissam.engines.ray_predict import FAILURES_FILE, PredictJob, run_predict
+
+    job = PredictJob(predictor=dict(sam=args.sam, refiner=args.refiner, model=args.model,
+                                    stage1=stage1_from_args(args), **common),
+                     device=args.device, out=args.out, options=options, settings=settings,
+                     overwrite=args.overwrite)
+    summary = run_predict(images, box_source, job, ray_options_from_args(args), progress=not args.no_progress)
+    print(summary.line())
+    print(f"dissam predict [ray]: per image, summed over workers: {summary.stages()}")
+    if summary.failures:
+        print(f"dissam predict [ray]: {len(summary.failures)} image(s) failed (listed in {args.out}/{FAILURES_FILE}):")
         for p, msg in summary.failures:
             print(f"  {p}: {msg}")
         return 1
