@@ -216,9 +216,13 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     # quantize_dynamic writes to a path: a temporary name, renamed once complete (no half file)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    # the quantiser reports every tensor it skips at INFO on the root logger: hundreds of lines
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
     try:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"])
         os.replace(tmp, dst)
     finally:
+        logging.disable(previous)
         tmp.unlink(missing_ok=True)
     return dst
