@@ -147,17 +147,18 @@ def _iou_pair(mean: float, low: float) -> str:
 
 
 def refiner_table(results: dict, keys: list[str]) -> str:
+    """The paths of ``results[key]`` for each key; the metric columns only where metrics were computed."""
+    metrics = all("metrics" in r for key in keys for r in results[key]["paths"].values())
     rows = []
     for key in keys:
         block = results[key]
         for path, r in block["paths"].items():
-            m = r.get("metrics", {})
-            f = lambda k, m=m: f"{m[k]:.4f}" if k in m else "–"  # noqa: E731
-            rows.append([LABELS[path], block["size"], _diff(r["max_abs_diff"]),
-                         _iou_pair(r["mask_iou_mean"], r["mask_iou_min"]), f("maxFm"), f("MAE"), f("Smeasure"),
-                         f("mIoU")])
-    return markdown_table(["refiner path", "size", "max abs diff vs fp32", "mask IoU vs fp32, mean / min", "maxF",
-                           "MAE", "S", "mIoU"], rows)
+            row = [LABELS[path], block["size"], _diff(r["max_abs_diff"]), _iou_pair(r["mask_iou_mean"], r["mask_iou_min"])]
+            if metrics:
+                row += [f"{r['metrics'][k]:.4f}" for k in ("maxFm", "MAE", "Smeasure", "mIoU")]
+            rows.append(row)
+    header = ["refiner path", "size", "max abs diff vs fp32", "mask IoU vs fp32, mean / min"]
+    return markdown_table(header + (["maxF", "MAE", "S", "mIoU"] if metrics else []), rows)
 
 
 def sam_table(sam: dict) -> str:
