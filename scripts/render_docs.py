@@ -46,7 +46,7 @@ def provenance(doc: dict) -> str:
     load = f", load {load} at start" if load is not None else ""
     dirty = " + uncommitted changes" if doc.get("dirty") else ""
     return (f"*Measured with `{doc['command']}` on {where}{load}, {doc['date']}, "
-            f"commit {doc.get('commit')}{dirty}.*\n")
+            f"commit {doc.get('commit') or 'not recorded'}{dirty}.*\n")
 
 
 def render_figures(m: re.Match) -> str:
