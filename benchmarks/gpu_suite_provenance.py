@@ -87,6 +87,9 @@ def convert(path: Path, command: str, date: str | None = None, commit: str | Non
     tables, results = {"refiner": refiner.strip() + "\n"}, {"refiner": refiner_results}
     if (sam := sam_table(report["rows"])) is not None:
         tables["sam"], results["sam"] = sam[0].strip() + "\n", sam[1]
+    ort = {r["provider_used"]: r["ms"] for r in report["rows"] if r.get("group") == "ort" and "ms" in r}
+    if ort:  # the refiner through ONNX Runtime, batch 1, by execution provider
+        results["ort_refiner_ms"] = ort
     how = (f"Provenance added by benchmarks/gpu_suite_provenance.py from the report's own 'environment' key; "
            f"gpu_suite.py records no command, date or commit: the command is the documented one, the date "
            f"{'given' if date != day else f'that of commit {added}, which added this file'}, and the commit "

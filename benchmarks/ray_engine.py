@@ -242,6 +242,8 @@ def main() -> None:
         "images": args.images, "boxes": boxes, "rounds": args.rounds, "python_start_s": python_start,
         "results": results, "every_run": every_run,
         "ray_startup_s": {"min": min(startups), "max": max(startups)} if startups else None,
+        # per image, summed over the workers, as the Ray engine with its defaults reports them
+        "stages_ray_defaults": results["ray, 1 actor x 1 CPU"].get("stages"),
         "ray_services_rss_mib": results["ray, 1 actor x 1 CPU"]["peak_rss_mib"] - results["local, 1 thread"]["peak_rss_mib"],
         "second_actor_rss_mib": results["ray, 2 actors x 1 CPU"]["peak_rss_mib"] - results["ray, 1 actor x 1 CPU"]["peak_rss_mib"],
         "cpu_stages": cpu_stage_summary(costs),
