@@ -138,13 +138,14 @@ def main(argv=None) -> int:
     for r in results:
         m = r["gpu_mib"] if cuda else r["rss_mib"]
         s = med[r["name"]]
-        encoders[r["name"]] = {**r, "median_s": s, "speed_vs_ref": med[ref] / s, "memory_mib": m}
+        # keyed without dots ("sam2_1-tiny"), so that the docs can name a figure by its path
+        encoders[r["name"].replace(".", "_")] = {**r, "median_s": s, "speed_vs_ref": med[ref] / s, "memory_mib": m}
         table.append([LABELS.get(r["name"], r["name"]), f"{r['side']}²", f"{r['params'] / 1e6:.1f} M", f"{s:.1f}" if s >= 1 else f"{s:.3f}",
                       f"{med[ref] / s:.2f}×", f"{m:.0f}"])
     summary = {"device": args.device, "dtype": args.dtype, "runs": runs, "reference": ref, "encoders": encoders}
     if "sam-vit-b" in med and "sam2.1-tiny" in med:  # what the docs say of the small SAM 2.1
         summary["tiny_vs_vit_b"] = med["sam-vit-b"] / med["sam2.1-tiny"]
-        summary["tiny_memory_vs_vit_b"] = encoders["sam2.1-tiny"]["memory_mib"] / encoders["sam-vit-b"]["memory_mib"]
+        summary["tiny_memory_vs_vit_b"] = encoders["sam2_1-tiny"]["memory_mib"] / encoders["sam-vit-b"]["memory_mib"]
     name = "stage1_encoders" if (args.device, args.dtype) == ("cpu", "fp32") else \
         f"stage1_encoders_{args.device.split(':')[0]}_{args.dtype}"
     save(name, summary, {"encoders": markdown_table(["encoder", "input", "parameters", "s / image",
