@@ -185,7 +185,10 @@ def speed(args) -> list[dict]:
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     cpu = {r["stage"]: r["cpu_s"] for r in rows}
-    result = {"images": args.images, "rows": rows}
+    ref = cpu.get("sam-vit-l")
+    result = {"images": args.images, "rows": rows,
+              "by_stage": {r["stage"]: {**r, "cpu_vs_sam_vit_l": ref / r["cpu_s"] if ref else None,
+                                        "rss_loaded_mb": r["peak_rss_mb"] - r["rss_before_mb"]} for r in rows}}
     if "isnet-pth" in cpu and "isnet-onnx" in cpu:  # the same network through torch and ONNX Runtime
         result["isnet_pth_over_onnx_cpu"] = cpu["isnet-pth"] / cpu["isnet-onnx"]
     save("salient_stage1_speed", result, {"speed": speed_table(rows)}, out=args.json,
@@ -250,7 +253,11 @@ def accuracy(args) -> dict:
         rows.append([kind, f"{set_name} ({m['n']})", f"{m['s1_iou']:.3f} -> {m['ref_iou']:.3f}",
                      f"{m['s1_biou']:.3f} -> {m['ref_biou']:.3f}", f"{m['s1_mae']:.4f} -> {m['ref_mae']:.4f}",
                      f"{m['s1_hce']:.0f} -> {m['ref_hce']:.0f}"])
-    save("salient_stage1_accuracy", {"sets": out, "opencv": cv2.__version__},
+    by_stage: dict = {}
+    for key, m in out.items():  # {stage: {set: scores}}: paths without "/" for the docs' figures
+        kind, set_name = key.split("/")
+        by_stage.setdefault(kind, {})[set_name] = m
+    save("salient_stage1_accuracy", {"sets": out, "by_stage": by_stage, "opencv": cv2.__version__},
          {"accuracy": markdown_table(["stage 1", "set", "IoU stage 1 -> refined", "boundary IoU", "MAE", "HCE"], rows,
                                      "llrrrr")}, out=args.json,
          notes=f"stage-1 mask -> after the built-in refiner; HCE with OpenCV {cv2.__version__}")
