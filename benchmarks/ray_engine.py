@@ -176,9 +176,16 @@ def cpu_stage_table(costs: dict[str, float]) -> str:
     return markdown_table(["step", "640×480", "12 MP (4000×3000)"], rows)
 
 
+SHORT = {"decode JPEG": "decode", "encode mask PNG": "mask_png", "encode soft PNG": "soft_png",
+         "cut-out (fg estimation) + PNG": "cutout"}
+
+
 def cpu_stage_summary(costs: dict[str, float]) -> dict:
-    return {"seconds": costs, "decode_mask_soft_12mp_s": sum(costs[f"{k} 12MP"] for k in
-                                                             ("decode JPEG", "encode mask PNG", "encode soft PNG"))}
+    """The costs, also under plain keys (``decode_12mp``, ``cutout_640x480``...) that the docs can name."""
+    by_key = {f"{SHORT[name]}_{'12mp' if size == '12MP' else size}": sec
+              for name in SHORT for size in ("640x480", "12MP") for sec in [costs[f"{name} {size}"]]}
+    return {"seconds": costs, "by_key": by_key,
+            "decode_mask_soft_12mp_s": by_key["decode_12mp"] + by_key["mask_png_12mp"] + by_key["soft_png_12mp"]}
 
 
 def main() -> None:
