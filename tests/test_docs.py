@@ -97,6 +97,21 @@ def test_runnable_blocks_run(block, docs_workspace, tmp_path, monkeypatch):
         run_python_block(block, ws, monkeypatch)
 
 
+def test_rendering_a_figure_keeps_its_region(tmp_path, monkeypatch):
+    """A rendered figure stays between its comments, so rendering twice changes nothing."""
+    render = _render()
+    (tmp_path / "r.json").write_text('{"command": "python b.py", "date": "2026-01-01 00:00 UTC", "commit": "abc",'
+                                     ' "machine": {"cores": 2}, "results": {"a": {"b": 0.1234}},'
+                                     ' "tables": {"t": "| x | y |\\n|---|---:|\\n| a | 1 |\\n"}}')
+    monkeypatch.setattr(render, "ROOT", tmp_path)
+    text = ("took <!-- fig: r.json#results.a.b:.0% --><!-- /fig --> less\n"
+            "<!-- figures: r.json#t -->\n<!-- /figures -->\n")
+    once = render.render(text)
+    assert once.startswith("took <!-- fig: r.json#results.a.b:.0% -->12%<!-- /fig --> less\n")
+    assert "| a | 1 |\n\n*Measured with `python b.py` on CPU, 2 cores, 2026-01-01 00:00 UTC, commit abc.*\n" in once
+    assert render.render(once) == once
+
+
 def test_generated_regions_are_closed():
     """Every opening comment of a generated region has its closing one (an unclosed region is never
     rendered, so its text would silently keep whatever was typed there)."""
