@@ -36,7 +36,7 @@ from dissam.hub.registry import get_preset
 from dissam.io import ImageLike, read_image, read_mask
 from dissam.prediction import Prediction, TextPrediction
 from dissam.refiner import Refiner, merge_edits
-from dissam.runtime.runners import make_refiner_runner, resolve_runtime
+from dissam.runtime.runners import default_backend, make_refiner_runner, resolve_runtime
 from dissam.stages.base import Stage1, TextStage
 from dissam.stages.grabcut import GrabCutStage
 from dissam.stages.registry import (
@@ -98,10 +98,14 @@ class DisSamPredictor:
         dtype: refiner compute dtype; ``torch.bfloat16``/``torch.float16`` run under autocast (the same
             as ``precision="bf16"``/``"fp16"``; ``precision`` wins when both are given).
         refiner_batch_size: boxes per refiner call (memory bound at 1024²).
-        backend: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime on graphs exported once and cached
-            next to the weights; needs ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when installed),
-            for the refiner and stage 1's image encoder where it has a choice (SAM, HQ-SAM; SAM 2.1 and
-            SAM 3 run on torch, U²-Netp on ONNX Runtime and GrabCut on OpenCV whatever is asked).
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime on graphs exported once per weights file and
+            cached; needs ``onnx``, part of ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when
+            installed), for the refiner and stage 1's networks where it has a choice (SAM and HQ-SAM:
+            image encoder and box decoder; SAM 2.1 and SAM 3 run on torch, U²-Netp on ONNX Runtime and
+            GrabCut on OpenCV whatever is asked). ``None`` (default): on a CPU at fp32, ONNX Runtime for
+            the networks read from a weights file (the fastest lossless path there; the choice is logged
+            once) and torch for networks built in Python; torch elsewhere
+            (:func:`dissam.runtime.runners.default_backend`; ``DISSAM_BACKEND`` changes it).
         precision: ``"fp32"`` (default), ``"bf16"``/``"fp16"`` (torch autocast) or ``"int8"`` (onnx:
             SAM's encoder in dynamic int8). Lossy precisions are opt-in.
         edit_threshold: ``"auto"`` (default): the refiner's own calibration
@@ -143,11 +147,20 @@ class DisSamPredictor:
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
         precision = precision or dtype_name
-        self.backend, self.precision = resolve_runtime(self.device, backend, precision)
+        default = default_backend(self.device, precision) if backend is None else None
+        # the default needs a weights file: the export is cached for it and reused by later runs
+        refiner_backend = backend or (default if self.refiner.weights_are_source else "torch")
+        self.backend, self.precision = resolve_runtime(self.device, refiner_backend, precision)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
         self._refiner_runner = None
+        stage_backend = backend
+        if sam_stage is not None and default == "onnx" and _stage_runs_on(sam_stage, "onnx") and \
+                getattr(sam_stage, "weights_are_source", False):
+            stage_backend = "onnx"
         if sam_stage is not None:
-            self._configure_stage_runtime(backend, precision)
+            self._configure_stage_runtime(stage_backend, precision)
+        if default == "onnx" and "onnx" in (self.backend, stage_backend):
+            _log_default_once(self.backend, stage_backend if sam_stage is not None else None)
         self._image: np.ndarray | None = None
         self._encoded = False
         self._text_stage = text_stage
@@ -398,6 +411,26 @@ class DisSamPredictor:
                            score=float(found.scores[i]))
             for i in range(len(found))
         ]
+
+
+def _stage_runs_on(stage: Stage1, backend: str) -> bool:
+    """Whether stage 1 ``stage`` can run its networks on ``backend`` (the registry says)."""
+    spec = stage_specs().get(getattr(stage, "name", ""))
+    return spec is not None and spec.backends is not None and backend in spec.backends and hasattr(stage, "use_runtime")
+
+
+_DEFAULT_LOGGED: set[tuple] = set()
+
+
+def _log_default_once(refiner_backend: str, stage_backend: str | None) -> None:
+    """Say once per process which networks the default runs on ONNX Runtime."""
+    parts = (["the refiner"] if refiner_backend == "onnx" else []) + \
+        (["SAM's image encoder and box decoder"] if stage_backend == "onnx" else [])
+    if tuple(parts) in _DEFAULT_LOGGED:
+        return
+    _DEFAULT_LOGGED.add(tuple(parts))
+    log.info("CPU default: %s on ONNX Runtime fp32 (the fastest lossless path here; graphs exported once per "
+             "weights file and cached); --backend torch runs PyTorch", " and ".join(parts))
 
 
 def _load_refiner_or_builtin(refiner: str | os.PathLike | None, device) -> Refiner:

@@ -23,7 +23,6 @@ from dissam.checkpoints import (
     strip_prefixes,
     tensor_versions,
 )
-from dissam.hub.folder import load_refiner_folder
 from dissam.hub.store import resolve_refiner_source
 from dissam.models.isnet import RefinerConfig, build_refiner
 from dissam.refiner import Refiner
@@ -57,6 +56,9 @@ def load_refiner(
     else:
         path = Path(resolve_refiner_source(source))  # registry names and hub ids -> local paths
         if path.is_dir() and (path / "config.json").is_file():  # a Hub-style folder
+            # dissam.hub.folder imports huggingface_hub (a third of a second): only for folders
+            from dissam.hub.folder import load_refiner_folder
+
             ref = load_refiner_folder(path, device=device)
             return _loaded(ref, eval_mode)
         if path.is_dir():

@@ -12,8 +12,8 @@ first 16 hex digits of a SHA-256 over
 * the kind of graph, the graph layout's version, the opset and the export options.
 
 The folder is ``.dissam-onnx/`` next to the weights file (or inside the weights folder) when that
-can be written, else ``$DISSAM_CACHE/onnx`` (default ``~/.cache/dissam/onnx``): the built-in
-model lives in ``site-packages``, which is often read-only. :func:`export_lock` serialises the export
+can be written, else ``$DISSAM_CACHE/onnx`` (default ``~/.cache/dissam/onnx``); weights inside the
+installed package (the built-in model, in ``site-packages``) always use the latter. :func:`export_lock` serialises the export
 of one graph across processes (a lock file beside it), so that two runs started together export once.
 """
 
@@ -33,6 +33,7 @@ from dissam.utils import atomic_write_bytes
 __all__ = ["weights_hash", "cache_dir_for", "cached_path", "source_digest", "export_lock", "WEIGHT_SUFFIXES"]
 
 CACHE_SUBDIR = ".dissam-onnx"
+_PACKAGE = Path(__file__).resolve().parents[1]  # the installed dissam package: never written into
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 """Files of a weights folder that the folder's digest covers (with ``config.json``)."""
 
@@ -72,7 +73,7 @@ def cache_dir_for(source: str | os.PathLike | None) -> Path:
     if source is not None:
         p = Path(os.fspath(source)).expanduser()
         base = p if p.is_dir() else p.parent if p.is_file() else None
-        if base is not None and _writable(base / CACHE_SUBDIR):
+        if base is not None and not base.resolve().is_relative_to(_PACKAGE) and _writable(base / CACHE_SUBDIR):
             return base / CACHE_SUBDIR
     folder = user_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+BACKEND_ENV = "DISSAM_BACKEND"
+"""Environment variable with the default backend (``torch``, ``onnx`` or ``auto``, the default)."""
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -80,10 +84,14 @@ def onnx_available() -> bool:
 
 def default_backend(device: torch.device, precision: str | None = None) -> str:
     """The backend a network runs on when none is asked for: ONNX Runtime on a CPU for fp32 (and
-    int8) when onnx and onnxruntime are installed, the fastest lossless path measured there (the
-    refiner 1.2-1.7x, SAM ViT-L's encoder 1.1-1.2x faster than PyTorch, with a lower peak memory);
-    torch elsewhere. The predictor applies it to networks read from a weights file, whose export is
-    cached and reused by every later run."""
+    int8) when onnx and onnxruntime are installed, the fastest lossless path measured there; torch
+    elsewhere. The predictor applies it to networks read from a weights file, whose export is cached
+    and reused by every later run. ``DISSAM_BACKEND=torch`` (or ``onnx``) sets another default."""
+    chosen = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if chosen in BACKENDS:
+        return chosen
+    if chosen not in ("", "auto"):
+        raise DisSamError(f"{BACKEND_ENV}={chosen!r}: use one of {', '.join(BACKENDS)} or auto")
     cpu = device.type == "cpu" and (precision or "fp32") in ("fp32", "int8")
     return "onnx" if cpu and onnx_available() else "torch"
 

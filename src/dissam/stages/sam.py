@@ -20,7 +20,6 @@ Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dissam.boxes import validate_boxes
-from dissam.checkpoints.sam import build_sam_from_state_dict, check_official_sam
+from dissam.checkpoints.sam import build_sam_from_state_dict
 from dissam.checkpoints.state_dict import read_state_dict, tensor_versions
 from dissam.choices import MASK_SELECTIONS
 from dissam.errors import CheckpointError, DisSamError
@@ -42,6 +41,7 @@ from dissam.hub.sources import OFFLINE_NOTE, hub_error, is_hub_id, missing_path_
 from dissam.hub.store import resolve_sam_source
 from dissam.io import ImageLike, read_image
 from dissam.runtime.runners import make_sam_decoder_runner, make_sam_encoder_runner, resolve_runtime
+from dissam.stages.sam_info import SamInfo, check_hq, folder_info, official_info
 from dissam.utils import resolve_device
 
 __all__ = ["SamStage", "SamImageState", "SamInfo", "load_sam", "load_stage", "PIXEL_MEAN", "PIXEL_STD",
@@ -83,33 +83,6 @@ def preprocess_image(image: np.ndarray, size: int = 1024) -> tuple[torch.Tensor,
 
 def _is_hq_config(config: Any) -> bool:
     return getattr(config, "model_type", "") == "sam_hq"
-
-
-@dataclass(frozen=True)
-class SamInfo:
-    """What a :class:`SamStage` must know of its model before (or without) building it.
-
-    Attributes:
-        model_type: ``"sam"`` or ``"sam_hq"``.
-        image_size: the square input size (1024 for every released SAM).
-        hidden_size, depth, global_attn: the image encoder's width, number of blocks and the blocks
-            with global attention.
-    """
-
-    model_type: str
-    image_size: int = 1024
-    hidden_size: int = 0
-    depth: int = 0
-    global_attn: tuple[int, ...] = ()
-
-    @classmethod
-    def from_config(cls, config: Any) -> SamInfo:
-        """From a ``transformers`` config object or its ``config.json`` as a dict."""
-        get = (lambda o, k, d=None: o.get(k, d)) if isinstance(config, dict) else (lambda o, k, d=None: getattr(o, k, d))
-        vc = get(config, "vision_config") or {}
-        return cls(str(get(config, "model_type", "sam")), int(get(vc, "image_size", 1024) or 1024),
-                   int(get(vc, "hidden_size", 0) or 0), int(get(vc, "num_hidden_layers", 0) or 0),
-                   tuple(get(vc, "global_attn_indexes", ()) or ()))
 
 
 @dataclass(frozen=True)
@@ -410,13 +383,6 @@ def _download_hint(source: str) -> str:
     )
 
 
-def _check_hq(is_hq: bool, hq: bool | None, source: str) -> None:
-    if hq is True and not is_hq:
-        raise CheckpointError(f"{source} is a plain SAM model, but hq=True asked for HQ-SAM")
-    if hq is False and is_hq:
-        raise CheckpointError(f"{source} is an HQ-SAM model, but hq=False asked for plain SAM")
-
-
 def _from_pretrained(source: str, hq: bool | None, **kwargs) -> torch.nn.Module:
     # transformers is imported where a model is built (seconds): cached ONNX graphs need none
     from transformers import AutoConfig, SamHQModel, SamModel
@@ -427,7 +393,7 @@ def _from_pretrained(source: str, hq: bool | None, **kwargs) -> torch.nn.Module:
         raise CheckpointError(
             f"{source} holds a {model_type!r} model, not SAM (model_type 'sam' or 'sam_hq')"
         )
-    _check_hq(model_type == "sam_hq", hq, source)
+    check_hq(model_type == "sam_hq", hq, source)
     cls = SamHQModel if model_type == "sam_hq" else SamModel
     return cls.from_pretrained(source, dtype=torch.float32, **kwargs).eval()
 
@@ -460,8 +426,8 @@ def load_sam(
     src = os.fspath(resolve_sam_source(source))  # registry names (sam-vit-l, ...) -> cached file/folder
     path = Path(src).expanduser()
     if path.is_file():
-        _check_hq(False, hq, src)
-        return SamStage(None, device, source=str(path), info=_official_info(path),
+        check_hq(False, hq, src)
+        return SamStage(None, device, source=str(path), info=official_info(path),
                         loader=lambda: build_sam_from_state_dict(read_state_dict(path), str(path)))
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -470,7 +436,7 @@ def load_sam(
                 "model.safetensors, e.g. from `hf download facebook/sam-vit-large --local-dir DIR`) "
                 "or the official .pth file itself"
             )
-        info = _folder_info(path, hq)
+        info = folder_info(path, hq)
 
         def load_folder() -> torch.nn.Module:
             try:
@@ -488,28 +454,6 @@ def load_sam(
     except Exception as exc:  # hub errors: offline, not cached, unknown repo, HTTP failures
         raise hub_error("SAM", src, exc, _download_hint(src)) from exc
     return SamStage(model, device, source=src)
-
-
-def _official_info(path: Path) -> SamInfo:
-    """The :class:`SamInfo` of an official checkpoint, read off its (memory-mapped) tensors' shapes,
-    after checking every key and shape (:func:`~dissam.checkpoints.sam.check_official_sam`)."""
-    vc = check_official_sam(read_state_dict(path), str(path))["vision_config"]
-    return SamInfo("sam", int(vc["image_size"]), int(vc["hidden_size"]), int(vc["num_hidden_layers"]),
-                   tuple(vc["global_attn_indexes"]))
-
-
-def _folder_info(path: Path, hq: bool | None) -> SamInfo:
-    """The :class:`SamInfo` of a Hugging Face folder, from its ``config.json`` (checked: a SAM or
-    HQ-SAM model, as ``hq`` asks)."""
-    try:
-        raw = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot load the Hugging Face SAM folder {path}: config.json: {exc}") from exc
-    model_type = raw.get("model_type", "") if isinstance(raw, dict) else ""
-    if model_type not in ("sam", "sam_hq"):
-        raise CheckpointError(f"{path} holds a {model_type!r} model, not SAM (model_type 'sam' or 'sam_hq')")
-    _check_hq(model_type == "sam_hq", hq, str(path))
-    return SamInfo.from_config(raw)
 
 
 def load_stage(source: str | os.PathLike, device=None, *, hq: bool | None = None) -> SamStage:
