@@ -90,7 +90,8 @@ def option_table(command: str) -> str:
             flags += " " + "/".join(str(c) for c in action.choices)
         elif action.nargs != 0:
             flags += f" {action.metavar or action.dest.upper()}"
-        default = "" if action.default in (None, False, argparse.SUPPRESS) else f"`{action.default}`"
+        empty = action.default in (None, False, argparse.SUPPRESS) or action.default == []
+        default = "" if empty else f"`{action.default}`"
         text = (action.help or "").replace("|", "\\|").replace("%%", "%")
         rows.append(f"| {flags} | {default} | {text} |")
     return "\n".join(rows) + "\n"

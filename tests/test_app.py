@@ -232,7 +232,8 @@ def test_twenty_concurrent_requests_on_loopback(tiny_sam_path, tiny_refiner, ima
     # the random tiny refiner says "foreground" almost everywhere, so the soft maps and the SAM masks,
     # not only the binary masks, are compared: they differ from box to box, so a mix-up would show
     assert len({np.rint(e.soft * 255).astype(np.uint8).tobytes() for e in expected}) == 20
-    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=Limits(queue_size=32))
+    # 20 bodies in flight at once: above the default max_receiving (16), which would answer 503
+    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=Limits(queue_size=32, max_receiving=24))
     proc = psutil.Process()
     with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=120) as http:
         iid = http.post("/api/image", files={"image": ("x.png", image_bytes, "image/png")}).json()["image_id"]

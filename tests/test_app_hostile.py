@@ -445,3 +445,32 @@ def test_more_images_in_flight_than_the_cache_holds(tiny_sam_path, tiny_refiner,
         kept = app.state.service.kept()
         assert kept["held"] == {} and len(kept["images"]) <= 2 + len(kept["uploads"])
         assert logs.faults() == []
+
+
+def test_bodies_received_at_once_are_bounded(tiny_sam_path, tiny_refiner, small):
+    """With ``max_receiving=1``, a second body while a slow one is still arriving is answered 503 at
+    once with the reason, and a request after the slow one is gone works."""
+    import socket as socketlib
+
+    limits = Limits(max_receiving=1, body_timeout_s=20.0, queue_size=4)
+    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=limits)
+    with LogCapture() as logs, LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+        port = int(url.rsplit(":", 1)[1])
+        slow = socketlib.create_connection(("127.0.0.1", port))
+        slow.sendall((f"POST /api/image HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
+                      "boundary=b0und\r\nContent-Length: 500000\r\n\r\n--b0und\r\n").encode())
+        deadline = time.monotonic() + 10
+        while True:  # until the server has taken the slow body's slot
+            r = http.post("/api/image", files={"image": ("x.png", png_bytes(small), "image/png")})
+            if r.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        refused(r, 503, "busy receiving other uploads (at most 1 at once)", "try again")
+        assert http.get("/api/info").status_code == 200  # bodiless requests are not held back
+        slow.close()
+        deadline = time.monotonic() + 10
+        while (r := http.post("/api/image", files={"image": ("x.png", png_bytes(small), "image/png")})).status_code \
+                == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.status_code == 200, r.text
+        assert logs.faults() == []

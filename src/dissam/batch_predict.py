@@ -42,6 +42,10 @@ from typing import Any
 import numpy as np
 
 from dissam.errors import DisSamError
+from dissam.io import read_image, write_png
+from dissam.sharding import dist_env, shard
+from dissam.utils import atomic_write_bytes, remove_stale_temp_files
+from dissam.visualize import cutout, overlay
 
 __all__ = ["OutputOptions", "BatchSummary", "predict_images", "expected_files", "DONE_DIR", "prediction_pictures",
            "item_key", "marker_name", "marker_record", "marker_is_current"]
@@ -72,8 +76,6 @@ def prediction_pictures(image: np.ndarray, pred, options: OutputOptions) -> list
     ``image`` (``H x W x 3`` uint8) that ``options`` asks for, in :meth:`OutputOptions.suffixes` order;
     each ``make_picture()`` gives the uint8 array to encode as PNG (made on demand: a cut-out costs
     a foreground estimation). Every engine writes these same pictures under these same names."""
-    from dissam.visualize import cutout, overlay
-
     pictures = {"": lambda: pred.mask.astype("uint8") * 255,
                 "_soft": lambda: (pred.soft * 255).round().clip(0, 255).astype("uint8"),
                 "_cutout": lambda: cutout(image, pred.soft, estimate_fg=options.estimate_fg),
@@ -86,8 +88,6 @@ def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: Out
     """Write the files of one :class:`~dissam.predictor.Prediction` of ``image`` (``H x W x 3``
     uint8) as ``out/BASE.png`` and the ``BASE_<kind>.png`` that ``options`` asks for, each atomically;
     returns their names."""
-    from dissam.io import write_png
-
     names = []
     for suffix, picture in prediction_pictures(image, pred, options):
         write_png(out / f"{base}{suffix}.png", picture())
@@ -192,10 +192,6 @@ def predict_images(
     Returns:
         this rank's :class:`BatchSummary`.
     """
-    from dissam.io import read_image
-    from dissam.sharding import dist_env, shard
-    from dissam.utils import remove_stale_temp_files
-
     env = env or dist_env()
     out = Path(out)
     (out / DONE_DIR).mkdir(parents=True, exist_ok=True)
@@ -238,8 +234,6 @@ def predict_images(
     write_errors: list[tuple[str, str]] = []
 
     def writer() -> None:
-        from dissam.utils import atomic_write_bytes
-
         while True:
             job = write_q.get()
             if job is _STOP:

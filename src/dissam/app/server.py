@@ -112,7 +112,8 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
     async def read(request: Request) -> rq.Body:
         """The parsed body (read within the limits, parsed in a thread)."""
         if receiving.locked():
-            raise Busy(f"the server is receiving {limits.max_receiving} requests already; try again in a moment")
+            raise Busy(f"the server is busy receiving other uploads (at most {limits.max_receiving} at once); "
+                       "try again in a moment")
         async with receiving:  # bodies in memory, raw or being parsed, are bounded by max_receiving
             body = await rq.read_body(request.receive, request.headers, limits)
             return await run_in_threadpool(rq.parse_body, request.headers.get("content-type", ""), body)

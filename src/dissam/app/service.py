@@ -30,9 +30,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dissam.boxes import validate_boxes
 from dissam.errors import DisSamError, ImageReadError
+from dissam.image_formats import TooManyPixels, UnsupportedFormat, open_image, peek_size
+from dissam.io import read_image
 from dissam.predictor import BUILTIN_REFINER
 from dissam.stages.registry import stage_specs
+from dissam.visualize import cutout, overlay
 
 
 class RequestError(DisSamError):
@@ -111,9 +115,6 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     :mod:`dissam.image_formats` are decoded (recognised from the first bytes; the app ignores
     ``DISSAM_IMAGE_FORMATS``), and the pixel count is checked from the header, before decoding, so a
     small file that would expand to gigabytes is refused cheaply."""
-    from dissam.image_formats import TooManyPixels, UnsupportedFormat, open_image
-    from dissam.io import read_image
-
     if not data:
         raise ImageReadError("the upload is empty: choose an image file")
     try:
@@ -137,8 +138,6 @@ def pixels_refused(size: tuple[int, int] | None, max_pixels: int) -> RequestErro
 def upload_size(data: bytes, max_pixels: int) -> tuple[int, int]:
     """``(width, height)`` from the upload's header alone (before EXIF rotation; nothing decoded),
     with :func:`decode_upload`'s errors for unsupported formats and too many pixels."""
-    from dissam.image_formats import TooManyPixels, UnsupportedFormat, peek_size
-
     if not data:
         raise ImageReadError("the upload is empty: choose an image file")
     try:
@@ -350,9 +349,6 @@ class SegmentationService:
         ``cancel``: when set (the client went away) the work stops at the next step (after the
         embedding, the masks, each refiner batch, each box's outputs) with :class:`Abandoned`.
         """
-        from dissam.boxes import validate_boxes
-        from dissam.visualize import cutout, overlay
-
         def check_cancel(step: str) -> None:
             if cancel is not None and cancel.is_set():
                 raise Abandoned(f"the client went away; stopped {step}")

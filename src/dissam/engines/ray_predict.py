@@ -47,6 +47,7 @@ from dissam.engines.inputs import BoxSource, job_rows, stem_of, whole_image_box
 from dissam.engines.ray_runtime import FaultInjection, RayOptions, actor_device, connect, set_threads
 from dissam.engines.storage import Storage, is_uri, split_uri
 from dissam.errors import DisSamError
+from dissam.io import decode_image_bytes, encode_png
 from dissam.utils import remove_stale_temp_files
 
 __all__ = ["PredictJob", "RaySummary", "run_predict", "predict_dataset", "read_batch", "PredictActor",
@@ -137,7 +138,6 @@ def _objects(values: list) -> np.ndarray:
 
 
 def _decode(batch: dict[str, np.ndarray], i: int, location: str) -> np.ndarray:
-    from dissam.io import decode_image_bytes
 
     data = batch["bytes"][i] if "bytes" in batch else _read_location(location)
     return decode_image_bytes(bytes(data), location)
@@ -205,7 +205,7 @@ class PredictActor:
         self.out = Storage(job.out) if job.out is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from dissam.engines.batching import predict_many
+        from dissam.engines.batching import predict_many  # torch: only in the actors
 
         n = len(batch["path"])
         status = [str(s) for s in batch["status"]]
@@ -247,7 +247,6 @@ class PredictActor:
 
     def _write(self, location: str, key: str, image: np.ndarray, preds: list) -> None:
         """An image's files (the local engine's names and bytes), each atomically, then its marker."""
-        from dissam.io import encode_png
 
         stem = stem_of(location)
         files = []

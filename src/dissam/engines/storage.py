@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dissam.errors import DisSamError
-from dissam.io import IMAGE_EXTENSIONS
+from dissam.io import IMAGE_EXTENSIONS, list_images
 from dissam.utils import atomic_write_bytes
 
 __all__ = ["Storage", "is_uri", "split_uri", "read_uri_bytes"]
@@ -151,8 +151,6 @@ class Storage:
         """Names of the image files directly in this folder (``dissam.io.IMAGE_EXTENSIONS``, hidden
         files skipped), sorted."""
         if self.local is not None:
-            from dissam.io import list_images
-
             return [p.name for p in list_images(self.local)]
         import pyarrow.fs as pafs
 

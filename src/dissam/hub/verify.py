@@ -1,5 +1,8 @@
 """Checking a model file against its registry entry.
 
+(The networks and state-dict readers are imported inside the checks: ``dissam models list`` and the
+registry import this module, and stay free of torch until a file is actually checked.)
+
 Four checks, each run when the entry has what it needs:
 
 * ``size``: bytes on disk;

@@ -62,10 +62,9 @@ def plan_run(cfg: BenchmarkConfig) -> RunPlan:
     items = [it for s in splits for it in by_split[s]]
     have_masks = all(it.mask is not None for it in items)
     methods, skipped = resolve_methods(cfg, have_masks)
-    for msg in skipped:
-        logger.warning(msg)
-        if cfg.rank == 0:
-            print(msg, file=sys.stderr)
+    if cfg.rank == 0:  # once per job, through the logger (the command line shows it)
+        for msg in skipped:
+            logger.warning(msg)
     if cfg.size < 32 or cfg.size % 32:
         raise DisSamError(f"--size must be a positive multiple of 32, got {cfg.size}")
     needs_sam = (cfg.jitters and any(m in ("dis-sam", "sam") for m in methods)) or (

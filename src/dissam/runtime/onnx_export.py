@@ -271,9 +271,13 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     # quantize_dynamic writes to a path: a temporary name, renamed once complete (no half file)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    # the quantiser reports every tensor it skips on the root logger: hundreds of INFO lines
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # and its one advice to pre-process, which a user cannot act on
     try:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"])
         os.replace(tmp, dst)
     finally:
+        logging.disable(previous)
         tmp.unlink(missing_ok=True)
     return dst

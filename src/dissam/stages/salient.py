@@ -38,10 +38,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dissam.checkpoints import infer_refiner_config, load_state_dict_strict, read_state_dict
 from dissam.errors import CheckpointError, DisSamError
 from dissam.hub.registry import find_entry
 from dissam.hub.sources import missing_path_error
 from dissam.hub.store import fetch
+from dissam.models.isnet import ISNetDIS
 from dissam.stages.base import ImageKeepingStage
 from dissam.stages.salient_models import SALIENT_MODELS, SalientModel
 
@@ -155,9 +157,6 @@ class _IsNetTorch:
 
     def __init__(self, path: Path, model: SalientModel, device):
         import torch  # only IS-Net .pth files need torch; the ONNX path stays without it
-
-        from dissam.checkpoints import infer_refiner_config, load_state_dict_strict, read_state_dict
-        from dissam.models.isnet import ISNetDIS
 
         sd = read_state_dict(path)
         config = infer_refiner_config(sd)
