@@ -62,8 +62,10 @@ prompts and outputs may be URIs (s3://, gs://, ...); same files, same resume rul
   dissam predict s3://shop/photos --prompts s3://shop/boxes.json -o s3://shop/masks --engine ray \
       --ray-address auto --ray-actors 8 --ray-gpus-per-actor 1
 
-Backends: --backend torch (default) or onnx (ONNX Runtime; graphs exported once and cached next to
-the weights; pip install 'dissam[onnx]'); --precision fp32 (default), bf16 (torch), int8 (onnx: the
+Backends: on a CPU at fp32 the networks read from weights files run on ONNX Runtime by default (the
+fastest lossless path there; graphs exported once per weights file, cached next to it or under
+~/.cache/dissam, and reused by every later run; needs onnx, pip install 'dissam[onnx]'), else torch;
+--backend torch or onnx forces one (DISSAM_BACKEND too); --precision fp32 (default), bf16 (torch), int8 (onnx: the
 SAM encoder). Lossy precisions are opt-in: see docs/benchmarks.md for their measured cost.
 """
 
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {
         "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
         "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
-        "backend": args.backend or "torch", "precision": precision or "fp32",
+        "backend": args.backend or "default", "precision": precision or "fp32",
         "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
     }
     if args.engine == "ray":
