@@ -51,6 +51,7 @@ from dissam.stages.registry import (
 from dissam.stages.sam3 import load_sam3_text
 from dissam.transforms import clean_inputs, postprocess, resize_image
 from dissam.utils import resolve_device
+from dissam.zoom import check_margin, refine_zoomed
 
 __all__ = ["DisSamPredictor", "Prediction", "TextPrediction", "GrabCutStage", "NoMatchError", "BUILTIN_REFINER"]
 
@@ -116,6 +117,9 @@ class DisSamPredictor:
         text_stage: a text-prompted stage (SAM 3's detector) for :meth:`predict_text`.
         stage1_source: where stage 1's weights came from (with SAM 3, :meth:`predict_text` loads the
             detector from the same weights on first use).
+        zoom: ``None`` (default, the paper's path: the refiner sees the whole image) or a margin: each
+            box is refined on a crop of the box widened by ``zoom`` x its size on each side, at the
+            refiner's resolution, and pasted back (:mod:`dissam.zoom`; for small objects in big images).
     """
 
     def __init__(self, sam_stage: Stage1 | None, refiner: Refiner | nn.Module, *, size: int | None = None,
@@ -123,7 +127,8 @@ class DisSamPredictor:
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None,
                  edit_threshold: float | str | None = "auto", text_stage: TextStage | None = None,
-                 stage1_source: str | os.PathLike | None = None):
+                 stage1_source: str | os.PathLike | None = None, zoom: float | None = None):
+        self.zoom = None if zoom is None else check_margin(zoom)
         if not isinstance(refiner, Refiner):
             refiner = Refiner.from_module(refiner)
         if refiner.in_ch != 5:
@@ -299,6 +304,9 @@ class DisSamPredictor:
         """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps
         (merged with the coarse masks when ``edit_threshold`` is set: :func:`dissam.refiner.merge_edits`)."""
         h, w = self.image.shape[:2]
+        if self.zoom is not None:
+            out = refine_zoomed(self.refiner_runner, self.image, coarse, boxes, self.size, self.zoom)
+            return merge_edits(out, np.asarray(coarse, dtype=bool), self.edit_threshold) if self.edit_threshold else out
         out = np.empty((len(boxes), h, w), dtype=np.float32)
         im_u8 = resize_image(self.image, self.size)  # once for all chunks of boxes
         for start in range(0, len(boxes), self.refiner_batch_size):
