@@ -93,7 +93,7 @@ def main() -> None:
         warm = tmp / "warm.jpg"
         box = make_jpeg(warm, 0.3)
         for src in trees.values():  # first-ever exports are not what this measures
-            run_cli(src, [str(warm), "--box", ",".join(map(str, box)), "--rgba", "-o", str(tmp / "warm-out"),
+            run_cli(src, ["predict", str(warm), "--box", ",".join(map(str, box)), "--rgba", "-o", str(tmp / "warm-out"),
                           "--no-progress"], env)
         for mp in sizes:
             img = tmp / f"photo_{mp:g}mp.jpg"
@@ -102,7 +102,7 @@ def main() -> None:
             outs = {}
             for label, src in trees.items():
                 out = tmp / f"out-{mp:g}-{len(outs)}"
-                r = run_cli(src, [str(img), "--box", ",".join(map(str, box)), "--rgba", "-o", str(out),
+                r = run_cli(src, ["predict", str(img), "--box", ",".join(map(str, box)), "--rgba", "-o", str(out),
                                   "--no-progress"], env)
                 r.update({"label": label, "megapixels": w * h / 1e6, "size": [w, h]})
                 results["runs"].append(r)
