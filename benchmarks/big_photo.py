@@ -9,7 +9,13 @@ read in it (``ru_maxrss``). A warm-up process on a small JPEG runs first for eac
 first-ever ONNX export is not counted. Outputs of the two code bases are compared (mask equal,
 cut-out's largest colour difference).
 
+``--phases MP`` instead times, in one process of this tree, each phase of the same work on one
+generated JPEG of MP megapixels (decode, loading the models, stage 1, the refiner with its input
+resize and output upsampling, the binary mask, the cut-out's foreground estimation, PNG encoding of
+each file), with the process's peak RSS after each phase: where the seconds and the memory go.
+
 Usage:  PYTHONPATH=src python benchmarks/big_photo.py --sizes 24,54 --base main
+        PYTHONPATH=src python benchmarks/big_photo.py --phases 54
         PYTHONPATH=src python benchmarks/big_photo.py --sizes 0.3 --base HEAD --out /tmp/x.json  # smoke
 """
 
@@ -26,13 +32,14 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_jpeg(path: Path, megapixels: float) -> list[int]:
     """A 3:2 JPEG of about ``megapixels`` MP; returns the object's box (XYXY pixels)."""
     import cv2
-    import numpy as np
 
     from dissam.matting import synthetic_composite
 
@@ -70,18 +77,75 @@ def run_cli(src: Path, argv: list[str], env: dict) -> dict:
     return {**json.loads(lines[-1]), "seconds": wall}
 
 
+def phases(megapixels: float, tmp: Path) -> dict:
+    """Seconds and peak RSS (MB) after each phase of one predict --rgba, in this process."""
+    import resource
+
+    from dissam.batch_predict import OutputOptions, prediction_pictures
+    from dissam.io import encode_png, read_image
+    from dissam.predictor import DisSamPredictor
+
+    img_path = tmp / "phases.jpg"
+    box = np.asarray(make_jpeg(img_path, megapixels), dtype=np.float64)
+    out: dict = {}
+
+    def mark(name: str, t: float) -> None:
+        out[name] = {"seconds": time.perf_counter() - t,
+                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    t = time.perf_counter()
+    image = read_image(img_path)
+    mark("decode JPEG", t)
+    t = time.perf_counter()
+    p = DisSamPredictor.from_pretrained(device="cpu")
+    _ = p.refiner_runner
+    mark("load models", t)
+    t = time.perf_counter()
+    p.set_image(image)
+    coarse = p.coarse_masks(box[None])
+    mark("stage 1 (coarse mask)", t)
+    t = time.perf_counter()
+    soft = p.refine(coarse, box[None])
+    mark("refiner (input resize, network, upsampling, edit merge)", t)
+    t = time.perf_counter()
+    pred = p.predict(box, coarse_mask=coarse[0])  # the same again, through predict(): binarising included
+    mark("predict() again with the coarse mask given", t)
+    assert np.array_equal(pred.soft, soft[0])
+    for suffix, make in prediction_pictures(image, pred, OutputOptions(rgba=True)):
+        t = time.perf_counter()
+        picture = make()
+        mark(f"picture{suffix or ' (mask)'}", t)
+        t = time.perf_counter()
+        encode_png(picture)
+        mark(f"PNG encode{suffix or ' (mask)'}", t)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="24,54", help="megapixels, comma-separated")
     ap.add_argument("--base", default="main", help="git revision of the code to compare with")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--phases", type=float, default=None, metavar="MP",
+                    help="time each phase of one image of MP megapixels instead (this tree, one process)")
     ap.add_argument("--out", default=None, help="results file (default benchmarks/results/big_photo.json)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import numpy as np
     from PIL import Image
     from results_io import markdown_table, save
 
+    if args.phases:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        with tempfile.TemporaryDirectory(prefix="dissam-big-photo-") as tmp:
+            res = phases(args.phases, Path(tmp))
+        rows = [[k, f"{v['seconds']:.2f}", f"{v['peak_rss_mb']:.0f}"] for k, v in res.items()]
+        save("big_photo_phases", {"megapixels": args.phases, "phases": res},
+             {"phases": markdown_table(["phase", "seconds", "peak RSS so far MB"], rows)},
+             notes="one process of this tree, the default models; the 2 cores are shared with other "
+                   "engineers' jobs (see load_average_at_start)", out=args.out)
+        return
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
     env = {"OMP_NUM_THREADS": str(args.threads)}
     results: dict = {"sizes_mp": sizes, "base": args.base, "runs": []}

@@ -73,6 +73,10 @@ def test_big_photo_and_zoom_scenes_smoke(tmp_path):
     runs = res["results"]["runs"]
     assert len(runs) == 2 and all(r["rc"] == 0 and r["peak_rss_mb"] > 0 for r in runs)
     assert runs[-1]["vs_this_tree"]["mask_equal"]
+    res = _run("big_photo.py", "--phases", "0.3", "--threads", "1", "--out", str(tmp_path / "p.json"))
+    phases = res["results"]["phases"]
+    assert {"decode JPEG", "picture_cutout", "PNG encode_cutout"} <= set(phases)
+    assert all(v["seconds"] >= 0 and v["peak_rss_mb"] > 0 for v in phases.values())
     res = _run("zoom_scenes.py", "--long-side", "600", "--ratios", "0.2", "--seeds", "1", "--out", str(tmp_path / "z.json"))
     by = res["results"]["by_ratio"]["0.2"]
     assert set(by) == {"whole image", "zoom 0.25"} and all(0 <= v["mBIoU"] <= 1 for v in by.values())
