@@ -77,21 +77,23 @@ def run_cli(src: Path, argv: list[str], env: dict) -> dict:
     return {**json.loads(lines[-1]), "seconds": wall}
 
 
-def phases(megapixels: float, tmp: Path) -> dict:
-    """Seconds and peak RSS (MB) after each phase of one predict --rgba, in this process."""
+def phases(img_path: Path, box: list[int]) -> dict:
+    """Seconds and peak RSS (MB) after each phase of one predict --rgba, in this process (a fresh one:
+    the JPEG was made by another, so its peak RSS is the prediction's)."""
     import resource
+
+    from PIL import Image
 
     from dissam.batch_predict import OutputOptions, prediction_pictures
     from dissam.io import encode_png, read_image
     from dissam.predictor import DisSamPredictor
 
-    img_path = tmp / "phases.jpg"
-    box = np.asarray(make_jpeg(img_path, megapixels), dtype=np.float64)
+    box = np.asarray(box, dtype=np.float64)
     out: dict = {}
 
-    def mark(name: str, t: float) -> None:
+    def mark(name: str, t: float, **extra) -> None:
         out[name] = {"seconds": time.perf_counter() - t,
-                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}
 
     t = time.perf_counter()
     image = read_image(img_path)
@@ -112,12 +114,20 @@ def phases(megapixels: float, tmp: Path) -> dict:
     mark("predict() again with the coarse mask given", t)
     assert np.array_equal(pred.soft, soft[0])
     for suffix, make in prediction_pictures(image, pred, OutputOptions(rgba=True)):
+        name = suffix.strip("_") or "mask"
         t = time.perf_counter()
         picture = make()
-        mark(f"picture{suffix or ' (mask)'}", t)
+        mark(f"make {name}", t)
         t = time.perf_counter()
-        encode_png(picture)
-        mark(f"PNG encode{suffix or ' (mask)'}", t)
+        data = encode_png(picture)
+        mark(f"PNG encode {name} (as written)", t, bytes=len(data))
+        if suffix == "_cutout":  # zlib level 1: the same pixels, other speed and size
+            import io
+
+            t = time.perf_counter()
+            buf = io.BytesIO()
+            Image.fromarray(picture).save(buf, format="PNG", compress_level=1)
+            mark(f"PNG encode {name} at compress_level=1", t, bytes=len(buf.getvalue()))
     return out
 
 
@@ -128,21 +138,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--phases", type=float, default=None, metavar="MP",
                     help="time each phase of one image of MP megapixels instead (this tree, one process)")
+    ap.add_argument("--phases-on", nargs=2, default=None, help=argparse.SUPPRESS)  # IMAGE X0,Y0,X1,Y1: the child
     ap.add_argument("--out", default=None, help="results file (default benchmarks/results/big_photo.json)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from PIL import Image
     from results_io import markdown_table, save
 
-    if args.phases:
+    if args.phases_on:
         import torch
 
         torch.set_num_threads(args.threads)
+        print(json.dumps(phases(Path(args.phases_on[0]), [int(v) for v in args.phases_on[1].split(",")])))
+        return
+    if args.phases:
         with tempfile.TemporaryDirectory(prefix="dissam-big-photo-") as tmp:
-            res = phases(args.phases, Path(tmp))
-        rows = [[k, f"{v['seconds']:.2f}", f"{v['peak_rss_mb']:.0f}"] for k, v in res.items()]
+            img = Path(tmp) / "phases.jpg"
+            box = make_jpeg(img, args.phases)
+            proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--phases-on", str(img),
+                                   ",".join(map(str, box))], capture_output=True, text=True, check=True)
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows = [[k, f"{v['seconds']:.2f}", f"{v['peak_rss_mb']:.0f}", f"{v['bytes'] / 2**20:.0f}" if "bytes" in v else ""]
+                for k, v in res.items()]
         save("big_photo_phases", {"megapixels": args.phases, "phases": res},
-             {"phases": markdown_table(["phase", "seconds", "peak RSS so far MB"], rows)},
+             {"phases": markdown_table(["phase", "seconds", "peak RSS so far MB", "PNG MiB"], rows)},
              notes="one process of this tree, the default models; the 2 cores are shared with other "
                    "engineers' jobs (see load_average_at_start)", out=args.out)
         return

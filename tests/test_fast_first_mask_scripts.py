@@ -75,7 +75,7 @@ def test_big_photo_and_zoom_scenes_smoke(tmp_path):
     assert runs[-1]["vs_this_tree"]["mask_equal"]
     res = _run("big_photo.py", "--phases", "0.3", "--threads", "1", "--out", str(tmp_path / "p.json"))
     phases = res["results"]["phases"]
-    assert {"decode JPEG", "picture_cutout", "PNG encode_cutout"} <= set(phases)
+    assert {"decode JPEG", "make cutout", "PNG encode cutout (as written)"} <= set(phases)
     assert all(v["seconds"] >= 0 and v["peak_rss_mb"] > 0 for v in phases.values())
     res = _run("zoom_scenes.py", "--long-side", "600", "--ratios", "0.2", "--seeds", "1", "--out", str(tmp_path / "z.json"))
     by = res["results"]["by_ratio"]["0.2"]
