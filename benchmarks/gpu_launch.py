@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -200,8 +201,11 @@ def folder_section(args, device, budget, rows) -> None:
         seconds = time.perf_counter() - t
         return {"seconds": seconds, "img_per_s": len(images) / seconds}
 
-    for name, fn in (("naive loop", naive), ("predict_images (overlapped decode/write)", overlapped)):
-        _guard(rows, f"folder {name}", budget, fn, group="folder", images=len(images), megapixels=args.megapixels)
+    try:
+        for name, fn in (("naive loop", naive), ("predict_images (overlapped decode/write)", overlapped)):
+            _guard(rows, f"folder {name}", budget, fn, group="folder", images=len(images), megapixels=args.megapixels)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a ViT-L checkpoint and the JPEGs
 
 
 # ----------------------------------------------------------------------------------------------- main
