@@ -202,7 +202,7 @@ def main() -> None:
                     "mask_equal": bool(np.array_equal(ma, mb)),
                     "cutout_alpha_equal": bool(np.array_equal(ca[..., 3], cb[..., 3])),
                     "cutout_rgb_max_abs_diff": int(np.abs(ca[..., :3].astype(int) - cb[..., :3].astype(int)).max())}
-                rows[-1][1] += " (mask {}, cut-out RGB max |Δ| {})".format(
+                rows[-1][1] += " (mask {}, cut-out RGB max abs diff {})".format(
                     "equal" if results["runs"][-1]["vs_this_tree"]["mask_equal"] else "DIFFERS",
                     results["runs"][-1]["vs_this_tree"]["cutout_rgb_max_abs_diff"])
     table = markdown_table(["image", "code", "seconds (process)", "peak RSS MB"], rows)

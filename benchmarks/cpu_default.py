@@ -225,7 +225,7 @@ def main() -> None:
                              f"{r['peak_rss_mb']:.0f}", f"{diff:.1e}"])
             results["refiner"] = res
             tables["refiner"] = markdown_table(
-                ["refiner path", "s / call", "speed-up vs torch", "peak RSS MB", "max |Δ| vs torch"], rows)
+                ["refiner path", "s / call", "speed-up vs torch", "peak RSS MB", "max abs diff vs torch"], rows)
     save("cpu_default", results, tables,
          notes="each path in its own process, side by side in one run; the 2 cores are shared with other "
                "engineers' jobs (see load_average_at_start)", out=args.out)

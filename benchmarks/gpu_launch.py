@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         from results_io import markdown_table, save
 
-        table = markdown_table(["path", "ms", "images/s", "peak CUDA MB", "max |Δ| vs eager fp32"], [
+        table = markdown_table(["path", "ms", "images/s", "peak CUDA MB", "max abs diff vs eager fp32"], [
             [r["path"], f"{r['ms']:.2f}" if "ms" in r else (r.get("error") or r.get("skipped", ""))[:60],
              f"{r['img_per_s']:.1f}" if "img_per_s" in r else "",
              f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "",
