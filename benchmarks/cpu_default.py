@@ -83,7 +83,8 @@ def child_refiner(path: str, args: dict) -> dict:
     p = DisSamPredictor.from_pretrained(refiner=args["refiner"], stage1="none", device="cpu", backend=backend)
     runner = p.refiner_runner
     load_s = time.perf_counter() - t
-    x = torch.rand(1, 5, args["size"], args["size"], generator=torch.Generator().manual_seed(0)) - 0.5
+    size = p.size  # the refiner's own input size (its graph is exported at it)
+    x = torch.rand(1, 5, size, size, generator=torch.Generator().manual_seed(0)) - 0.5
     if path == "bare ORT session":
         import onnxruntime as ort
 
