@@ -8,6 +8,18 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_default_and_private_onnx_cache(tmp_path_factory):
+    """The suite runs the PyTorch default: the CPU default of the package (ONNX Runtime for networks
+    read from a file) exports each new weights file once, seconds per test with the many tiny files
+    the tests write. tests/test_default_runtime.py tests that default; exported graphs never go to
+    the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DISSAM_BACKEND", "torch")
+        mp.setenv("DISSAM_CACHE", str(tmp_path_factory.mktemp("dissam-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES

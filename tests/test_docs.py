@@ -157,7 +157,8 @@ def _measured_text(path) -> str:
     text = path.read_text()
     if str(path.relative_to(ROOT)) in MEASURED_PAGES:
         return text
-    no_code = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)  # `# comment` is no heading
+    # a `# comment` in a code block is no heading; blanked to the same length, so offsets stay those of text
+    no_code = re.sub(r"```.*?```", lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
     bounds = [m.start() for m in HEADING.finditer(no_code)] + [len(text)]
     sections = [text[a:b] for a, b in zip([0, *bounds], bounds)]
     return "".join(s for s in sections if re.search(r"<!-- figs?(?:ures)?: benchmarks/results/", s))

@@ -105,3 +105,19 @@ def test_predict_cli_reports_a_bomb_and_goes_on(tmp_path, monkeypatch, capsys):
                "-o", str(tmp_path / "out")])
     err = capsys.readouterr().out
     assert rc == 1 and "decompression bomb" in err and (tmp_path / "out" / "good_0.png").is_file()
+
+
+def test_big_pictures_are_written_with_fast_compression_same_pixels(tmp_path, monkeypatch):
+    import io as _io
+
+    import dissam.io as dio
+
+    arr = (np.random.default_rng(0).random((64, 80, 4)) * 64).astype(np.uint8)
+    default = dio.encode_png(arr)
+    monkeypatch.setattr(dio, "FAST_PNG_VALUES", 100)  # now this array counts as big
+    fast = dio.encode_png(arr)
+    assert fast != default  # another zlib level...
+    for data in (default, fast):  # ...the same pixels
+        np.testing.assert_array_equal(np.asarray(Image.open(_io.BytesIO(data))), arr)
+    dio.write_png(tmp_path / "a.png", arr)
+    assert (tmp_path / "a.png").read_bytes() == fast  # write_png writes encode_png's bytes

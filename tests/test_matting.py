@@ -47,6 +47,18 @@ def test_cutout_flag_and_binary_masks(comp):
     np.testing.assert_array_equal(cutout(img, mask)[..., :3], img)
 
 
+def test_strips_give_the_whole_box_colours():
+    """foreground_rgb works strip by strip (bounded memory on big photographs); with a halo of the
+    filters' reach each strip's rows get the colours the whole box gives (within one 8-bit level)."""
+    c = synthetic_composite(700, 120, seed=5)
+    a8 = np.rint(c["alpha"] * 255).astype(np.uint8)
+    whole = foreground_rgb(c["image"], a8, strip_pixels=10**9)
+    strips = foreground_rgb(c["image"], a8, strip_pixels=1)  # strips of 2 x 96 rows: four of them
+    assert np.abs(whole.astype(int) - strips.astype(int)).max() <= 1
+    assert (whole != strips).mean() < 1e-3
+    assert not np.array_equal(whole, c["image"])  # there were soft edges to estimate
+
+
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="H x W x 3"):
         estimate_foreground(np.zeros((4, 4), np.uint8), np.zeros((4, 4)))

@@ -122,20 +122,26 @@ def test_sam_encoder_and_decoder_parity(kind, sam_stage, hq_model, image, tmp_pa
 
 
 def test_onnx_sam_stage_masks_match_torch(sam_stage, image, boxes_xyxy, tmp_path):
-    """SamStage with the ONNX encoder gives the torch stage's masks (the decoder stays in torch)."""
-    from dissam.runtime.runners import OnnxSamEncoderRunner
+    """SamStage with the ONNX encoder gives the torch stage's masks, with the decoder in torch and in
+    ONNX Runtime."""
+    from dissam.runtime.runners import OnnxSamDecoderRunner, OnnxSamEncoderRunner
 
     sam_stage.set_image(image)
     want = sam_stage.predict_batch(boxes_xyxy, return_logits=True)
     path = ox.export_sam_encoder(sam_stage.model, tmp_path / "enc.onnx")
-    sam_stage.encoder_runner = OnnxSamEncoderRunner(sam_stage.model, None, path=path)
+    sam_stage.encoder_runner = OnnxSamEncoderRunner(sam_stage, path=path)
     try:
         sam_stage.set_image(image)
         got = sam_stage.predict_batch(boxes_xyxy, return_logits=True)
+        sam_stage.decoder_runner = OnnxSamDecoderRunner(sam_stage, path=ox.export_sam_decoder(sam_stage, tmp_path / "d.onnx"))
+        both = sam_stage.predict_batch(boxes_xyxy, return_logits=True)
+        single = sam_stage.predict_batch(boxes_xyxy, multimask_output=False)  # not in the graph: torch's decoder
     finally:
-        sam_stage.encoder_runner = None
-    np.testing.assert_allclose(got[2], want[2], atol=1e-3, rtol=0)
-    assert ((got[0] > 0) != (want[0] > 0)).mean() < 1e-4
+        sam_stage.encoder_runner = sam_stage.decoder_runner = None
+    for out in (got, both):
+        np.testing.assert_allclose(out[2], want[2], atol=1e-3, rtol=0)
+        assert ((out[0] > 0) != (want[0] > 0)).mean() < 1e-4
+    assert single[0].shape == (len(boxes_xyxy), 1, *image.shape[:2])
 
 
 @pytest.fixture(scope="module")

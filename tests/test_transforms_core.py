@@ -122,3 +122,18 @@ def test_flip4_all_branches():
     assert torch.equal(flip4(0.9, t)[0], t)
     a, b = flip4(0.1, t, t + 1)
     assert torch.equal(b - a, torch.ones_like(a))
+
+
+def test_big_images_resize_one_channel_at_a_time_bit_identically(monkeypatch):
+    """Above 4 MP resize_uint8 converts one float channel at a time (a third of the memory of a big
+    photograph); the refiner's input stays bit-identical."""
+    import torch
+
+    from dissam import transforms
+
+    img = (np.random.default_rng(3).random((613, 1019, 3)) * 255).astype(np.uint8)
+    whole = transforms.resize_image(img, 256)
+    monkeypatch.setattr(transforms, "_CHANNELWISE_PIXELS", 1000)
+    assert torch.equal(transforms.resize_image(img, 256), whole)
+    batch = torch.from_numpy(np.stack([img, img[::-1].copy()])).permute(0, 3, 1, 2)
+    assert torch.equal(transforms.resize_uint8(batch, (100, 300))[0], transforms.resize_uint8(batch[0], (100, 300)))

@@ -13,3 +13,6 @@ the ``best`` by predicted IoU, or the ``single`` output of ``multimask_output=Fa
 
 BOX_FORMATS = ("xyxy", "xywh")
 """Box prompt formats: corners ``(x0, y0, x1, y1)`` or corner and size ``(x, y, w, h)``, pixels."""
+
+METRICS = ("maxFm", "wFmeasure", "MAE", "Smeasure", "meanEm", "HCE", "mIoU", "mBIoU")
+"""The paper's metrics, in the order of its tables (:data:`dissam.metrics.ALL_METRICS`)."""

@@ -34,7 +34,9 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only``: just that sub-command's (what :func:`main` builds when the
+    command line names one, so that running a command imports no other command's module)."""
     parser = argparse.ArgumentParser(
         prog="dissam",
         description="DIS-SAM: box-prompted, highly accurate dichotomous image segmentation.",
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        if importlib.util.find_spec(module_name) is None:
+        if (only is not None and name != only) or importlib.util.find_spec(module_name) is None:
             continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(
@@ -68,10 +70,20 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def _named_command(argv: list[str]) -> str | None:
+    """The sub-command ``argv`` runs (its first word that is not a global option), or ``None`` (no
+    command, ``--help``, ``--version`` or an unknown word: the full parser answers those)."""
+    for word in argv:
+        if word in ("-v", "--verbose"):
+            continue
+        return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; exit status 0 (done), 1 (an error, or some inputs failed), 2 (bad usage),
     130 (interrupted by Ctrl+C / SIGINT), 143 (terminated by SIGTERM)."""
-    parser = build_parser()
+    parser = build_parser(_named_command(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"

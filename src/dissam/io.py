@@ -172,17 +172,30 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return read_image(img)
 
 
+FAST_PNG_VALUES = 16_000_000
+"""Arrays with more values than this (a 4 MP RGBA cut-out) are written with zlib level 1 instead of
+Pillow's default 6: the same pixels, about four times faster on a 54 MP cut-out for a file about a
+quarter larger; smaller pictures keep the default (their encoding takes milliseconds)."""
+
+
+def _save_png(arr: np.ndarray, target) -> None:
+    arr = np.ascontiguousarray(arr)
+    level = 1 if arr.size > FAST_PNG_VALUES else 6
+    Image.fromarray(arr).save(target, format="PNG", compress_level=level)
+
+
 def encode_png(arr: np.ndarray) -> bytes:
     """The PNG bytes :func:`write_png` writes for ``arr`` (byte for byte the same file)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    _save_png(arr, buf)
     return buf.getvalue()
 
 
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
-    """Write a uint8 ``HxW`` / ``HxWx3`` / ``HxWx4`` array as PNG atomically (temp file + rename)."""
+    """Write a uint8 ``HxW`` / ``HxWx3`` / ``HxWx4`` array as PNG atomically (temp file + rename);
+    big arrays (:data:`FAST_PNG_VALUES`) with fast compression."""
     with atomic_output(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
+        _save_png(arr, tmp)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

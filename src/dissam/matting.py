@@ -85,7 +85,13 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radii: tuple[int, 
     return fg
 
 
-def foreground_rgb(image: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] = RADII) -> np.ndarray:
+STRIP_PIXELS = 4_000_000
+"""Pixels per strip of :func:`foreground_rgb` (plus its halo): bounds its float working set to about
+``8 arrays x 3 channels x 4 bytes`` per pixel of a strip (~400 MB) whatever the image's size."""
+
+
+def foreground_rgb(image: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] = RADII,
+                   strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
     """``H x W x 3`` uint8 colours for an RGBA cut-out: the estimated foreground where ``alpha`` is
     soft, the image itself where the mask is binary (nothing to estimate).
 
@@ -93,6 +99,12 @@ def foreground_rgb(image: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] 
     box filter that reaches a visible pixel stays inside it, so visible pixels get the same colours
     as from the whole image (up to float rounding), and a small object in a 12 MP photo is cheap.
     Pixels outside keep the image's colour (they are fully transparent).
+
+    The box is processed in horizontal strips of about ``strip_pixels`` pixels, each read with a halo
+    of ``sum(radii)`` rows on either side: a row's estimate depends only on rows within
+    ``sum(radii) / 2`` of it (each pass's box filter reaches half its size), so each strip's own rows
+    get the colours the whole box would give (up to float rounding of the filters' running sums: at
+    most one 8-bit level), and the float working set is bounded by the strip, not by the photograph.
     """
     img = np.asarray(image, dtype=np.uint8)
     if is_binary(alpha):
@@ -105,8 +117,13 @@ def foreground_rgb(image: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] 
     y0, y1 = max(0, ys[0] - m), min(a.shape[0], ys[-1] + 1 + m)
     x0, x1 = max(0, xs[0] - m), min(a.shape[1], xs[-1] + 1 + m)
     out = img.copy()
-    fg = estimate_foreground(img[y0:y1, x0:x1], a[y0:y1, x0:x1], radii)
-    out[y0:y1, x0:x1] = np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
+    halo = int(sum(radii))
+    rows = max(2 * halo, int(strip_pixels) // max(1, x1 - x0))
+    for top in range(y0, y1, rows):
+        bottom = min(y1, top + rows)
+        h0, h1 = max(y0, top - halo), min(y1, bottom + halo)  # the strip with its halo, inside the box
+        fg = estimate_foreground(img[h0:h1, x0:x1], a[h0:h1, x0:x1], radii)[top - h0:bottom - h0]
+        out[top:bottom, x0:x1] = np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
     return out
 
 

@@ -36,7 +36,7 @@ from dissam.hub.registry import get_preset
 from dissam.io import ImageLike, read_image, read_mask
 from dissam.prediction import Prediction, TextPrediction
 from dissam.refiner import Refiner, merge_edits
-from dissam.runtime.runners import make_refiner_runner, resolve_runtime
+from dissam.runtime.runners import default_backend, make_refiner_runner, resolve_runtime
 from dissam.stages.base import Stage1, TextStage
 from dissam.stages.grabcut import GrabCutStage
 from dissam.stages.registry import (
@@ -51,6 +51,7 @@ from dissam.stages.registry import (
 from dissam.stages.sam3 import load_sam3_text
 from dissam.transforms import clean_inputs, postprocess, resize_image
 from dissam.utils import resolve_device
+from dissam.zoom import check_margin, refine_zoomed
 
 __all__ = ["DisSamPredictor", "Prediction", "TextPrediction", "GrabCutStage", "NoMatchError", "BUILTIN_REFINER"]
 
@@ -98,10 +99,14 @@ class DisSamPredictor:
         dtype: refiner compute dtype; ``torch.bfloat16``/``torch.float16`` run under autocast (the same
             as ``precision="bf16"``/``"fp16"``; ``precision`` wins when both are given).
         refiner_batch_size: boxes per refiner call (memory bound at 1024²).
-        backend: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime on graphs exported once and cached
-            next to the weights; needs ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when installed),
-            for the refiner and stage 1's image encoder where it has a choice (SAM, HQ-SAM; SAM 2.1 and
-            SAM 3 run on torch, U²-Netp on ONNX Runtime and GrabCut on OpenCV whatever is asked).
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime on graphs exported once per weights file and
+            cached; needs ``onnx``, part of ``dissam[onnx]``) or ``"auto"`` (onnx on a CPU when
+            installed), for the refiner and stage 1's networks where it has a choice (SAM and HQ-SAM:
+            image encoder and box decoder; SAM 2.1 and SAM 3 run on torch, U²-Netp on ONNX Runtime and
+            GrabCut on OpenCV whatever is asked). ``None`` (default): on a CPU at fp32, ONNX Runtime for
+            the networks read from a weights file (the fastest lossless path there; the choice is logged
+            once) and torch for networks built in Python; torch elsewhere
+            (:func:`dissam.runtime.runners.default_backend`; ``DISSAM_BACKEND`` changes it).
         precision: ``"fp32"`` (default), ``"bf16"``/``"fp16"`` (torch autocast) or ``"int8"`` (onnx:
             SAM's encoder in dynamic int8). Lossy precisions are opt-in.
         edit_threshold: ``"auto"`` (default): the refiner's own calibration
@@ -112,6 +117,9 @@ class DisSamPredictor:
         text_stage: a text-prompted stage (SAM 3's detector) for :meth:`predict_text`.
         stage1_source: where stage 1's weights came from (with SAM 3, :meth:`predict_text` loads the
             detector from the same weights on first use).
+        zoom: ``None`` (default, the paper's path: the refiner sees the whole image) or a margin: each
+            box is refined on a crop of the box widened by ``zoom`` x its size on each side, at the
+            refiner's resolution, and pasted back (:mod:`dissam.zoom`; for small objects in big images).
     """
 
     def __init__(self, sam_stage: Stage1 | None, refiner: Refiner | nn.Module, *, size: int | None = None,
@@ -119,7 +127,8 @@ class DisSamPredictor:
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None,
                  edit_threshold: float | str | None = "auto", text_stage: TextStage | None = None,
-                 stage1_source: str | os.PathLike | None = None):
+                 stage1_source: str | os.PathLike | None = None, zoom: float | None = None):
+        self.zoom = None if zoom is None else check_margin(zoom)
         if not isinstance(refiner, Refiner):
             refiner = Refiner.from_module(refiner)
         if refiner.in_ch != 5:
@@ -143,11 +152,20 @@ class DisSamPredictor:
         self.refiner_batch_size = max(1, int(refiner_batch_size))
         dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
         precision = precision or dtype_name
-        self.backend, self.precision = resolve_runtime(self.device, backend, precision)
+        default = default_backend(self.device, precision) if backend is None else None
+        # the default needs a weights file: the export is cached for it and reused by later runs
+        refiner_backend = backend or (default if self.refiner.weights_are_source else "torch")
+        self.backend, self.precision = resolve_runtime(self.device, refiner_backend, precision)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
         self._refiner_runner = None
+        stage_backend = backend
+        if sam_stage is not None and default == "onnx" and _stage_runs_on(sam_stage, "onnx") and \
+                getattr(sam_stage, "weights_are_source", False):
+            stage_backend = "onnx"
         if sam_stage is not None:
-            self._configure_stage_runtime(backend, precision)
+            self._configure_stage_runtime(stage_backend, precision)
+        if default == "onnx" and "onnx" in (self.backend, stage_backend):
+            _log_default_once(self.backend, stage_backend if sam_stage is not None else None)
         self._image: np.ndarray | None = None
         self._encoded = False
         self._text_stage = text_stage
@@ -286,6 +304,9 @@ class DisSamPredictor:
         """Stage 2: ``N x H x W`` coarse masks and ``N x 4`` boxes -> ``N x H x W`` float32 soft maps
         (merged with the coarse masks when ``edit_threshold`` is set: :func:`dissam.refiner.merge_edits`)."""
         h, w = self.image.shape[:2]
+        if self.zoom is not None:
+            out = refine_zoomed(self.refiner_runner, self.image, coarse, boxes, self.size, self.zoom)
+            return merge_edits(out, np.asarray(coarse, dtype=bool), self.edit_threshold) if self.edit_threshold else out
         out = np.empty((len(boxes), h, w), dtype=np.float32)
         im_u8 = resize_image(self.image, self.size)  # once for all chunks of boxes
         for start in range(0, len(boxes), self.refiner_batch_size):
@@ -398,6 +419,26 @@ class DisSamPredictor:
                            score=float(found.scores[i]))
             for i in range(len(found))
         ]
+
+
+def _stage_runs_on(stage: Stage1, backend: str) -> bool:
+    """Whether stage 1 ``stage`` can run its networks on ``backend`` (the registry says)."""
+    spec = stage_specs().get(getattr(stage, "name", ""))
+    return spec is not None and spec.backends is not None and backend in spec.backends and hasattr(stage, "use_runtime")
+
+
+_DEFAULT_LOGGED: set[tuple] = set()
+
+
+def _log_default_once(refiner_backend: str, stage_backend: str | None) -> None:
+    """Say once per process which networks the default runs on ONNX Runtime."""
+    parts = (["the refiner"] if refiner_backend == "onnx" else []) + \
+        (["SAM's image encoder and box decoder"] if stage_backend == "onnx" else [])
+    if tuple(parts) in _DEFAULT_LOGGED:
+        return
+    _DEFAULT_LOGGED.add(tuple(parts))
+    log.info("CPU default: %s on ONNX Runtime fp32 (the fastest lossless path here; graphs exported once per "
+             "weights file and cached); --backend torch runs PyTorch", " and ".join(parts))
 
 
 def _load_refiner_or_builtin(refiner: str | os.PathLike | None, device) -> Refiner:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dissam.checkpoints import infer_refiner_config
+from dissam.checkpoints import infer_refiner_config, tensor_versions
 from dissam.models.isnet import RefinerConfig
 
 __all__ = ["Refiner", "forward_d1", "zero_dropped", "merge_edits", "PROMPT_CHANNELS"]
@@ -71,6 +71,8 @@ class Refiner:
             are zeroed at inference as in training. ``()`` for official checkpoints.
         source: the path (or ``"state dict"``) it was loaded from.
         metadata: the dissam checkpoint's metadata (training config, step, metrics), ``{}`` otherwise.
+        loaded_versions: :func:`~dissam.checkpoints.tensor_versions` of ``net`` right after it was read
+            from ``source`` (``None`` for a network built in Python): :attr:`weights_are_source` compares.
     """
 
     net: nn.Module = field(repr=False)
@@ -79,6 +81,7 @@ class Refiner:
     dropped_channels: tuple[int, ...] = ()
     source: str = "model"
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    loaded_versions: dict[str, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_module(cls, net: nn.Module, input_size: int = 1024, source: str = "model") -> Refiner:
@@ -91,6 +94,12 @@ class Refiner:
         """Wrap a network loaded from a dissam checkpoint whose JSON is ``info``."""
         meta = dict(info.get("metadata") or {})
         return cls(net, config, int(meta.get("input_size", 1024)), dropped_prompt_channels(meta), source, meta)
+
+    @property
+    def weights_are_source(self) -> bool:
+        """Whether ``net`` still holds exactly the weights read from ``source`` (no tensor replaced or
+        changed in place since): then what was exported from that file applies to it."""
+        return self.loaded_versions is not None and tensor_versions(self.net) == self.loaded_versions
 
     @property
     def in_ch(self) -> int:

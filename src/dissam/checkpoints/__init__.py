@@ -18,11 +18,19 @@ from dissam.checkpoints.refiner_weights import (
     load_checkpoint,
     save_checkpoint,
 )
-from dissam.checkpoints.state_dict import load_state_dict_strict, read_state_dict, strip_prefixes
+from dissam.checkpoints.state_dict import (
+    build_with_weights,
+    load_state_dict_strict,
+    read_state_dict,
+    strip_prefixes,
+    tensor_versions,
+)
 
 __all__ = [
     "read_state_dict",
     "load_state_dict_strict",
+    "build_with_weights",
+    "tensor_versions",
     "strip_prefixes",
     "infer_refiner_config",
     "save_checkpoint",

@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 
-from dissam.checkpoints.state_dict import load_state_dict_strict, read_state_dict, strip_prefixes
+from dissam.checkpoints.state_dict import build_with_weights, read_state_dict, strip_prefixes
 from dissam.errors import CheckpointError
 from dissam.models.isnet import RefinerConfig, build_refiner
 from dissam.utils import atomic_write_bytes
@@ -107,8 +107,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         info.setdefault("config", json.loads(header)["config"] if header else None)
     sd = read_state_dict(p)
     config = RefinerConfig.from_dict(info["config"]) if info.get("config") else infer_refiner_config(sd)
-    model = build_refiner(config)
-    load_state_dict_strict(model, sd, str(p))
+    model = build_with_weights(lambda: build_refiner(config), sd, str(p))
     return model.to(device), info
 
 

@@ -6,7 +6,8 @@ Two pure functions on state dicts, and the builder that uses them:
   keyword arguments of ``transformers.SamConfig``;
 * :func:`convert_official_sam` renames the keys (our own map, :data:`KEY_RULES`) and reports every
   official key that no rule consumed;
-* :func:`build_sam_from_state_dict` builds the ``SamModel`` and loads the converted weights strictly.
+* :func:`build_sam_from_state_dict` builds the ``SamModel`` and loads the converted weights strictly
+  (without a random initialisation first: :func:`dissam.checkpoints.state_dict.build_with_weights`).
 
 The rules are applied in order; the first regular expression that matches a key wins. The
 prompt encoder's random Fourier matrix is shared in ``SamModel`` (``shared_image_embedding`` and
@@ -20,12 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from transformers import SamConfig, SamModel
 
-from dissam.checkpoints.state_dict import load_state_dict_strict
+from dissam.checkpoints.sam_layout import official_sam_shapes
+from dissam.checkpoints.state_dict import build_with_weights
 from dissam.errors import CheckpointError
 
-__all__ = ["KEY_RULES", "infer_sam_config", "convert_official_sam", "official_key_to_hf", "build_sam_from_state_dict"]
+__all__ = ["KEY_RULES", "infer_sam_config", "convert_official_sam", "official_key_to_hf", "check_official_sam",
+           "build_sam_from_state_dict"]
 
 # Official SAM keys: image_encoder.*, prompt_encoder.*, mask_decoder.*
 _REQUIRED = (
@@ -273,11 +275,14 @@ def convert_official_sam(sd: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
     return out, unconsumed
 
 
-def build_sam_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict") -> torch.nn.Module:
-    """``SamModel`` from an official SAM state dict: sizes inferred, keys converted, strict load.
+def check_official_sam(sd: Mapping[str, Any], source: str = "state dict") -> dict[str, Any]:
+    """Check an official SAM state dict completely without building a model, and return its
+    ``transformers.SamConfig`` keyword arguments (:func:`infer_sam_config`).
 
-    Raises :class:`CheckpointError` naming unconverted official keys, missing model keys and shape
-    mismatches."""
+    Raises :class:`CheckpointError` for an HQ-SAM checkpoint, official keys that no rule converts, and
+    every missing key, unexpected key and shape mismatch against the tensors such a model has
+    (:func:`dissam.checkpoints.sam_layout.official_sam_shapes`; keys named as ``SamModel`` names them,
+    like a strict load)."""
     hq_keys = [
         k for k in sd if any(s in k for s in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder"))
     ]
@@ -286,7 +291,7 @@ def build_sam_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state 
             f"{source} is an official HQ-SAM checkpoint (keys {', '.join(hq_keys[:4])}, ...); dissam converts "
             "only plain SAM .pth files. Load HQ-SAM from its Hugging Face folder or hub id instead."
         )
-    config = SamConfig(**infer_sam_config(sd))
+    config = infer_sam_config(sd)
     converted, unconsumed = convert_official_sam(sd)
     if unconsumed:
         raise CheckpointError(
@@ -294,6 +299,33 @@ def build_sam_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state 
             + ", ".join(unconsumed[:20])
             + (" ..." if len(unconsumed) > 20 else "")
         )
-    model = SamModel(config)
-    load_state_dict_strict(model, converted, source)
+    expected, _ = convert_official_sam(official_sam_shapes(config))
+    missing = [k for k in expected if k not in converted]
+    unexpected = [k for k in converted if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(converted[k].shape)} vs model {tuple(expected[k])}"
+                  for k in expected if k in converted and tuple(converted[k].shape) != tuple(expected[k])]
+    if missing or unexpected or mismatched:
+        def fmt(title: str, items: list[str]) -> str:
+            more = f" ... and {len(items) - 20} more" if len(items) > 20 else ""
+            return f"\n  {title} ({len(items)}): " + ", ".join(items[:20]) + more if items else ""
+
+        raise CheckpointError(f"{source} does not match SamModel" + fmt("missing keys", missing)
+                              + fmt("unexpected keys", unexpected) + fmt("shape mismatches", mismatched))
+    return config
+
+
+def build_sam_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict") -> torch.nn.Module:
+    """``SamModel`` from an official SAM state dict: sizes inferred, keys converted, strict load.
+
+    Raises :class:`CheckpointError` naming unconverted official keys, missing model keys and shape
+    mismatches (:func:`check_official_sam`)."""
+    # transformers is imported here, where a model is built: checking a checkpoint needs only its
+    # tensors' shapes
+    from transformers import SamConfig, SamModel
+
+    config = SamConfig(**check_official_sam(sd, source))
+    converted, _ = convert_official_sam(sd)
+    # built on the meta device with the checkpoint's (memory-mapped) tensors put in place: no random
+    # init of 300 M parameters, no copy
+    model = build_with_weights(lambda: SamModel(config), converted, source)
     return model.float().eval()

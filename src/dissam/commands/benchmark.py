@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dissam.choices import METRICS
 from dissam.commands.engine_flags import add_engine_arguments, ray_options_from_args
 from dissam.commands.weights import add_runtime_arguments, add_stage1_arguments
 
@@ -41,8 +42,6 @@ def _split_list(values):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dissam.metrics import ALL_METRICS
-
     parser.add_argument(
         "--data", required=True, metavar="ROOT", help="dataset root holding <split>/im, gt[, mask]"
     )
@@ -91,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics",
         nargs="+",
         metavar="NAME",
-        help=f"subset of {','.join(ALL_METRICS)} (default all)",
+        help=f"subset of {','.join(METRICS)} (default all)",
     )
     parser.add_argument(
         "--skeleton-cache", metavar="DIR", help="HCE skeleton cache folder (default: user cache)"

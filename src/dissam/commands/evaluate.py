@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dissam.choices import METRICS
+
 HELP = "evaluate saved prediction maps with the paper's metrics (maxFm, wFm, MAE, Sm, Em, HCE, mIoU, mBIoU)"
 
 DESCRIPTION = """\
@@ -31,8 +33,6 @@ def _split_list(values: list[str] | None) -> list[str] | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dissam.metrics import ALL_METRICS
-
     parser.add_argument("--pred", metavar="DIR", help="folder of predicted maps (8-bit PNG, soft or binary)")
     parser.add_argument("--gt", metavar="DIR", help="folder of ground-truth masks")
     parser.add_argument(
@@ -47,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         nargs="+",
-        default=list(ALL_METRICS),
+        default=list(METRICS),
         metavar="NAME",
-        help=f"subset of {','.join(ALL_METRICS)} (comma or space separated; default all)",
+        help=f"subset of {','.join(METRICS)} (comma or space separated; default all)",
     )
     parser.add_argument(
         "--skeleton-cache",

@@ -62,8 +62,10 @@ prompts and outputs may be URIs (s3://, gs://, ...); same files, same resume rul
   dissam predict s3://shop/photos --prompts s3://shop/boxes.json -o s3://shop/masks --engine ray \
       --ray-address auto --ray-actors 8 --ray-gpus-per-actor 1
 
-Backends: --backend torch (default) or onnx (ONNX Runtime; graphs exported once and cached next to
-the weights; pip install 'dissam[onnx]'); --precision fp32 (default), bf16 (torch), int8 (onnx: the
+Backends: on a CPU at fp32 the networks read from weights files run on ONNX Runtime by default (the
+fastest lossless path there; graphs exported once per weights file, cached next to it or under
+~/.cache/dissam, and reused by every later run; needs onnx, pip install 'dissam[onnx]'), else torch;
+--backend torch or onnx forces one (DISSAM_BACKEND too); --precision fp32 (default), bf16 (torch), int8 (onnx: the
 SAM encoder). Lossy precisions are opt-in: see docs/benchmarks.md for their measured cost.
 """
 
@@ -97,6 +99,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
+    p.add_argument("--zoom", type=float, nargs="?", const=0.25, default=None, metavar="MARGIN",
+                   help="refine a crop around each box (the box widened by MARGIN x its size on each side, "
+                        "default 0.25) at the refiner's resolution and paste it back: for small objects in big "
+                        "images (default: off, the paper's whole-image input)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_runtime_arguments(p, dtype_alias=True)
     p.add_argument("--overwrite", action="store_true", help="redo images that a previous run finished")
@@ -116,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     precision = precision_from_args(args)
     common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
+                  **({"zoom": args.zoom} if args.zoom is not None else {}),
                   precision=precision, edit_threshold=parse_edit_threshold(args.edit_threshold))
     options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
                             estimate_fg=not args.no_fg_estimation)
@@ -129,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
     settings = {
         "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
         "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
-        "backend": args.backend or "torch", "precision": precision or "fp32",
+        "backend": args.backend or "default", "precision": precision or "fp32",
         "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
+        **({"zoom": args.zoom} if args.zoom is not None else {}),  # absent when off: earlier runs' markers hold
     }
     if args.engine == "ray":
         return _run_ray(args, images, box_source, common, options, settings)

@@ -47,8 +47,10 @@ def add_weight_arguments(p: argparse.ArgumentParser) -> None:
 def add_runtime_arguments(p: argparse.ArgumentParser, dtype_alias: bool = False) -> None:
     """``--backend`` and ``--precision`` (``dtype_alias``: also the old ``--dtype`` spelling)."""
     p.add_argument("--backend", choices=[*BACKENDS, "auto"], default=None,
-                   help="runtime for the refiner and stage 1's image encoder where it has a choice (SAM, HQ-SAM) "
-                        "(default: torch; auto: onnx on a CPU when onnxruntime is installed)")
+                   help="runtime for the refiner and stage 1's networks where it has a choice (SAM, HQ-SAM) "
+                        "(default: on a CPU at fp32, onnx for networks read from a weights file, the fastest "
+                        "lossless path there, exported once per file and cached; torch elsewhere; "
+                        "DISSAM_BACKEND=torch|onnx|auto changes it; auto: onnx on a CPU when installed)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="fp32 (default); bf16/fp16 autocast (torch); int8 SAM encoder (onnx). Lossy: opt-in")
     if dtype_alias:

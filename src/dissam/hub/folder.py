@@ -30,7 +30,11 @@ import torch
 from huggingface_hub import ModelCard, ModelHubMixin, hf_hub_download
 from safetensors.torch import save
 
-from dissam.checkpoints import infer_refiner_config, load_state_dict_strict, read_state_dict
+from dissam.checkpoints import (
+    build_with_weights,
+    infer_refiner_config,
+    read_state_dict,
+)
 from dissam.errors import CheckpointError
 from dissam.hub.cache import hub_local_only
 from dissam.hub.sources import hub_error
@@ -152,8 +156,7 @@ def load_refiner_folder(folder: str | os.PathLike, device="cpu") -> Refiner:
     """The :class:`~dissam.refiner.Refiner` of a refiner folder (strict load) on ``device``, with the
     folder's metadata (input size, training config)."""
     sd, config, metadata = read_refiner_folder(folder)
-    net = build_refiner(config)
-    load_state_dict_strict(net, sd, str(folder))
+    net = build_with_weights(lambda: build_refiner(config), sd, str(folder))
     return Refiner.from_checkpoint_info(net.to(device), config, {"metadata": metadata}, str(folder))
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 
 from dissam.checkpoints import (
+    build_with_weights,
     infer_refiner_config,
     load_checkpoint,
-    load_state_dict_strict,
     read_state_dict,
     strip_prefixes,
+    tensor_versions,
 )
-from dissam.hub.folder import load_refiner_folder
 from dissam.hub.store import resolve_refiner_source
 from dissam.models.isnet import RefinerConfig, build_refiner
 from dissam.refiner import Refiner
@@ -56,8 +56,11 @@ def load_refiner(
     else:
         path = Path(resolve_refiner_source(source))  # registry names and hub ids -> local paths
         if path.is_dir() and (path / "config.json").is_file():  # a Hub-style folder
+            # dissam.hub.folder imports huggingface_hub (a third of a second): only for folders
+            from dissam.hub.folder import load_refiner_folder
+
             ref = load_refiner_folder(path, device=device)
-            return ref.eval() if eval_mode else ref
+            return _loaded(ref, eval_mode)
         if path.is_dir():
             path = path / "model.safetensors"
         name = str(path)
@@ -67,11 +70,20 @@ def load_refiner(
                 model.state_dict()
             )
             ref = Refiner.from_checkpoint_info(model, config, info, name)
-            return ref.eval() if eval_mode else ref
+            return _loaded(ref, eval_mode)
         sd = read_state_dict(path)
     config = infer_refiner_config(sd)
-    model = build_refiner(config)
-    load_state_dict_strict(model, sd, name)
+    model = build_with_weights(lambda: build_refiner(config), sd, name)  # no random init, no copy
     model.to(device)
     ref = Refiner(model, config, 1024, (), name)
-    return ref.eval() if eval_mode else ref
+    return _loaded(ref, eval_mode, from_file=not isinstance(source, Mapping))
+
+
+def _loaded(ref: Refiner, eval_mode: bool, from_file: bool = True) -> Refiner:
+    """``ref`` in eval mode (if asked), with a record of its weights as read from the file (graphs
+    exported from that file then apply to it: :attr:`Refiner.weights_are_source`)."""
+    if eval_mode:
+        ref.eval()
+    if from_file:
+        ref.loaded_versions = tensor_versions(ref.net)
+    return ref

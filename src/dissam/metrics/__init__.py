@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dissam.choices import METRICS
 from dissam.errors import DisSamError
 from dissam.metrics.boundary import (
     BOUNDARY_DILATION_RATIO,
@@ -67,7 +68,7 @@ __all__ = [
     "F_BETA2",
 ]
 
-ALL_METRICS: tuple[str, ...] = ("maxFm", "wFmeasure", "MAE", "Smeasure", "meanEm", "HCE", "mIoU", "mBIoU")
+ALL_METRICS: tuple[str, ...] = METRICS
 """Metric keys in the order of the paper's table."""
 
 LOWER_IS_BETTER = frozenset({"MAE", "HCE"})

@@ -14,7 +14,10 @@ Graphs (names of inputs and outputs, ``N`` marks a dynamic axis):
 * SAM image encoder: ``pixel_values`` ``(1, 3, 1024, 1024)`` float32 (normalised, zero-padded, as
   :func:`dissam.stages.sam.preprocess_image` makes it) -> ``image_embeddings`` ``(1, 256, 64, 64)``;
   HQ-SAM adds ``intermediate_embeddings`` ``(L, 1, 64, 64, C_vit)`` (the outputs of the L global
-  attention blocks, stacked; HQ-SAM's upstream decoder export uses the same layout).
+  attention blocks, stacked; HQ-SAM's upstream decoder export uses the same layout). The global
+  attention blocks are exported a few heads at a time (:data:`ATTENTION_HEADS_PER_STEP`): the same
+  arithmetic per head, but ONNX Runtime, which keeps every intermediate of a step, then holds the
+  ``4096 x 4096`` attention maps of a few heads instead of all (ViT-L: 3.2 GB peak instead of 5.5 GB).
 * SAM prompt decoder: ``image_embeddings`` ``(1, 256, 64, 64)``, ``boxes`` ``(1, N, 4)`` float32 XYXY
   in the 1024 input frame (:meth:`dissam.stages.sam.SamStage.transform_boxes`), HQ-SAM also
   ``intermediate_embeddings`` -> ``low_res_logits`` ``(N, 3, 256, 256)`` and ``iou_predictions``
@@ -26,15 +29,18 @@ Graphs over protobuf's 2 GB limit (ViT-H's encoder) keep their weights in one ex
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+import types
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dissam.errors import DisSamError
@@ -56,6 +62,13 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 """ONNX opset of every exported graph (the SAM decoder export of segment-anything uses 17 too)."""
+
+ATTENTION_HEADS_PER_STEP = 4
+"""Heads of a global attention block computed together in the exported SAM encoder."""
+
+GRAPH_VERSIONS = {"refiner": 1, "sam-encoder": 2, "sam-decoder": 1}
+"""Layout version of each exported graph, part of the cache key: a change to what is exported (the
+encoder's head steps: 2) never reuses a graph cached before it."""
 
 
 def require_onnx(runtime: bool = True) -> None:
@@ -92,10 +105,52 @@ class SamEncoderGraph(nn.Module):
         self.is_hq = getattr(model.config, "model_type", "") == "sam_hq"
 
     def forward(self, pixel_values: torch.Tensor):
-        out = self.encoder(pixel_values=pixel_values)
+        with _heads_in_steps(self.encoder, ATTENTION_HEADS_PER_STEP):
+            out = self.encoder(pixel_values=pixel_values)
         if self.is_hq:
             return out.last_hidden_state, torch.stack(list(out.intermediate_embeddings))
         return out.last_hidden_state
+
+
+def _attention_in_steps(attn: nn.Module, hidden_states: torch.Tensor, step: int):
+    """``transformers``' SAM vision attention with relative positions (``SamVisionAttention`` and
+    its SDPA variant: identical arithmetic), computed ``step`` heads at a time. ``hidden_states``
+    ``(B, H, W, C)`` -> ``((B, H, W, C), None)``."""
+    b, h, w, _ = hidden_states.shape
+    heads = attn.num_attention_heads
+    qkv = attn.qkv(hidden_states).reshape(b, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.reshape(3, b * heads, h * w, -1).unbind(0)
+    pos_h, pos_w = attn.get_rel_pos(h, h, attn.rel_pos_h), attn.get_rel_pos(w, w, attn.rel_pos_w)
+    outs = []
+    for s in range(0, b * heads, step):
+        qs = q[s:s + step]
+        rq = qs.reshape(qs.shape[0], h, w, -1)
+        rel_h = torch.einsum("bhwc,hkc->bhwk", rq, pos_h)
+        rel_w = torch.einsum("bhwc,wkc->bhwk", rq, pos_w)
+        bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(qs.shape[0], h * w, h * w)
+        outs.append(F.scaled_dot_product_attention(qs[None], k[None, s:s + step], v[None, s:s + step],
+                                                   attn_mask=bias[None])[0])
+    out = torch.cat(outs).view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    return attn.proj(out), None
+
+
+@contextlib.contextmanager
+def _heads_in_steps(encoder: nn.Module, step: int):
+    """Within the block, the global attention blocks of a SAM vision ``encoder`` compute ``step``
+    heads at a time (:func:`_attention_in_steps`); blocks of another kind are left as they are."""
+    patched = []
+    for layer in getattr(encoder, "layers", []):
+        attn = getattr(layer, "attn", None)
+        if getattr(layer, "window_size", None) == 0 and getattr(attn, "use_rel_pos", False) and \
+                all(hasattr(attn, a) for a in ("qkv", "proj", "get_rel_pos", "num_attention_heads")):
+            attn.forward = types.MethodType(
+                lambda self, hidden_states, *a, **k: _attention_in_steps(self, hidden_states, step), attn)
+            patched.append(attn)
+    try:
+        yield
+    finally:
+        for attn in patched:
+            del attn.forward  # back to the class's method
 
 
 class SamDecoderGraph(nn.Module):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,16 @@ import torch
 from dissam.errors import DisSamError
 from dissam.refiner import Refiner, forward_d1, zero_dropped
 from dissam.runtime import BACKENDS, PRECISIONS
-from dissam.runtime.cache import cached_path
-from dissam.runtime.onnx_export import export_refiner, export_sam_encoder, quantize_int8, require_onnx
+from dissam.runtime.cache import cached_path, export_lock
+from dissam.runtime.onnx_export import (
+    GRAPH_VERSIONS,
+    export_refiner,
+    export_sam_decoder,
+    export_sam_encoder,
+    quantize_int8,
+    require_onnx,
+)
+from dissam.runtime.sessions import ort_session
 
 __all__ = [
     "resolve_runtime",
@@ -47,11 +56,17 @@ __all__ = [
     "OnnxRefinerRunner",
     "TorchSamEncoderRunner",
     "OnnxSamEncoderRunner",
+    "OnnxSamDecoderRunner",
+    "make_sam_decoder_runner",
+    "default_backend",
     "ort_session",
     "autocast_dtype",
 ]
 
 log = logging.getLogger(__name__)
+
+BACKEND_ENV = "DISSAM_BACKEND"
+"""Environment variable with the default backend (``torch``, ``onnx`` or ``auto``, the default)."""
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -65,6 +80,30 @@ def autocast_dtype(precision: str) -> torch.dtype:
 
 def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def default_backend(device: torch.device, precision: str | None = None) -> str:
+    """The backend a network runs on when none is asked for: ONNX Runtime on a CPU for fp32 (and
+    int8) when onnx and onnxruntime are installed, the fastest lossless path measured there; torch
+    elsewhere. The predictor applies it to networks read from a weights file, whose export is cached
+    and reused by every later run. ``DISSAM_BACKEND=torch`` (or ``onnx``) sets another default."""
+    chosen = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if chosen in BACKENDS:
+        return chosen
+    if chosen not in ("", "auto"):
+        raise DisSamError(f"{BACKEND_ENV}={chosen!r}: use one of {', '.join(BACKENDS)} or auto")
+    cpu = device.type == "cpu" and (precision or "fp32") in ("fp32", "int8")
+    return "onnx" if cpu and onnx_available() else "torch"
+
+
+def exported(path: Path, export) -> Path:
+    """``path``, exported first by ``export(path)`` unless a run before did it (under the graph's lock:
+    processes that start together export once, the others wait and read it)."""
+    if not path.is_file():
+        with export_lock(path):
+            if not path.is_file():
+                export(path)
+    return path
 
 
 def resolve_runtime(device: torch.device, backend: str | None = None, precision: str | None = None
@@ -114,20 +153,6 @@ def _warn_slow_bf16(device: torch.device, precision: str) -> None:
                     "than fp32 here; use --precision fp32 (or --backend onnx for a faster lossless path)")
 
 
-def ort_session(path: str | Path, device: torch.device | None = None, threads: int | None = None):
-    """An ONNX Runtime session for ``path``: CUDA execution provider on a CUDA device when onnxruntime
-    has it, else the CPU with ``threads`` (default: torch's thread count) intra-op threads."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = ["CPUExecutionProvider"]
-    if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-
-
 # ---------------------------------------------------------------------------------------- refiner
 class TorchRefinerRunner:
     """Eager torch: fp32 (``channels_last`` when asked), bf16/fp16 under autocast."""
@@ -162,13 +187,17 @@ class OnnxRefinerRunner:
         self.refiner = refiner
         self.precision = precision
         if path is None:
-            fp32 = cached_path(refiner.net, refiner.source, "refiner", refiner.input_size, refiner.in_ch)
-            if not fp32.is_file():
-                log.info("exporting the refiner to ONNX (once): %s", fp32)
-                export_refiner(refiner, fp32)
+            # keyed by the weights file while the network holds its weights (no tensor is hashed)
+            fp32 = cached_path(refiner.net, refiner.source, "refiner", refiner.input_size, refiner.in_ch,
+                               pristine=refiner.weights_are_source)
+
+            def export(p: Path) -> None:
+                log.info("exporting the refiner to ONNX (once for these weights): %s", p)
+                export_refiner(refiner, p)
+
             # int8 applies to MatMul/Gemm (quantize_int8); the refiner is all convolutions, so its
             # int8 graph would be the fp32 graph: int8 runs the fp32 refiner (SAM's encoder is int8)
-            path = fp32
+            path = exported(fp32, export)
         self.path = Path(path)
         self.session = ort_session(self.path, refiner.device, threads)
 
@@ -208,25 +237,21 @@ class TorchSamEncoderRunner:
 
 
 class OnnxSamEncoderRunner:
-    """SAM's vision encoder in ONNX Runtime, fp32 or dynamic int8."""
+    """SAM's vision encoder in ONNX Runtime, fp32 or dynamic int8. Exported once per weights file; with
+    the graph cached, the stage's torch model is never built."""
 
     backend = "onnx"
 
-    def __init__(self, model: torch.nn.Module, source: str | None, precision: str = "fp32",
-                 path: str | Path | None = None, threads: int | None = None):
+    def __init__(self, stage, precision: str = "fp32", path: str | Path | None = None, threads: int | None = None):
         self.precision = precision
-        self.is_hq = getattr(model.config, "model_type", "") == "sam_hq"
-        self.device = next(model.parameters()).device
+        self.is_hq = stage.is_hq
+        self.device = stage.device
         if path is None:
-            fp32 = cached_path(model.vision_encoder, source, "sam-encoder")
-            if not fp32.is_file():
-                log.info("exporting the SAM image encoder to ONNX (once): %s", fp32)
-                export_sam_encoder(model, fp32)
+            fp32 = _sam_graph(stage, "sam-encoder", export_sam_encoder)
             path = fp32
             if precision == "int8":
-                path = fp32.with_name(fp32.name.replace(".onnx", ".int8.onnx"))
-                if not path.is_file():
-                    quantize_int8(fp32, path)
+                path = exported(fp32.with_name(fp32.name.replace(".onnx", ".int8.onnx")),
+                                lambda p: quantize_int8(fp32, p))
         self.path = Path(path)
         self.session = ort_session(self.path, self.device, threads)
 
@@ -237,9 +262,52 @@ class OnnxSamEncoderRunner:
         return emb, inter
 
 
+class OnnxSamDecoderRunner:
+    """SAM's prompt encoder and mask decoder in ONNX Runtime for box prompts: ``(embedding,
+    intermediate, boxes (N, 4) in the 1024 frame)`` -> ``low_res_logits (N, 3, 256, 256)``,
+    ``iou_predictions (N, 3)`` (``multimask_output=True``). fp32 in every precision (it costs
+    milliseconds)."""
+
+    backend = "onnx"
+
+    def __init__(self, stage, path: str | Path | None = None, threads: int | None = None):
+        self.is_hq = stage.is_hq
+        self.device = stage.device
+        self.path = Path(path) if path is not None else _sam_graph(stage, "sam-decoder", export_sam_decoder)
+        self.session = ort_session(self.path, self.device, threads)
+
+    def __call__(self, embedding: torch.Tensor, intermediate, boxes: torch.Tensor):
+        feed = {"image_embeddings": embedding.detach().float().cpu().contiguous().numpy(),
+                "boxes": boxes.detach().float().cpu().reshape(1, -1, 4).contiguous().numpy()}
+        if self.is_hq:
+            feed["intermediate_embeddings"] = torch.stack(list(intermediate)).float().cpu().contiguous().numpy()
+        low, iou = self.session.run(["low_res_logits", "iou_predictions"], feed)
+        return torch.from_numpy(low).to(self.device), torch.from_numpy(iou).to(self.device)
+
+
+def _sam_graph(stage, kind: str, export) -> Path:
+    """The cached graph ``kind`` of a :class:`~dissam.stages.sam.SamStage`, exported (from its torch
+    model, built for that if it was not) on first use."""
+    pristine = stage.weights_are_source
+    module = None if pristine else stage.model
+    path = cached_path(module, stage.source, kind, GRAPH_VERSIONS[kind], pristine=pristine)
+
+    def do_export(p: Path) -> None:
+        log.info("exporting the SAM %s to ONNX (once for these weights): %s", kind.split("-")[1], p)
+        export(stage.model, p)
+
+    return exported(path, do_export)
+
+
 def make_sam_encoder_runner(stage, backend: str = "torch", precision: str = "fp32", **kwargs: Any):
     """The encoder runner for a :class:`~dissam.stages.sam.SamStage` (validated like the refiner's)."""
     backend, precision = resolve_runtime(stage.device, backend, precision)
     if backend == "onnx":
-        return OnnxSamEncoderRunner(stage.model, stage.source, precision, **kwargs)
+        return OnnxSamEncoderRunner(stage, precision, **kwargs)
     return TorchSamEncoderRunner(stage.model, precision)
+
+
+def make_sam_decoder_runner(stage, **kwargs: Any) -> OnnxSamDecoderRunner:
+    """The ONNX Runtime prompt decoder of a :class:`~dissam.stages.sam.SamStage` (box prompts)."""
+    require_onnx()
+    return OnnxSamDecoderRunner(stage, **kwargs)

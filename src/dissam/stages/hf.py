@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import torch
-import transformers
 
 from dissam.errors import CheckpointError
 from dissam.hub.cache import hub_local_only
@@ -42,6 +41,8 @@ def load_hf_model(source: str | os.PathLike, class_name: str, accepted: tuple[st
         CheckpointError: missing folder, a folder of another model type, unreadable weights.
         OfflineError: a hub id that is neither cached nor downloadable.
     """
+    import transformers  # seconds to import: only where a transformers model is built
+
     src = os.fspath(source)
     path = Path(src).expanduser()
     cls = getattr(transformers, class_name)

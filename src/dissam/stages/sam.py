@@ -21,6 +21,7 @@ Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,21 +30,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoConfig, SamHQModel, SamModel
 
 from dissam.boxes import validate_boxes
 from dissam.checkpoints.sam import build_sam_from_state_dict
-from dissam.checkpoints.state_dict import read_state_dict
+from dissam.checkpoints.state_dict import read_state_dict, tensor_versions
 from dissam.choices import MASK_SELECTIONS
 from dissam.errors import CheckpointError, DisSamError
 from dissam.hub.cache import hub_local_only
 from dissam.hub.sources import OFFLINE_NOTE, hub_error, is_hub_id, missing_path_error
 from dissam.hub.store import resolve_sam_source
 from dissam.io import ImageLike, read_image
-from dissam.runtime.runners import make_sam_encoder_runner, resolve_runtime
+from dissam.runtime.runners import make_sam_decoder_runner, make_sam_encoder_runner, resolve_runtime
+from dissam.stages.sam_info import SamInfo, check_hq, folder_info, official_info
 from dissam.utils import resolve_device
 
-__all__ = ["SamStage", "SamImageState", "load_sam", "load_stage", "PIXEL_MEAN", "PIXEL_STD", "MASK_SELECTIONS"]
+__all__ = ["SamStage", "SamImageState", "SamInfo", "load_sam", "load_stage", "PIXEL_MEAN", "PIXEL_STD",
+           "MASK_SELECTIONS"]
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -114,28 +116,66 @@ class SamStage:
     """
 
     def __init__(
-        self, model: torch.nn.Module, device: str | torch.device = "cpu", source: str = "model"
+        self, model: torch.nn.Module | None, device: str | torch.device = "cpu", source: str = "model", *,
+        loader: Callable[[], torch.nn.Module] | None = None, info: SamInfo | None = None,
     ) -> None:
         self.device = resolve_device(str(device) if isinstance(device, torch.device) else device)
-        self.model = model.to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         self.source = source
-        self.is_hq = _is_hq_config(model.config)
-        self.image_size = int(model.config.vision_config.image_size)
+        if model is None and (loader is None or info is None):
+            raise DisSamError("SamStage needs a model, or a loader of one and its SamInfo")
+        self._loader = loader
+        self._model: torch.nn.Module | None = None
+        self._loaded_versions: dict | None = None
+        if model is not None:
+            self._set_model(model)
+        self.info = info if info is not None else SamInfo.from_config(model.config)
+        self.is_hq = self.info.model_type == "sam_hq"
+        self.image_size = self.info.image_size
         self.encoder_calls = 0
         # the image encoder's backend (dissam.runtime.runners, set by use_runtime): pixels ->
         # (embedding, HQ-SAM intermediate embeddings or None); None runs the torch module in fp32
         self.encoder_runner: Any | None = None
+        # the prompt decoder's ONNX Runtime runner for box prompts (use_runtime("onnx")), or None
+        self.decoder_runner: Any | None = None
         self.reset_image()
+
+    def _set_model(self, model: torch.nn.Module) -> None:
+        self._model = model.to(self.device).eval()
+        for p in self._model.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The ``transformers`` model, built from the weights file on first use when the stage was
+        loaded from one: a stage whose encoder and decoder run in ONNX Runtime from cached graphs never
+        builds it (nor imports ``transformers``)."""
+        if self._model is None:
+            with torch.inference_mode(False):  # first use may come inside inference_mode: build normal tensors
+                self._set_model(self._loader())
+            self._loaded_versions = tensor_versions(self._model)
+        return self._model
+
+    @property
+    def weights_are_source(self) -> bool:
+        """Whether the weights are exactly those of the file the stage was loaded from (the model not
+        built yet, or built and unchanged): graphs exported from that file then apply."""
+        if self._loader is None:
+            return False
+        return self._model is None or tensor_versions(self._model) == self._loaded_versions
 
     def use_runtime(self, backend: str, precision: str) -> None:
         """Run the image encoder on ``backend`` (``torch``, ``onnx`` or ``auto``) at ``precision``
         (``fp32``, ``bf16``/``fp16`` autocast, ``int8`` on onnx); see :mod:`dissam.runtime.runners`.
-        torch fp32 is the plain module call, the faithful path."""
+        torch fp32 is the plain module call, the faithful path. ``onnx`` also runs the prompt decoder
+        for box prompts in ONNX Runtime (fp32); a model built only to export the graphs is dropped
+        afterwards (it is built again if a prompt that the graphs do not cover needs it)."""
         backend, precision = resolve_runtime(self.device, backend, precision)
+        built = self._model is not None
         self.encoder_runner = (None if (backend, precision) == ("torch", "fp32")
                                else make_sam_encoder_runner(self, backend, precision))
+        self.decoder_runner = make_sam_decoder_runner(self) if backend == "onnx" else None
+        if not built and self._loader is not None:
+            self._model = self._loaded_versions = None  # built for the export only: free its memory
 
     @property
     def name(self) -> str:
@@ -213,6 +253,8 @@ class SamStage:
             ``low_res_logits`` ``(N, C, 256, 256)`` and ``iou_predictions`` ``(N, C)``, C = 3 or 1.
         """
         self._require_image()
+        if self.decoder_runner is not None and multimask_output:
+            return self.decoder_runner(self.image_embedding, self._intermediate, boxes)
         kwargs: dict[str, Any] = {}
         if self.is_hq:
             kwargs = {"intermediate_embeddings": self._intermediate, "hq_token_only": False}
@@ -318,11 +360,10 @@ class SamStage:
         return folder
 
     def __repr__(self) -> str:
-        v = self.model.config.vision_config
         kind = "SamHQModel" if self.is_hq else "SamModel"
         return (
-            f"SamStage({kind}, hidden={v.hidden_size}, depth={v.num_hidden_layers}, "
-            f"global={list(v.global_attn_indexes)}, device={self.device}, source={self.source!r})"
+            f"SamStage({kind}, hidden={self.info.hidden_size}, depth={self.info.depth}, "
+            f"global={list(self.info.global_attn)}, device={self.device}, source={self.source!r})"
         )
 
 
@@ -342,21 +383,17 @@ def _download_hint(source: str) -> str:
     )
 
 
-def _check_hq(is_hq: bool, hq: bool | None, source: str) -> None:
-    if hq is True and not is_hq:
-        raise CheckpointError(f"{source} is a plain SAM model, but hq=True asked for HQ-SAM")
-    if hq is False and is_hq:
-        raise CheckpointError(f"{source} is an HQ-SAM model, but hq=False asked for plain SAM")
-
-
 def _from_pretrained(source: str, hq: bool | None, **kwargs) -> torch.nn.Module:
+    # transformers is imported where a model is built (seconds): cached ONNX graphs need none
+    from transformers import AutoConfig, SamHQModel, SamModel
+
     config = AutoConfig.from_pretrained(source, **kwargs)
     model_type = getattr(config, "model_type", "")
     if model_type not in ("sam", "sam_hq"):
         raise CheckpointError(
             f"{source} holds a {model_type!r} model, not SAM (model_type 'sam' or 'sam_hq')"
         )
-    _check_hq(model_type == "sam_hq", hq, source)
+    check_hq(model_type == "sam_hq", hq, source)
     cls = SamHQModel if model_type == "sam_hq" else SamModel
     return cls.from_pretrained(source, dtype=torch.float32, **kwargs).eval()
 
@@ -389,9 +426,9 @@ def load_sam(
     src = os.fspath(resolve_sam_source(source))  # registry names (sam-vit-l, ...) -> cached file/folder
     path = Path(src).expanduser()
     if path.is_file():
-        _check_hq(False, hq, src)
-        model = build_sam_from_state_dict(read_state_dict(path), str(path))
-        return SamStage(model, device, source=str(path))
+        check_hq(False, hq, src)
+        return SamStage(None, device, source=str(path), info=official_info(path),
+                        loader=lambda: build_sam_from_state_dict(read_state_dict(path), str(path)))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise CheckpointError(
@@ -399,11 +436,15 @@ def load_sam(
                 "model.safetensors, e.g. from `hf download facebook/sam-vit-large --local-dir DIR`) "
                 "or the official .pth file itself"
             )
-        try:
-            model = _from_pretrained(str(path), hq, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot load the Hugging Face SAM folder {path}: {exc}") from exc
-        return SamStage(model, device, source=str(path))
+        info = folder_info(path, hq)
+
+        def load_folder() -> torch.nn.Module:
+            try:
+                return _from_pretrained(str(path), hq, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"cannot load the Hugging Face SAM folder {path}: {exc}") from exc
+
+        return SamStage(None, device, source=str(path), info=info, loader=load_folder)
     if not is_hub_id(src):
         raise missing_path_error(src, "SAM checkpoint not found", _download_hint(src))
     try:

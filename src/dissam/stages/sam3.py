@@ -23,7 +23,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer
 
 from dissam.boxes import box_from_mask, widen_box
 from dissam.errors import CheckpointError, DisSamError, NoMatchError
@@ -145,6 +144,8 @@ def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None 
     ):
         # transformers 5 would build an empty CLIP tokenizer here and every prompt would read as <unk>
         raise CheckpointError(missing)
+    from transformers import AutoTokenizer  # seconds to import: only where SAM 3's tokenizer is loaded
+
     try:
         offline = os.path.isdir(src) or hub_local_only()
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
