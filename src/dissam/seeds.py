@@ -1,29 +1,41 @@
 """Point prompts for the weight-free stage 1s (GrabCut, U²-Netp): clicks as hard seeds.
 
 A positive click says "this is the object", a negative one "this is not". Without a network that
-reads clicks, they become seeds: a disc of :func:`dissam.points.seed_radius` pixels around each
-point is sure foreground or sure background (:func:`dissam.points.seed_labels`). A stage first makes
-its mask for the working box (:func:`dissam.points.working_box`: the box grown to hold the positive
-seeds, or the box derived from the points) with the seeds where it runs GrabCut; then
-:func:`correct_with_seeds` applies the clicks to that mask:
+reads clicks, they become seeds: a disc of :func:`dissam.points.seed_radius` pixels (``r``) around
+each point is sure foreground or sure background (:func:`dissam.points.seed_labels`). A stage first
+makes its mask for the working box (:func:`dissam.points.working_box`: the box grown to hold the
+positive seeds, or the box derived from the points) with the seeds held fixed wherever it runs
+GrabCut (``GC_FGD`` / ``GC_BGD``); then :func:`correct_with_seeds` applies each click, in order, to
+that mask (:func:`click_zone`):
 
-1. the mask's 8-connected components are sorted by the seeds they touch (a component touches a
-   seed when it overlaps the seed's disc grown by one pixel):
-   * touching only negative seeds: **removed** (a negative click on a neighbour the mask swallowed
-     takes the whole neighbour away);
-   * touching negative and positive seeds: **split** by GrabCut, started from the rest of the mask
-     plus the component's pixels nearer to a positive seed than to a negative one, the seeds held
-     fixed: the parts GrabCut keeps that do not touch a negative seed stay;
-   * touching none or only positive seeds: kept;
-2. where a positive seed lies outside the mask, the connected region GrabCut (same run) adds around
-   it is **added** (a positive click on a part the mask missed adds that part);
-3. finally every positive disc is foreground and every negative disc background.
+1. **The region the click is on**: for a negative click, the mask's 8-connected component at the
+   click; for a positive click, the component of the working box outside the mask at the click. (The
+   disc of ``2 r`` around the click is joined to that side first: a seed held fixed by GrabCut leaves
+   a hole of about that size around itself.)
+2. **The patch of it that looks like the click**: the region's pixels whose colour (CIE Lab,
+   OpenCV's 8-bit scale) is (a) within a tolerance of the click's colour (the median over a disc of
+   a third of ``r``, robust to a seed disc that straddles an edge) and (b) nearer to it than to any of
+   the :data:`REFERENCE_COLOURS` main colours (k-means) of the other side as far as it is known, among
+   its pixels outside the tolerance: the opposite clicks' discs and this side beyond the region (for
+   a negative click: the rest of the mask; for a positive one: the box outside the mask beyond the
+   region), or, with neither, the region's pixels farther than ``4 r`` from the click; of those, the
+   ones connected to a pixel within ``2 r`` of the click. The tolerance is :data:`SPREAD_FACTOR` times the colours' RMS spread under
+   the seed disc, clipped to :data:`COLOUR_TOLERANCE`: a click on a flat colour takes that colour, a
+   click on a noisy or textured patch tolerates more.
+3. **Flip it**: a negative click removes its patch from the mask, and with it the pieces of the
+   region it leaves that lie entirely within :data:`FRINGE_WIDTH` pixels of the patch (its blended
+   edge, a halo); a positive click adds its patch.
 
-GrabCut runs only when step 1 splits a component or step 2 has a click to grow, at most once per
-call (on a copy of at most 1024 px, :data:`dissam.coarse.GRABCUT_MAX_SIDE`). A click therefore
-changes the region it is on and nothing far from it.
+Finally every positive disc is foreground (inside the working box) and every negative disc
+background; where discs overlap, the later click wins. So a negative click on a neighbour the mask
+swallowed takes the neighbour away, whether it is a separate blob or joined to the object (the
+object has other colours), a negative click on background the mask spilled into takes that patch of
+background away, and a positive click on a part the mask missed adds that part, as far as its colour
+is uniform and differs from what surrounds it. A click changes the patch it is on and nothing far
+from it; the correction is array work (no further GrabCut run).
 
-Masks are ``H x W`` bool; images ``H x W x 3`` uint8 RGB; boxes XYXY pixels, ``(x1, y1)`` inclusive.
+Masks are ``H x W`` bool; images ``H x W x 3`` uint8 RGB; boxes XYXY pixels, ``(x1, y1)`` inclusive;
+seed maps int8 ``H x W`` (1 sure foreground, 0 sure background, -1 free).
 """
 
 from __future__ import annotations
@@ -31,69 +43,116 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dissam.coarse import GRABCUT_MAX_SIDE, grabcut_mask
+from dissam.coarse import GRABCUT_SEED
 
-__all__ = ["correct_with_seeds", "components_touching"]
+__all__ = ["correct_with_seeds", "click_zone", "positive_components", "COLOUR_TOLERANCE", "SPREAD_FACTOR",
+           "REFERENCE_COLOURS", "FRINGE_WIDTH"]
 
-
-def _grown(seed_mask: np.ndarray) -> np.ndarray:
-    return cv2.dilate(seed_mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-
-
-def _distance_to(seed_mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance of every pixel to the nearest pixel of ``seed_mask`` (inf without one)."""
-    if not seed_mask.any():
-        return np.full(seed_mask.shape, np.inf, np.float32)
-    return cv2.distanceTransform((~seed_mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-
-
-def components_touching(mask: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The 8-connected components of ``mask`` (bool ``H x W``) and which seeds each touches.
-
-    Returns ``labels`` (int32 ``H x W``, 0 = not in the mask, 1..K = component), and bool ``(K + 1,)``
-    arrays ``negative`` and ``positive``: component ``k`` overlaps a negative / positive seed disc grown
-    by one pixel (index 0 is unused)."""
-    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    negative = np.zeros(n, bool)
-    positive = np.zeros(n, bool)
-    negative[np.unique(labels[_grown(seeds == 0)])] = True
-    positive[np.unique(labels[_grown(seeds == 1)])] = True
-    negative[0] = positive[0] = False
-    return labels, negative, positive
+COLOUR_TOLERANCE = (12.0, 32.0)
+"""Bounds of a click zone's colour tolerance: Euclidean distance in OpenCV's 8-bit CIE Lab (L, a, b
+each 0..255)."""
+SPREAD_FACTOR = 3.0
+"""A click zone's colour tolerance is this many times the RMS colour spread under the click's disc
+(clipped to :data:`COLOUR_TOLERANCE`): a click on a noisy or textured patch tolerates more."""
+REFERENCE_COLOURS = 4
+"""Main colours (k-means) of the other side that a click's patch must be farther from than from the
+click's colour."""
+FRINGE_WIDTH = 3
+"""Pieces a negative click leaves of its region that lie entirely within this many pixels of the
+removed patch (its blended edge, a halo) are removed too."""
 
 
-def correct_with_seeds(image: np.ndarray, mask: np.ndarray, box, seeds: np.ndarray,
-                       max_side: int | None = GRABCUT_MAX_SIDE) -> np.ndarray:
-    """``mask`` (a stage's bool ``H x W`` mask for ``box``) corrected by the clicks in ``seeds`` (int8
-    ``H x W``: 1 sure foreground, 0 sure background, -1 free), by the rule of the module docstring.
-    Returns bool ``H x W``."""
-    mask = np.asarray(mask, bool)
-    labels, negative, positive = components_touching(mask, seeds)
-    removed = np.isin(labels, np.flatnonzero(negative & ~positive))
-    contested = np.isin(labels, np.flatnonzero(negative & positive))
-    kept = mask & ~removed & ~contested
-    missed = (seeds == 1) & ~mask
-    out = kept.copy()
-    if contested.any() or missed.any():
-        # GrabCut's first guess: a contested component splits between its seeds (each pixel goes with
-        # the nearer seed), so that its colour models start from the object and the neighbour apart
-        near_positive = _distance_to(seeds == 1) < _distance_to(seeds == 0)
-        init = kept | (contested & near_positive)
-        cut = grabcut_mask(image, box, max_side=max_side, init=init if init.any() else None, seeds=seeds) > 127
-        # a contested component keeps what GrabCut keeps of it, minus the parts joined to a negative seed
-        split = cut & contested
-        if split.any():
-            part_labels, part_negative, part_positive = components_touching(split, seeds)
-            out |= np.isin(part_labels, np.flatnonzero(~part_negative | part_positive)) & split
-        # a positive click outside the mask adds the region GrabCut grows around it
-        added = cut & ~mask
-        if added.any() and missed.any():
-            add_labels, _, add_positive = components_touching(added, seeds)
-            out |= np.isin(add_labels, np.flatnonzero(add_positive))
-    h, w = mask.shape
+def _disc(shape: tuple[int, int], x: float, y: float, radius: float) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - round(y)) ** 2 + (xx - round(x)) ** 2 <= radius * radius
+
+
+def _box_mask(shape: tuple[int, int], box) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(float(v))) for v in np.asarray(box).reshape(-1)[:4])
-    inside = np.zeros((h, w), bool)
+    inside = np.zeros(shape, bool)
     inside[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
-    out |= (seeds == 1) & inside
+    return inside
+
+
+def positive_components(labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The component numbers (of ``labels``, 8-connected components, 0 = none) that overlap a positive
+    seed disc grown by one pixel."""
+    grown = cv2.dilate((seeds == 1).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    found = np.unique(labels[grown])
+    return found[found > 0]
+
+
+def _main_colours(pixels: np.ndarray) -> np.ndarray:
+    """Up to :data:`REFERENCE_COLOURS` main colours of ``pixels`` (``N x 3`` Lab): k-means (OpenCV,
+    k-means++ seeded with :data:`dissam.coarse.GRABCUT_SEED`) on at most 4096 of them, evenly spaced."""
+    if len(pixels) == 0:
+        return np.zeros((0, 3), np.float32)
+    sample = np.ascontiguousarray(pixels[:: max(1, len(pixels) // 4096)], dtype=np.float32)
+    k = min(REFERENCE_COLOURS, len(sample))
+    cv2.setRNGSeed(GRABCUT_SEED)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    _, _, centres = cv2.kmeans(sample, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    return centres
+
+
+def click_zone(lab: np.ndarray, mask: np.ndarray, seeds: np.ndarray, click: tuple[float, float], positive: bool,
+               radius: int, box) -> np.ndarray:
+    """The pixels one click flips (bool ``H x W``), by steps 1-2 of the module docstring.
+
+    ``lab``: the image in OpenCV's 8-bit CIE Lab, float32 ``H x W x 3``; ``mask``: the current mask;
+    ``seeds``: the seed map of all clicks; ``click``: ``(x, y)``; ``radius``: the seed radius ``r``;
+    ``box``: the working box."""
+    shape = mask.shape
+    in_box = _box_mask(shape, box)
+    side = (~mask & in_box) if positive else mask
+    near = _disc(shape, click[0], click[1], 2 * radius)
+    _, labels = cv2.connectedComponents((side | (near & in_box)).astype(np.uint8), connectivity=8)
+    x, y = int(round(click[0])), int(round(click[1]))
+    region = (labels == labels[y, x]) & side if labels[y, x] else np.zeros(shape, bool)
+    if not region.any():
+        return region
+    # the click's colour: its core (a third of the seed radius), robust to a disc that straddles an edge
+    core = lab[_disc(shape, click[0], click[1], max(1, radius // 3))]
+    centre = np.median(core, axis=0)
+    disc = lab[_disc(shape, click[0], click[1], radius)]
+    spread = float(np.sqrt(((disc - disc.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    tolerance = float(np.clip(SPREAD_FACTOR * spread, *COLOUR_TOLERANCE))
+    pixels = lab[region]
+    d_click = np.sqrt(((pixels - centre) ** 2).sum(axis=1))
+    like_click = d_click <= tolerance
+    # ... and nearer to it than to any main colour of the other side (the colours there unlike the click's)
+    reference = (seeds == (0 if positive else 1)) | (side & ~region)
+    if not reference.any():
+        reference = region & ~_disc(shape, click[0], click[1], 4 * radius)
+    ref_pixels = lab[reference]
+    others = _main_colours(ref_pixels[np.sqrt(((ref_pixels - centre) ** 2).sum(axis=1)) > tolerance])
+    if len(others):
+        d_other = np.sqrt(((pixels[:, None, :] - others[None]) ** 2).sum(axis=2)).min(axis=1)
+        like_click &= d_click < d_other
+    zone = np.zeros(shape, bool)
+    zone[region] = like_click
+    _, parts = cv2.connectedComponents(zone.astype(np.uint8), connectivity=8)
+    on_click = np.unique(parts[near & zone])
+    zone = np.isin(parts, on_click[on_click > 0])
+    if not positive and zone.any():  # fringes the patch leaves behind (its blended edge) go with it
+        _, rest = cv2.connectedComponents((region & ~zone).astype(np.uint8), connectivity=8)
+        band = cv2.dilate(zone.astype(np.uint8), np.ones((2 * FRINGE_WIDTH + 1,) * 2, np.uint8)) > 0
+        pieces = np.unique(rest[region & ~zone])
+        outside_band = np.unique(rest[(region & ~zone) & ~band])
+        zone |= np.isin(rest, np.setdiff1d(pieces, outside_band))
+    return zone
+
+
+def correct_with_seeds(image: np.ndarray, mask: np.ndarray, box, seeds: np.ndarray, coords: np.ndarray,
+                       labels: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` (a stage's bool ``H x W`` mask for the working ``box``) corrected by the clicks
+    ``coords`` (``P x 2`` ``(x, y)``) with ``labels`` (1 / 0), in order, by the rule of the module
+    docstring; ``seeds`` is their seed map and ``radius`` its disc radius. Returns bool ``H x W``."""
+    out = np.asarray(mask, bool).copy()
+    lab = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
+    for (x, y), label in zip(np.asarray(coords, np.float64).reshape(-1, 2), np.asarray(labels).reshape(-1)):
+        zone = click_zone(lab, out, seeds, (x, y), bool(label), radius, box)
+        out = (out | zone) if label else (out & ~zone)
+    out |= (seeds == 1) & _box_mask(out.shape, box)
     out &= seeds != 0
     return out

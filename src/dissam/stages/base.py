@@ -144,21 +144,21 @@ class ImageKeepingStage:
 
 
 def seeded_prompts(prompts: Sequence[Prompt], image_hw: tuple[int, int], radius: int | None,
-                   name: str) -> Iterator[tuple[Prompt, np.ndarray | None, np.ndarray]]:
+                   name: str) -> Iterator[tuple[Prompt, np.ndarray | None, np.ndarray, int]]:
     """For a weight-free stage: each validated prompt with its seed map (int8 ``H x W``,
-    :func:`dissam.points.seed_labels`; ``None`` without points) and the box it segments (its own box,
-    or :func:`dissam.points.working_box` with points). A ``mask_input`` is a
+    :func:`dissam.points.seed_labels`; ``None`` without points), the box it segments (its own box,
+    or :func:`dissam.points.working_box` with points) and the seed radius. A ``mask_input`` is a
     :class:`~dissam.errors.PointError`: these stages have no low-resolution logits to iterate on."""
     for i, prompt in enumerate(prompts):
         p = validate_prompt(prompt, image_hw, where=f"prompt {i}")
         if p.mask_input is not None:
             raise PointError(f"stage 1 {name!r} takes no mask_input (it returns no low-resolution logits); "
                              "pass the clicks again instead: every call uses all of them")
-        if not p.has_points:
-            yield p, None, p.box
-            continue
         r = seed_radius(image_hw) if radius is None else int(radius)
-        yield p, seed_labels(image_hw, p.point_coords, p.point_labels, r), working_box(p, image_hw, r)
+        if not p.has_points:
+            yield p, None, p.box, r
+            continue
+        yield p, seed_labels(image_hw, p.point_coords, p.point_labels, r), working_box(p, image_hw, r), r
 
 
 @dataclass

@@ -7,8 +7,9 @@ takes about 20 s at full size on one core.
 
 Point prompts (:meth:`GrabCutStage.prompt_masks`) are hard seeds: GrabCut runs on the working box
 (:func:`dissam.points.working_box`) with a disc around each click held sure foreground or sure
-background, then :func:`dissam.seeds.correct_with_seeds` removes what negative clicks touch and adds
-what positive clicks outside the mask grow.
+background (``GC_FGD`` / ``GC_BGD``), then :func:`dissam.seeds.correct_with_seeds` flips the part of
+the region each click is on that looks like the click (a negative click removes it, a positive one
+adds it).
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; points ``(x, y)``
 pixels; masks are ``N x H x W`` bool at the original size.
@@ -58,10 +59,10 @@ class GrabCutStage(ImageKeepingStage):
         (``None``); ``selection`` is ignored."""
         image = self._require_image()
         masks = []
-        for _, seeds, box in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
+        for p, seeds, box, radius in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
             mask = grabcut_mask(image, box, iters=self.iterations, max_side=self.max_side, seeds=seeds) > 127
             if seeds is not None:
-                mask = correct_with_seeds(image, mask, box, seeds, self.max_side)
+                mask = correct_with_seeds(image, mask, box, seeds, p.point_coords, p.point_labels, radius)
             masks.append(mask)
         return PromptMasks(np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), bool), [None] * len(masks))
 

@@ -47,7 +47,7 @@ import numpy as np
 from dissam.coarse import GRABCUT_MAX_SIDE, colour_overlap, grabcut_mask
 from dissam.errors import CheckpointError, DisSamError
 from dissam.points import Prompt
-from dissam.seeds import components_touching, correct_with_seeds
+from dissam.seeds import correct_with_seeds, positive_components
 from dissam.stages.base import ImageKeepingStage, PromptMasks, seeded_prompts
 
 U2NETP_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
@@ -195,7 +195,7 @@ class U2NetpStage(ImageKeepingStage):
         areas = stats[1:, cv2.CC_STAT_AREA]
         kept = 1 + np.flatnonzero(areas >= self.min_component * areas.max())
         if seeds is not None:
-            kept = np.union1d(kept, np.flatnonzero(components_touching(mask, seeds)[2]))
+            kept = np.union1d(kept, positive_components(labels, seeds))
         return np.isin(labels, kept)
 
     def _box_mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> tuple[np.ndarray, bool, bool]:
@@ -240,10 +240,10 @@ class U2NetpStage(ImageKeepingStage):
         ``selection`` is ignored."""
         image = self._require_image()
         masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
-        for _, seeds, box in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
+        for p, seeds, box, radius in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
             mask, near_empty, kept = self._box_mask(box, seeds)
             if seeds is not None:
-                mask = correct_with_seeds(image, mask, box, seeds)
+                mask = correct_with_seeds(image, mask, box, seeds, p.point_coords, p.point_labels, radius)
             masks.append(mask)
             self.last_fallbacks.append(near_empty)
             self.last_grabcut_kept.append(kept)
