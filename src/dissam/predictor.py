@@ -374,7 +374,8 @@ class DisSamPredictor:
                 return predict_prompts(self, prompts, box_format)
             return predict_prompts(self, [make_prompt(box, point_coords, point_labels, mask_input)], box_format)[0]
         if (box is None) == (boxes is None):
-            raise DisSamError("pass exactly one of box=(x0, y0, x1, y1) or boxes=N x 4")
+            raise DisSamError("pass exactly one of box=(x0, y0, x1, y1), boxes=N x 4, point_coords + point_labels "
+                              "(with or without box) or prompts=[...]")
         single = box is not None
         h, w = self.image.shape[:2]
         bx = validate_boxes(box if single else boxes, (h, w), box_format)

@@ -12,27 +12,30 @@ that mask (:func:`click_zone`):
    click; for a positive click, the component of the working box outside the mask at the click. (The
    disc of ``2 r`` around the click is joined to that side first: a seed held fixed by GrabCut leaves
    a hole of about that size around itself.)
-2. **The patch of it that looks like the click**: the region's pixels whose colour (CIE Lab,
-   OpenCV's 8-bit scale) is (a) within a tolerance of the click's colour (the median over a disc of
-   a third of ``r``, robust to a seed disc that straddles an edge) and (b) nearer to it than to any of
-   the :data:`REFERENCE_COLOURS` main colours (k-means) of the other side as far as it is known, among
-   its pixels outside the tolerance: the opposite clicks' discs and this side beyond the region (for
-   a negative click: the rest of the mask; for a positive one: the box outside the mask beyond the
-   region), or, with neither, the region's pixels farther than ``4 r`` from the click; of those, the
-   ones connected to a pixel within ``2 r`` of the click. The tolerance is :data:`SPREAD_FACTOR` times the colours' RMS spread under
-   the seed disc, clipped to :data:`COLOUR_TOLERANCE`: a click on a flat colour takes that colour, a
-   click on a noisy or textured patch tolerates more.
-3. **Flip it**: a negative click removes its patch from the mask, and with it the pieces of the
-   region it leaves that lie entirely within :data:`FRINGE_WIDTH` pixels of the patch (its blended
-   edge, a halo); a positive click adds its patch.
+2. **The pixels of it that look like the click**: those whose colour (CIE Lab, OpenCV's 8-bit
+   scale) is (a) within a tolerance of the click's colour (the median over a disc of a third of
+   ``r``, robust to a seed disc that straddles an edge) and (b) nearer to it than to any of the
+   :data:`REFERENCE_COLOURS` main colours (k-means) of the other side, as far as that side is known,
+   among its pixels outside the tolerance: the opposite clicks' discs and this side beyond the
+   region (for a negative click: the rest of the mask; for a positive one: the box outside the mask
+   beyond the region), or, with neither, the region's pixels farther than ``4 r`` from the click.
+   The tolerance is :data:`SPREAD_FACTOR` times the colours' RMS spread under the seed disc, clipped
+   to :data:`COLOUR_TOLERANCE`: a click on a flat colour takes that colour, a click on a noisy or
+   textured patch tolerates more.
+3. **Flip them**: a negative click removes all of them from the mask (it says "this colour is not
+   the object here": the background seen through a fence's or a tree's many holes goes with one
+   click), and with them the pieces of the region left that lie entirely within
+   :data:`FRINGE_WIDTH` pixels of what was removed, are smaller than :data:`FRINGE_SHARE` of it and
+   touch no positive click (blended edges, a halo); a positive click adds
+   those connected to a pixel within ``2 r`` of the click (an addition stays next to the click).
 
 Finally every positive disc is foreground (inside the working box) and every negative disc
 background; where discs overlap, the later click wins. So a negative click on a neighbour the mask
 swallowed takes the neighbour away, whether it is a separate blob or joined to the object (the
-object has other colours), a negative click on background the mask spilled into takes that patch of
-background away, and a positive click on a part the mask missed adds that part, as far as its colour
-is uniform and differs from what surrounds it. A click changes the patch it is on and nothing far
-from it; the correction is array work (no further GrabCut run).
+object has other colours), a negative click on background the mask spilled into takes that
+background away, and a positive click on a part the mask missed adds that part, as far as its
+colour differs from what surrounds it. A click changes only the region it is on; the correction is
+array work (no further GrabCut run).
 
 Masks are ``H x W`` bool; images ``H x W x 3`` uint8 RGB; boxes XYXY pixels, ``(x1, y1)`` inclusive;
 seed maps int8 ``H x W`` (1 sure foreground, 0 sure background, -1 free).
@@ -46,7 +49,7 @@ import numpy as np
 from dissam.coarse import GRABCUT_SEED
 
 __all__ = ["correct_with_seeds", "click_zone", "positive_components", "COLOUR_TOLERANCE", "SPREAD_FACTOR",
-           "REFERENCE_COLOURS", "FRINGE_WIDTH"]
+           "REFERENCE_COLOURS", "FRINGE_WIDTH", "FRINGE_SHARE"]
 
 COLOUR_TOLERANCE = (12.0, 32.0)
 """Bounds of a click zone's colour tolerance: Euclidean distance in OpenCV's 8-bit CIE Lab (L, a, b
@@ -58,8 +61,10 @@ REFERENCE_COLOURS = 4
 """Main colours (k-means) of the other side that a click's patch must be farther from than from the
 click's colour."""
 FRINGE_WIDTH = 3
-"""Pieces a negative click leaves of its region that lie entirely within this many pixels of the
-removed patch (its blended edge, a halo) are removed too."""
+"""Pieces a negative click leaves of its region that lie entirely within this many pixels of what it
+removed, are smaller than :data:`FRINGE_SHARE` of it and touch no positive click (blended edges, a
+halo) are removed too."""
+FRINGE_SHARE = 0.2
 
 
 def _disc(shape: tuple[int, int], x: float, y: float, radius: float) -> np.ndarray:
@@ -126,20 +131,21 @@ def click_zone(lab: np.ndarray, mask: np.ndarray, seeds: np.ndarray, click: tupl
         reference = region & ~_disc(shape, click[0], click[1], 4 * radius)
     ref_pixels = lab[reference]
     others = _main_colours(ref_pixels[np.sqrt(((ref_pixels - centre) ** 2).sum(axis=1)) > tolerance])
-    if len(others):
-        d_other = np.sqrt(((pixels[:, None, :] - others[None]) ** 2).sum(axis=2)).min(axis=1)
-        like_click &= d_click < d_other
+    for colour in others:  # one colour at a time: no N x K x 3 temporary on a large photo
+        like_click &= d_click < np.sqrt(((pixels - colour) ** 2).sum(axis=1))
     zone = np.zeros(shape, bool)
     zone[region] = like_click
-    _, parts = cv2.connectedComponents(zone.astype(np.uint8), connectivity=8)
-    on_click = np.unique(parts[near & zone])
-    zone = np.isin(parts, on_click[on_click > 0])
-    if not positive and zone.any():  # fringes the patch leaves behind (its blended edge) go with it
-        _, rest = cv2.connectedComponents((region & ~zone).astype(np.uint8), connectivity=8)
+    if positive:  # an addition stays next to the click
+        _, parts = cv2.connectedComponents(zone.astype(np.uint8), connectivity=8)
+        on_click = np.unique(parts[near & zone])
+        zone = np.isin(parts, on_click[on_click > 0])
+    elif zone.any():  # fringes the removal leaves behind (blended edges, a halo) go with it
+        n, rest, stats, _ = cv2.connectedComponentsWithStats((region & ~zone).astype(np.uint8), connectivity=8)
         band = cv2.dilate(zone.astype(np.uint8), np.ones((2 * FRINGE_WIDTH + 1,) * 2, np.uint8)) > 0
-        pieces = np.unique(rest[region & ~zone])
         outside_band = np.unique(rest[(region & ~zone) & ~band])
-        zone |= np.isin(rest, np.setdiff1d(pieces, outside_band))
+        small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < FRINGE_SHARE * zone.sum())
+        fringes = np.setdiff1d(small[small > 0], np.concatenate([outside_band, positive_components(rest, seeds)]))
+        zone |= np.isin(rest, fringes)
     return zone
 
 
