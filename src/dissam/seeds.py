@@ -21,21 +21,23 @@ that mask (:func:`click_zone`):
    beyond the region), or, with neither, the region's pixels farther than ``4 r`` from the click.
    The tolerance is :data:`SPREAD_FACTOR` times the colours' RMS spread under the seed disc, clipped
    to :data:`COLOUR_TOLERANCE`: a click on a flat colour takes that colour, a click on a noisy or
-   textured patch tolerates more.
+   textured patch tolerates more. When the other side is known (opposite clicks, or this side beyond
+   the region) and at least :data:`SHARED_COLOUR` of it has the click's colour, colour cannot tell
+   the two apart and the click flips only its seed disc (step 4).
 3. **Flip them**: a negative click removes all of them from the mask (it says "this colour is not
    the object here": the background seen through a fence's or a tree's many holes goes with one
    click), and with them the pieces of the region left that lie entirely within
    :data:`FRINGE_WIDTH` pixels of what was removed, are smaller than :data:`FRINGE_SHARE` of it and
-   touch no positive click (blended edges, a halo); a positive click adds
-   those connected to a pixel within ``2 r`` of the click (an addition stays next to the click).
+   touch no positive click (blended edges, a halo); a positive click adds those connected to a pixel
+   within ``2 r`` of the click (an addition stays next to the click).
+4. Finally every positive disc is foreground (inside the working box) and every negative disc
+   background; where discs overlap, the later click wins.
 
-Finally every positive disc is foreground (inside the working box) and every negative disc
-background; where discs overlap, the later click wins. So a negative click on a neighbour the mask
-swallowed takes the neighbour away, whether it is a separate blob or joined to the object (the
-object has other colours), a negative click on background the mask spilled into takes that
-background away, and a positive click on a part the mask missed adds that part, as far as its
-colour differs from what surrounds it. A click changes only the region it is on; the correction is
-array work (no further GrabCut run).
+So a negative click on a neighbour the mask swallowed takes the neighbour away, whether it is a
+separate blob or joined to the object (the object has other colours), a negative click on
+background the mask spilled into takes that background away, and a positive click on a part the
+mask missed adds that part, as far as its colour differs from what surrounds it. A click changes
+only the region it is on; the correction is array work (no further GrabCut run).
 
 Masks are ``H x W`` bool; images ``H x W x 3`` uint8 RGB; boxes XYXY pixels, ``(x1, y1)`` inclusive;
 seed maps int8 ``H x W`` (1 sure foreground, 0 sure background, -1 free).
@@ -49,7 +51,7 @@ import numpy as np
 from dissam.coarse import GRABCUT_SEED
 
 __all__ = ["correct_with_seeds", "click_zone", "positive_components", "COLOUR_TOLERANCE", "SPREAD_FACTOR",
-           "REFERENCE_COLOURS", "FRINGE_WIDTH", "FRINGE_SHARE"]
+           "REFERENCE_COLOURS", "SHARED_COLOUR", "FRINGE_WIDTH", "FRINGE_SHARE"]
 
 COLOUR_TOLERANCE = (12.0, 32.0)
 """Bounds of a click zone's colour tolerance: Euclidean distance in OpenCV's 8-bit CIE Lab (L, a, b
@@ -60,6 +62,10 @@ SPREAD_FACTOR = 3.0
 REFERENCE_COLOURS = 4
 """Main colours (k-means) of the other side that a click's patch must be farther from than from the
 click's colour."""
+SHARED_COLOUR = 0.25
+"""When at least this share of the other side's known pixels (the opposite clicks' discs and this
+side beyond the region) has the click's colour, the colour does not tell the two apart: the click
+flips its seed disc only."""
 FRINGE_WIDTH = 3
 """Pieces a negative click leaves of its region that lie entirely within this many pixels of what it
 removed, are smaller than :data:`FRINGE_SHARE` of it and touch no positive click (blended edges, a
@@ -127,10 +133,14 @@ def click_zone(lab: np.ndarray, mask: np.ndarray, seeds: np.ndarray, click: tupl
     like_click = d_click <= tolerance
     # ... and nearer to it than to any main colour of the other side (the colours there unlike the click's)
     reference = (seeds == (0 if positive else 1)) | (side & ~region)
-    if not reference.any():
+    known = reference.any()
+    if not known:
         reference = region & ~_disc(shape, click[0], click[1], 4 * radius)
     ref_pixels = lab[reference]
-    others = _main_colours(ref_pixels[np.sqrt(((ref_pixels - centre) ** 2).sum(axis=1)) > tolerance])
+    unlike = np.sqrt(((ref_pixels - centre) ** 2).sum(axis=1)) > tolerance
+    if known and (~unlike).mean() >= SHARED_COLOUR:  # the other side has the click's colour too
+        return np.zeros(shape, bool)
+    others = _main_colours(ref_pixels[unlike])
     for colour in others:  # one colour at a time: no N x K x 3 temporary on a large photo
         like_click &= d_click < np.sqrt(((pixels - colour) ** 2).sum(axis=1))
     zone = np.zeros(shape, bool)

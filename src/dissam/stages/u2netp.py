@@ -28,6 +28,12 @@ Per box:
    picked the wrong thing GrabCut moves to the colour-distinct object and the overlap falls a lot;
    where GrabCut only trims thin parts (legs, spokes, cables: few pixels of mixed colour) it hardly
    moves, and the network's mask is kept. ``last_grabcut_kept`` says which boxes took GrabCut's.
+8. with point prompts (:meth:`U2NetpStage.prompt_masks`), clicks are seeds (discs of
+   :func:`dissam.points.seed_radius`): steps 1-7 run on the working box
+   (:func:`dissam.points.working_box`); step 4 keeps every component a positive click touches, step
+   5's GrabCut holds the seeds fixed (``GC_FGD`` / ``GC_BGD``), steps 6-7's GrabCut edit runs without
+   them (so that a click cannot move the whole mask), and then
+   :func:`dissam.seeds.correct_with_seeds` applies each click to the region it is on.
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
 ``N x H x W`` bool at the original size. Runs on ONNX Runtime (a dependency of dissam). This is the
@@ -199,9 +205,8 @@ class U2NetpStage(ImageKeepingStage):
         return np.isin(labels, kept)
 
     def _box_mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> tuple[np.ndarray, bool, bool]:
-        """Steps 1-7 for one box (with point seeds: GrabCut holds them fixed and the component filter
-        keeps what they touch) -> the mask, whether it fell back to GrabCut, whether GrabCut's edit was
-        kept."""
+        """Steps 1-7 for one box -> the mask, whether it fell back to GrabCut, whether GrabCut's edit was
+        kept. With point seeds, step 8 of the module docstring."""
         h, w = self._image.shape[:2]
         mask = self._mask(box, seeds)
         near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(box, h, w)
@@ -210,7 +215,7 @@ class U2NetpStage(ImageKeepingStage):
         kept = False
         if not near_empty and self.grabcut:
             moved = self._largest_components(
-                grabcut_mask(self._image, box, max_side=GRABCUT_MAX_SIDE, init=mask, seeds=seeds) > 127, seeds)
+                grabcut_mask(self._image, box, max_side=GRABCUT_MAX_SIDE, init=mask) > 127, seeds)
             kept = self.grabcut_min_gain is None or (
                 colour_overlap(self._image, mask, box) - colour_overlap(self._image, moved, box) >= self.grabcut_min_gain)
             if kept:
@@ -235,9 +240,8 @@ class U2NetpStage(ImageKeepingStage):
 
     def prompt_masks(self, prompts: Sequence[Prompt], selection: str | Sequence[str] = "first") -> PromptMasks:
         """One mask per :class:`~dissam.points.Prompt` (:class:`~dissam.stages.base.PointStage`): a box
-        alone as :meth:`coarse_masks`; with points, steps 1-7 on the working box with the points as
-        seeds, then :func:`dissam.seeds.correct_with_seeds`. No low-resolution logits (``None``);
-        ``selection`` is ignored."""
+        alone as :meth:`coarse_masks`; with points, step 8 of the module docstring. No low-resolution
+        logits (``None``); ``selection`` is ignored."""
         image = self._require_image()
         masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
         for p, seeds, box, radius in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
