@@ -199,3 +199,35 @@ def test_cli_points_go_with_one_box():
     assert [q.box.tolist() for q in _cli_prompts([[0, 0, 5, 5], [1, 1, 9, 9]], [])] == [[0, 0, 5, 5], [1, 1, 9, 9]]
     with pytest.raises(PointError, match="--point goes with one --box, but 2"):
         _cli_prompts([[0, 0, 5, 5], [1, 1, 9, 9]], ["3,3"])
+
+
+# ------------------------------------------------------------------ clicks on a weight-free stage's mask
+def _correct(image, mask, box, coords, labels, radius=3):
+    from dissam.seeds import correct_with_seeds
+
+    coords, labels = np.asarray(coords, float), np.asarray(labels)
+    seeds = seed_labels(mask.shape, coords, labels, radius)
+    return correct_with_seeds(image, mask, box, seeds, coords, labels, radius)
+
+
+def test_negative_click_removes_its_colour_through_a_fences_holes():
+    image = np.full((60, 80, 3), (40, 160, 60), np.uint8)  # green background seen through the fence
+    image[::10, :] = image[:, ::10] = (90, 60, 30)  # a brown grid, 1 px lines every 10 px
+    fence = np.zeros((60, 80), bool)
+    fence[::10, :] = fence[:, ::10] = True
+    box = [0, 0, 79, 59]
+    out = _correct(image, np.ones((60, 80), bool), box, [[25, 35]], [0])  # the mask took the whole box
+    np.testing.assert_array_equal(out, fence)  # every hole goes, every line stays
+
+
+def test_a_colour_both_sides_share_flips_the_disc_only():
+    image = np.zeros((40, 60, 3), np.uint8)
+    mask = np.zeros((40, 60), bool)
+    for x0 in (5, 35):  # two blue squares, both in the mask
+        image[10:30, x0:x0 + 20] = (30, 30, 200)
+        mask[10:30, x0:x0 + 20] = True
+    out = _correct(image, mask, [0, 0, 59, 39], [[45, 20]], [0], radius=2)
+    assert out.sum() == mask.sum() - 13 and not out[20, 45]  # the rest of the mask is blue too: only the disc
+    alone = mask.copy()
+    alone[:, :30] = False  # with only that square (no other side known), its colour goes
+    assert not _correct(image, alone, [0, 0, 59, 39], [[45, 20]], [0]).any()
