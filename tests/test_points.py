@@ -210,14 +210,19 @@ def _correct(image, mask, box, coords, labels, radius=3):
     return correct_with_seeds(image, mask, box, seeds, coords, labels, radius)
 
 
-def test_negative_click_removes_its_colour_through_a_fences_holes():
-    image = np.full((60, 80, 3), (40, 160, 60), np.uint8)  # green background seen through the fence
+def test_negative_click_removes_its_colour_through_a_fences_holes_within_its_reach():
+    image = np.full((80, 80, 3), (40, 160, 60), np.uint8)  # green background seen through the fence
     image[::10, :] = image[:, ::10] = (90, 60, 30)  # a brown grid, 1 px lines every 10 px
-    fence = np.zeros((60, 80), bool)
+    fence = np.zeros((80, 80), bool)
     fence[::10, :] = fence[:, ::10] = True
-    box = [0, 0, 79, 59]
-    out = _correct(image, np.ones((60, 80), bool), box, [[25, 35]], [0])  # the mask took the whole box
-    np.testing.assert_array_equal(out, fence)  # every hole goes, every line stays
+    box = [0, 0, 79, 79]
+    whole = np.ones((80, 80), bool)  # the mask took the whole box
+    # in the middle, 35 px deep: it reaches 70 px, every hole goes and every line stays
+    np.testing.assert_array_equal(_correct(image, whole, box, [[45, 45]], [0]), fence)
+    # 6 px from the edge, it reaches 12 px: the holes next to it go, the far ones stay
+    near_edge = _correct(image, whole, box, [[5, 45]], [0])
+    assert not near_edge[45, 5] and not near_edge[45, 15] and near_edge[45, 35] and near_edge[45, 75]
+    assert near_edge[fence].all()
 
 
 def test_a_colour_both_sides_share_flips_the_disc_only():

@@ -11,7 +11,11 @@ that mask (:func:`click_zone`):
 1. **The region the click is on**: for a negative click, the mask's 8-connected component at the
    click; for a positive click, the component of the working box outside the mask at the click. (The
    disc of ``2 r`` around the click is joined to that side first: a seed held fixed by GrabCut leaves
-   a hole of about that size around itself.)
+   a hole of about that size around itself.) The click acts only within its reach: a disc of
+   :data:`REACH_FACTOR` times its depth (its distance to the edge of the region joined with that
+   disc), so at least ``4 r``. In the click simulation, and mostly by hand, a click sits in the middle of what it means:
+   a click on a thin strip along the object's edge reaches a few pixels, a click in the middle of a
+   swallowed neighbour reaches all of it.
 2. **The pixels of it that look like the click**: those whose colour (CIE Lab, OpenCV's 8-bit
    scale) is (a) within a tolerance of the click's colour (the median over a disc of a third of
    ``r``, robust to a seed disc that straddles an edge) and (b) nearer to it than to any of the
@@ -24,9 +28,9 @@ that mask (:func:`click_zone`):
    textured patch tolerates more. When the other side is known (opposite clicks, or this side beyond
    the region) and at least :data:`SHARED_COLOUR` of it has the click's colour, colour cannot tell
    the two apart and the click flips only its seed disc (step 4).
-3. **Flip them**: a negative click removes all of them from the mask (it says "this colour is not
-   the object here": the background seen through a fence's or a tree's many holes goes with one
-   click), and with them the pieces of the region left that lie entirely within
+3. **Flip them**: a negative click removes all of them within its reach from the mask (it says
+   "this colour is not the object here": the background seen through a fence's or a tree's many
+   holes goes with one click), and with them the pieces of the region left that lie entirely within
    :data:`FRINGE_WIDTH` pixels of what was removed, are smaller than :data:`FRINGE_SHARE` of it and
    touch no positive click (blended edges, a halo); a positive click adds those connected to a pixel
    within ``2 r`` of the click (an addition stays next to the click).
@@ -51,7 +55,7 @@ import numpy as np
 from dissam.coarse import GRABCUT_SEED
 
 __all__ = ["correct_with_seeds", "click_zone", "positive_components", "COLOUR_TOLERANCE", "SPREAD_FACTOR",
-           "REFERENCE_COLOURS", "SHARED_COLOUR", "FRINGE_WIDTH", "FRINGE_SHARE"]
+           "REFERENCE_COLOURS", "REACH_FACTOR", "SHARED_COLOUR", "FRINGE_WIDTH", "FRINGE_SHARE"]
 
 COLOUR_TOLERANCE = (12.0, 32.0)
 """Bounds of a click zone's colour tolerance: Euclidean distance in OpenCV's 8-bit CIE Lab (L, a, b
@@ -62,6 +66,9 @@ SPREAD_FACTOR = 3.0
 REFERENCE_COLOURS = 4
 """Main colours (k-means) of the other side that a click's patch must be farther from than from the
 click's colour."""
+REACH_FACTOR = 2.0
+"""A click acts within this many times its depth in its region (the distance from the click to the
+edge of the region joined with the disc of twice the seed radius around the click)."""
 SHARED_COLOUR = 0.25
 """When at least this share of the other side's known pixels (the opposite clicks' discs and this
 side beyond the region) has the click's colour, the colour does not tell the two apart: the click
@@ -122,10 +129,15 @@ def click_zone(lab: np.ndarray, mask: np.ndarray, seeds: np.ndarray, click: tupl
     region = (labels == labels[y, x]) & side if labels[y, x] else np.zeros(shape, bool)
     if not region.any():
         return region
+    # the click's reach: twice its depth in the region (the click sits in the middle of what it means)
+    seed_disc = _disc(shape, click[0], click[1], radius)
+    depth = float(cv2.distanceTransform(np.pad(region | near, 1).astype(np.uint8), cv2.DIST_L2,
+                                        cv2.DIST_MASK_PRECISE)[y + 1, x + 1])
+    reach = _disc(shape, click[0], click[1], max(2 * radius, REACH_FACTOR * depth))
     # the click's colour: its core (a third of the seed radius), robust to a disc that straddles an edge
     core = lab[_disc(shape, click[0], click[1], max(1, radius // 3))]
     centre = np.median(core, axis=0)
-    disc = lab[_disc(shape, click[0], click[1], radius)]
+    disc = lab[seed_disc]
     spread = float(np.sqrt(((disc - disc.mean(axis=0)) ** 2).sum(axis=1).mean()))
     tolerance = float(np.clip(SPREAD_FACTOR * spread, *COLOUR_TOLERANCE))
     pixels = lab[region]
@@ -145,6 +157,7 @@ def click_zone(lab: np.ndarray, mask: np.ndarray, seeds: np.ndarray, click: tupl
         like_click &= d_click < np.sqrt(((pixels - colour) ** 2).sum(axis=1))
     zone = np.zeros(shape, bool)
     zone[region] = like_click
+    zone &= reach
     if positive:  # an addition stays next to the click
         _, parts = cv2.connectedComponents(zone.astype(np.uint8), connectivity=8)
         on_click = np.unique(parts[near & zone])
