@@ -251,3 +251,23 @@ def test_predict_cli_with_points_and_a_prompts_file(tmp_path, tiny_refiner, two_
     np.testing.assert_array_equal(second, coarse)
     assert main(["predict", str(tmp_path / "two.png"), "--box", box_arg, "--box", "0,0,9,9", "--point", "5,5",
                  "-o", str(tmp_path / "bad"), *common]) == 1
+
+
+def test_clicks_on_a_kept_image_state_need_no_new_encoding(tiny_refiner, rgb):
+    """What the app does per click: switch back to an image's kept state, then decode its clicks with
+    the previous low-resolution logits; the image encoder does not run again."""
+    stage = PromptableStage(tiny_sam2())
+    p = DisSamPredictor(stage, tiny_refiner, size=64)
+    p.set_image(rgb)
+    first = p.predict(box=BOX, point_coords=POINTS[:1], point_labels=[1])
+    kept = p.get_image_state()
+    p.set_image(rgb[::-1].copy())
+    p.predict(box=BOX)
+    assert stage.encoder_calls == 2
+    p.set_image_state(kept)
+    again = p.predict(box=BOX, point_coords=POINTS, point_labels=LABELS, mask_input=first.low_res_logits)
+    assert stage.encoder_calls == 2
+    p.set_image(rgb)  # the same clicks from scratch: the same result
+    fresh = p.predict(box=BOX, point_coords=POINTS, point_labels=LABELS, mask_input=first.low_res_logits)
+    np.testing.assert_array_equal(again.coarse, fresh.coarse)
+    np.testing.assert_allclose(again.soft, fresh.soft, atol=1e-6, rtol=0)
