@@ -5,7 +5,7 @@ the networks run on a GPU: decoding, the whole-GT box, the faithful 1024² input
 resize back, min-max, and the PNG write. This script times each of those stages on one synthetic
 image of DIS-5K's typical size. It also compares two ways to build the inputs for
 ``dis-sam + dis-sam@jitterP + isnet``: one ``faithful_sample`` per variant, against one shared
-resize (what :mod:`dissam.benchmark` does).
+resize (what :mod:`dissam.paper_tables` does).
 
     .venv/bin/python benchmarks/benchmark_pipeline.py [--h 2500 --w 3300 --repeat 5]
 """
@@ -41,8 +41,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
-    from dissam.benchmark import jitter_box, whole_gt_box, write_png_fast
     from dissam.io import read_image, read_mask, write_png
+    from dissam.paper_tables import jitter_box, whole_gt_box, write_png_fast
     from dissam.transforms import (
         assemble_input,
         box_map_from_box,

@@ -81,8 +81,8 @@ def worker(kind: str, clicks: int, threads: int, size: int | None) -> dict:
 
     import torch
 
-    from dissam.benchmark.protocol import whole_gt_box
     from dissam.clicks import simulate
+    from dissam.paper_tables.protocol import whole_gt_box
     from dissam.points import make_prompt
 
     torch.set_num_threads(threads)

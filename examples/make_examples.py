@@ -13,6 +13,7 @@ backgrounds of the generated samples come from scikit-image's public-domain/CC0 
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def photo_example(name: str, entry: int):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help: say, then stop
     prompts = {}
     for stem, index, kind, bg in EXAMPLES:
         image, gt, box = generate_sample(index, SEED, size=(480, 640), kind=kind, background_kind=bg)

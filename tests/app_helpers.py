@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import socket
 import struct
 import threading
 import time
@@ -23,12 +25,15 @@ def tiny_predictor(tiny_sam_path, refiner):
 
 
 class LoopbackServer:
-    """uvicorn serving ``app`` on 127.0.0.1 (an ephemeral port) in a thread of this process."""
+    """uvicorn serving ``app`` on 127.0.0.1 (an ephemeral port) in a thread of this process. uvicorn's
+    loggers are left unconfigured (``log_config=None``): their records reach the root logger, where a
+    test can capture them with the app's."""
 
     def __init__(self, app):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    log_config=None))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -38,8 +43,8 @@ class LoopbackServer:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc):
         self.server.should_exit = True
@@ -65,3 +70,61 @@ def bomb_png(width: int, height: int) -> bytes:
 
 def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+class LogCapture(logging.Handler):
+    """Every log record of the process (root logger, level DEBUG) while attached: what a server in a
+    thread logs, uvicorn's records included (:class:`LoopbackServer` leaves them unconfigured)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> LogCapture:
+        root = logging.getLogger()
+        self._level = root.level
+        root.addHandler(self)
+        root.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self)
+        root.setLevel(self._level)
+
+    def faults(self) -> list[str]:
+        """Records at ERROR or above, or carrying a traceback: what must not appear for bad input."""
+        return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in self.records
+                if r.levelno >= logging.ERROR or r.exc_info or "Traceback" in r.getMessage()]
+
+    def messages(self, logger: str = "dissam.app") -> list[str]:
+        return [r.getMessage() for r in self.records if r.name == logger]
+
+
+def raw_http(port: int, request: bytes, *, close_after_send: bool = False, timeout: float = 60) -> tuple[int, bytes]:
+    """Send bytes as they are (a request no HTTP client would build) and read one response:
+    ``(status, body)``; with ``close_after_send`` the socket is closed at once, ``(0, b"")``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        if close_after_send:
+            return 0, b""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+        length = next((int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:")),
+                      None)
+        while length is not None and len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return status, body

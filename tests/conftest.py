@@ -31,6 +31,18 @@ def tiny_sam_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: one intra-op thread is faster, and far faster on a busy 2-core machine (use
+    with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_refiner():
     """A deterministic compact 5-channel refiner (eval mode)."""
@@ -57,3 +69,15 @@ def boxes(fixtures_dir):
     import numpy as np
 
     return np.array(json.loads((fixtures_dir / "sam" / "meta.json").read_text())["boxes_xyxy"], dtype=float)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local 2-CPU Ray shared by every Ray engine test (starting Ray costs seconds); skipped without
+    the ``ray`` extra."""
+    pytest.importorskip("ray.data")
+    from ray_helpers import start_ray
+
+    ray = start_ray()
+    yield ray
+    ray.shutdown()

@@ -46,7 +46,7 @@ def reference(tiny_sam_path, tiny_refiner, image_bytes):
 @pytest.fixture()
 def client(tiny_sam_path, tiny_refiner):
     app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=Limits(max_upload_bytes=2**20))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -164,17 +164,14 @@ def test_errors_are_answered_and_the_server_keeps_serving(client, image_bytes, m
     assert r.status_code == 404 and "upload it again" in r.json()["error"]
     iid = post("/api/image", files={"image": ("x.png", image_bytes, "image/png")}).json()["image_id"]
     for body, msg in [({"image_id": iid, "boxes": "[[1, 2]"}, "boxes must be JSON"),
-                      ({"image_id": iid, "boxes": [[1, 2, 3]]}, "list of [x0, y0, x1, y1]"),
+                      ({"image_id": iid, "boxes": [[1, 2, 3]]}, "boxes[0] must be a box [x0, y0, x1, y1]"),
                       ({"image_id": iid, "boxes": [[300, 10, 100, 50]]}, "inverted or empty"),
                       ({"image_id": iid, "boxes": []}, "at least one box"),
                       ({"image_id": iid, "boxes": [BOXES[0]] * 17}, "at most 16 boxes"),
                       ({"image_id": iid, "boxes": [BOXES[0]], "threshold": "magic"}, "threshold must be one of"),
-                      ({"image_id": iid, "boxes": [BOXES[0]], "example": "x"}, None)]:
+                      ({"image_id": iid, "boxes": [BOXES[0]], "example": "x"}, 'unknown field "example"')]:
         r = post("/api/predict", json=body)
-        if msg is None:
-            assert r.status_code == 200
-        else:
-            assert r.status_code == 400 and msg in r.json()["error"], (body, r.text)
+        assert r.status_code == 400 and msg in r.json()["error"], (body, r.text)
     assert post("/api/image", data={"example": "../../etc/passwd"}).json()["error"].startswith("unknown example")
     # an unexpected failure inside the model is reported, logged, and the next request works
     predictor = client.app.state.service.predictor
@@ -202,7 +199,7 @@ def test_full_queue_answers_busy(tiny_sam_path, tiny_refiner, image_bytes):
         return real(*a, **k)
 
     service.predict = slow_predict
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         iid = c.post("/api/image", files={"image": ("x.png", image_bytes, "image/png")}).json()["image_id"]
         body = {"image_id": iid, "boxes": [BOXES[0]]}
         with ThreadPoolExecutor(2) as pool:
@@ -210,7 +207,7 @@ def test_full_queue_answers_busy(tiny_sam_path, tiny_refiner, image_bytes):
             assert entered.wait(30)  # the worker is busy with the first request
             waiting = pool.submit(c.post, "/api/predict", json=body)
             for _ in range(200):  # until the second one sits in the queue
-                if app.state.worker._queue.qsize() == 1:
+                if app.state.worker.pending() == 1:
                     break
                 threading.Event().wait(0.01)
             r = c.post("/api/predict", json=body)
@@ -235,7 +232,8 @@ def test_twenty_concurrent_requests_on_loopback(tiny_sam_path, tiny_refiner, ima
     # the random tiny refiner says "foreground" almost everywhere, so the soft maps and the SAM masks,
     # not only the binary masks, are compared: they differ from box to box, so a mix-up would show
     assert len({np.rint(e.soft * 255).astype(np.uint8).tobytes() for e in expected}) == 20
-    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=Limits(queue_size=32))
+    # 20 bodies in flight at once: above the default max_receiving (16), which would answer 503
+    app = create_app(tiny_predictor(tiny_sam_path, tiny_refiner), limits=Limits(queue_size=32, max_receiving=24))
     proc = psutil.Process()
     with LoopbackServer(app) as url, httpx.Client(base_url=url, timeout=120) as http:
         iid = http.post("/api/image", files={"image": ("x.png", image_bytes, "image/png")}).json()["image_id"]
@@ -263,7 +261,7 @@ def test_twenty_concurrent_requests_on_loopback(tiny_sam_path, tiny_refiner, ima
         del responses
         gc.collect()
         rss_end = proc.memory_info().rss
-        assert app.state.worker._queue.qsize() == 0
+        assert app.state.worker.pending() == 0
         assert app.state.service.predictor.sam_stage.encoder_calls == 1  # one image, one embedding
     print(f"RSS before the 20 requests: {rss_start / 2**20:.0f} MiB, after: {rss_end / 2**20:.0f} MiB")
     assert rss_end - rss_start < 64 * 2**20, f"memory grew by {(rss_end - rss_start) / 2**20:.0f} MiB over 20 requests"
@@ -284,18 +282,28 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port))
     with caplog.at_level(logging.WARNING, logger="dissam.app"):
         rc = main(["app", "--sam", str(tiny_sam_path), "--refiner", str(ckpt), "--device", "cpu", "--host", "0.0.0.0",
-                   "--port", "7999", "--examples", str(tmp_path / "ex"), "--queue-size", "3"])
+                   "--port", "7999", "--examples", str(tmp_path / "ex"), "--queue-size", "3",
+                   "--allow-origin", "https://tools.example.org", "--max-megapixel-boxes", "2", "--body-timeout", "5"])
     assert rc == 0 and served["host"] == "0.0.0.0" and served["port"] == 7999
     assert "listening on 0.0.0.0" in caplog.text and "no login" in caplog.text
-    with TestClient(served["app"]) as c:
+    with TestClient(served["app"], base_url="http://127.0.0.1") as c:
         info = c.get("/api/info").json()
         assert info["models"]["sam"] == str(tiny_sam_path) and info["models"]["refiner"] == str(ckpt)
         assert not info["models"]["builtin"] and info["models"]["notice"] == ""
         assert info["limits"]["queue_size"] == 3 and info["examples"] == ["sample"]
+        assert info["limits"]["max_cost"] == 2_000_000 and info["limits"]["body_timeout_s"] == 5
+        # the listening address (0.0.0.0: any IP address) and the allowed origin pass; others do not
+        assert c.get("/api/info", headers={"host": "evil.example"}).status_code == 400
+        r = c.post("/api/image", data={"example": "nope"}, headers={"origin": "https://tools.example.org"})
+        assert r.status_code == 400 and r.headers["access-control-allow-origin"] == "https://tools.example.org"
+        assert c.post("/api/image", data={"example": "x"}, headers={"origin": "https://evil.example"}).status_code == 403
         up = c.post("/api/image", data={"example": "sample"}).json()
         assert up["name"] == "sample" and (up["width"], up["height"]) == (640, 480)
         r = c.post("/api/predict", json={"image_id": up["image_id"], "boxes": [BOXES[0]]})
         assert r.status_code == 200 and r.json()["results"][0]["box"] == [float(v) for v in BOXES[0]]
+    for bad in (["--allow-origin", "tools.example.org"], ["--allow-origin", "https://x.org/page"],
+                ["--body-timeout", "nan"], ["--max-megapixel-boxes", "0"]):  # refused before any model loads
+        assert main(["app", *bad]) == 1
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "example.org", "::"))
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dissam.benchmark.clicks import ClicksConfig, run_clicks, summary_table
 from dissam.cli import main
 from dissam.clicks import Click, ClickTrace, next_click, noc, simulate, summarize
+from dissam.paper_tables.clicks import ClicksConfig, run_clicks, summary_table
 from dissam.prediction import Prediction
 
 

@@ -41,7 +41,7 @@ def home(tmp_path, monkeypatch):
 def test_every_entry_is_complete_and_consistent():
     for name, e in REGISTRY.items():
         assert e.name == name and name == name.lower()
-        assert e.role in ("sam", "refiner") and e.kind in ("file", "hf", "builtin")
+        assert e.role in ("sam", "refiner", "salient") and e.kind in ("file", "hf", "builtin")
         if e.kind == "file":
             assert e.filename and (e.url or e.manual), name
             assert e.sha256 or e.check, f"{name}: nothing to verify a download against"
@@ -49,12 +49,15 @@ def test_every_entry_is_complete_and_consistent():
             assert re.fullmatch(r"[\w.-]+/[\w.-]+", e.hub_id), name
         if e.sha256:
             assert re.fullmatch(r"[0-9a-f]{64}", e.sha256), name
+        if e.md5:
+            assert re.fullmatch(r"[0-9a-f]{32}", e.md5), name
         if e.check and e.check.startswith("refiner:"):
             assert e.check.split(":", 1)[1] in REFINER_VARIANTS
     from dissam.stages import get_spec
 
     for preset in PRESETS.values():
-        assert preset.sam is None or REGISTRY[preset.sam].role == "sam"
+        assert preset.sam is None or REGISTRY[preset.sam].role in ("sam", "salient")
+        assert preset.sam is None or not REGISTRY[preset.sam].noncommercial  # never a default
         assert REGISTRY[preset.refiner].role == "refiner"
         assert get_spec(preset.stage1).needs_weights == (preset.sam is not None)
 

@@ -167,8 +167,11 @@ def test_prompt_file_with_points(tmp_path):
 
 @pytest.mark.parametrize("entry, match", [
     ({"box": [1, 1, 9, 9], "points": []}, "non-empty list"),
-    ({"points": [[1, 2, 5]]}, "point 0 has label 5"),
-    ({"points": [[1, "a"]]}, r"point 0 is \[1, 'a'\]"),
+    ({"points": [[1, 2, 5]]}, r'\["points"\]\[0\]\[2\] must be 1 \(object\) or 0'),
+    ({"points": [[1, "a"]]}, r'\["points"\]\[0\]\[1\] must be a number, not a string \("a"\)'),
+    ({"points": [[1, 2, True]]}, r"must be 1 \(object\) or 0 \(background\), not true"),
+    ({"points": [[1, 2, 0.5]]}, "must be 1"),
+    ({"points": [[1, 2], [3]]}, r'\["points"\]\[1\] must be a point \[x, y\]'),
     ({"points": [[1, 2]] * 1001}, "at most 1000"),
     ({"point_coords": [[1, 2]], "point_labels": [1, 0]}, "same length"),
     ({"label": 1}, "give \"box\", \"points\" or both"),
@@ -178,7 +181,28 @@ def test_prompt_file_errors_name_file_image_and_entry(tmp_path, entry, match):
     path.write_text(json.dumps({"cat.jpg": [[0, 0, 5, 5], entry]}))
     with pytest.raises(DisSamError, match=match) as info:
         load_prompt_file(path)
-    assert "bad.json['cat.jpg'], entry 1" in str(info.value)
+    assert 'bad.json, entry ["cat.jpg"][1]' in str(info.value)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"a": [{"points": [[NaN, 2]]}]}', r'entry \["a"\]\[0\]\["points"\]\[0\]\[0\] = NaN is not a finite number'),
+    ('{"a": [{"points": [[1e400, 2]]}]}', "1e400 is not a finite number in range"),
+    ('{"a": [{"points": [[1, ' + "9" * 400 + ']]}]}', r"\(400 digits\) is not a finite number in range"),
+    ('{"a": [{"points": [[1, 2, Infinity]]}]}', r"must be 1 \(object\) or 0 \(background\), not Infinity"),
+    ('{"a": [{"type": "point", "data": [-Infinity, 2]}]}', "-Infinity is not a finite number"),
+    ('{"a": ' + "[" * 100 + "]" * 100 + "}", "nested deeper than 32 levels"),
+])
+def test_prompt_file_refuses_unusable_numbers_in_points(tmp_path, text, match):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(DisSamError, match=match):
+        load_prompt_file(path)
+
+
+def test_parse_point_refuses_non_finite_numbers():
+    for bad in ("nan,2", "1,inf", "1e400,3"):
+        with pytest.raises(PointError, match="is not a finite number"):
+            parse_point(bad)
 
 
 def test_rembg_points_with_several_rectangles_are_ambiguous(tmp_path):

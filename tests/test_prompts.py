@@ -43,7 +43,7 @@ def test_prompt_file_errors(tmp_path):
         load_prompts(bad)
     pts = tmp_path / "pts.json"
     pts.write_text(json.dumps({"a": [{"type": "point", "data": [1, 2], "label": 1}]}))
-    with pytest.raises(BoxError, match="'point' is not supported"):
+    with pytest.raises(BoxError, match='"point" is not supported'):
         load_prompts(pts)
 
 

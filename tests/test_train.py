@@ -213,7 +213,7 @@ def test_cli_train_and_resume_on_disk_data(tmp_path):
 
 def test_cosine_schedule_values():
     """constant is the released behaviour; cosine warms up linearly, then decays to min_lr exactly at
-    the stage's last step and stays there."""
+    the stage's last step and stays there. The warm-up applies under every schedule."""
     from types import SimpleNamespace
 
     from dissam.train.trainer import scheduled_lr
@@ -229,7 +229,12 @@ def test_cosine_schedule_values():
     assert scheduled_lr(cos, 1e-3, 500, 110) == pytest.approx(1e-5)
     lrs = [scheduled_lr(cos, 1e-3, s, 110) for s in range(10, 111)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
-    assert scheduled_lr(cos, 1e-3, 5, 0) == 1e-3  # no budget: constant
+    # no budget: the warm-up, then constant
+    assert [scheduled_lr(cos, 1e-3, s, 0) for s in (4, 9, 50)] == pytest.approx([5e-4, 1e-3, 1e-3])
+    warm_const = SimpleNamespace(lr_schedule="constant", min_lr=0.0, warmup_steps=4)
+    assert [scheduled_lr(warm_const, 1e-3, s, 100) for s in range(6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
+    )
 
 
 def test_cosine_run_logs_the_schedule_and_resumes_exactly(tmp_path, resume_data):

@@ -3,6 +3,8 @@ process group is created, CUDA is faked where a GPU is needed)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import torch
 
@@ -11,7 +13,8 @@ from dissam.sharding import DistEnv, device_for_rank, dist_env
 from dissam.train import distributed
 from dissam.train.distributed import DistInfo, init_distributed, training_device
 
-TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_MAX_RESTARTS",
+                 "TORCHELASTIC_USE_AGENT_STORE")
 
 
 @pytest.fixture
@@ -92,8 +95,20 @@ def test_init_distributed_chooses_the_backend_by_device(env, fake_gpus, monkeypa
     fake_gpus(2)
     assert init_distributed("auto", "auto")[1] == torch.device("cuda", 0)
     assert init_distributed("cpu", "gloo")[1] == torch.device("cpu")
-    assert [k["backend"] for k in seen] == ["gloo", "nccl", "gloo"]
+    assert init_distributed("cpu", "gloo", timeout_s=60)[1] == torch.device("cpu")
+    assert [k["backend"] for k in seen] == ["gloo", "nccl", "gloo", "gloo"]
     assert all(k["init_method"] == "env://" for k in seen)
+    # runtime.dist_timeout_s reaches the process group
+    assert [k["timeout"] for k in seen] == [timedelta(seconds=1800)] * 3 + [timedelta(seconds=60)]
+
+
+def test_restarts_with_the_shared_store_are_warned_about(env, monkeypatch):
+    env(RANK=0, LOCAL_RANK=0, WORLD_SIZE=2, TORCHELASTIC_MAX_RESTARTS=1, TORCHELASTIC_USE_AGENT_STORE="True")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    with pytest.warns(UserWarning, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
+        init_distributed("cpu")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # what that variable makes torchrun set
+    assert not distributed.restarts_share_the_agent_store()
 
 
 def test_plain_process_is_single_and_on_the_cpu_without_cuda(env, fake_gpus):

@@ -70,3 +70,28 @@ class ThinDataset(torch.utils.data.Dataset):
             if dims:
                 image, label = image.flip(dims), label.flip(dims)
         return {"image": image, "label": label, "name": f"s{index:03d}", "orig_hw": (self.size, self.size), "index": index}
+
+
+def write_split(root, ds: ThinDataset):
+    """``ds``'s samples as a split folder ``root/{im,gt,mask}/s<i>.png`` (what ``discover_split`` reads)."""
+    from dissam.io import write_png
+
+    for i, (rgb, gt, coarse) in enumerate(ds.samples):
+        write_png(root / "im" / f"s{i}.png", rgb)
+        write_png(root / "gt" / f"s{i}.png", gt)
+        write_png(root / "mask" / f"s{i}.png", coarse)
+    return root
+
+
+def tensors_close(a: dict, b: dict, atol: float) -> list[str]:
+    """The keys of two state dicts whose floating-point tensors differ by more than ``atol``
+    (other tensors must be equal)."""
+    bad = []
+    for k, v in a.items():
+        w = b[k]
+        if v.is_floating_point():
+            if not torch.allclose(v, w, rtol=0, atol=atol):
+                bad.append(f"{k}: max diff {float((v - w).abs().max()):.3g}")
+        elif not torch.equal(v, w):
+            bad.append(k)
+    return bad

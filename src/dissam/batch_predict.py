@@ -2,7 +2,9 @@
 
 ``dissam predict`` runs through :func:`predict_images` whether it is given one image or a folder.
 
-* **Resumable.** Every output file is written atomically (temporary file + rename), and once all
+* **Resumable.** Every output file is written atomically (a temporary file
+  ``.NAME.dissam-tmp-HOST-PID``, then a rename; a run first removes the temporary files that killed
+  runs left in its output folder: :func:`dissam.utils.remove_stale_temp_files`), and once all
   outputs of an image are in place a *done marker* ``OUT/.dissam-done/STEM.json`` is written
   (atomically, last). The marker records a key of everything that decides the outputs (weights,
   stage 1, size, threshold, backend, precision, the image's boxes, the output kinds). A rerun skips
@@ -40,9 +42,14 @@ from typing import Any
 import numpy as np
 
 from dissam.errors import DisSamError
+from dissam.io import read_image, write_png
 from dissam.points import Prompt
+from dissam.sharding import dist_env, shard
+from dissam.utils import atomic_write_bytes, remove_stale_temp_files
+from dissam.visualize import cutout, overlay
 
-__all__ = ["OutputOptions", "BatchSummary", "predict_images", "expected_files", "DONE_DIR"]
+__all__ = ["OutputOptions", "BatchSummary", "predict_images", "expected_files", "DONE_DIR", "prediction_pictures",
+           "item_key", "marker_name", "marker_record", "marker_is_current"]
 
 log = logging.getLogger("dissam.predict")
 
@@ -65,21 +72,26 @@ class OutputOptions:
                                        ("_coarse", self.coarse)) if on]
 
 
-def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: OutputOptions) -> list[str]:
-    """Write the files of one :class:`~dissam.predictor.Prediction` of ``image`` (``H x W x 3``
-    uint8) as ``out/BASE.png`` and the ``BASE_<kind>.png`` that ``options`` asks for, each atomically;
-    returns their names."""
-    from dissam.io import write_png
-    from dissam.visualize import cutout, overlay
-
+def prediction_pictures(image: np.ndarray, pred, options: OutputOptions) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """``[(suffix, make_picture)]`` for the files of one :class:`~dissam.predictor.Prediction` of
+    ``image`` (``H x W x 3`` uint8) that ``options`` asks for, in :meth:`OutputOptions.suffixes` order;
+    each ``make_picture()`` gives the uint8 array to encode as PNG (made on demand: a cut-out costs
+    a foreground estimation). Every engine writes these same pictures under these same names."""
     pictures = {"": lambda: pred.mask.astype("uint8") * 255,
                 "_soft": lambda: (pred.soft * 255).round().clip(0, 255).astype("uint8"),
                 "_cutout": lambda: cutout(image, pred.soft, estimate_fg=options.estimate_fg),
                 "_overlay": lambda: overlay(image, [pred.mask], [pred.box]),
                 "_coarse": lambda: pred.coarse.astype("uint8") * 255}
+    return [(suffix, pictures[suffix]) for suffix in options.suffixes()]
+
+
+def write_prediction(out: Path, base: str, image: np.ndarray, pred, options: OutputOptions) -> list[str]:
+    """Write the files of one :class:`~dissam.predictor.Prediction` of ``image`` (``H x W x 3``
+    uint8) as ``out/BASE.png`` and the ``BASE_<kind>.png`` that ``options`` asks for, each atomically;
+    returns their names."""
     names = []
-    for suffix in options.suffixes():
-        write_png(out / f"{base}{suffix}.png", pictures[suffix]())
+    for suffix, picture in prediction_pictures(image, pred, options):
+        write_png(out / f"{base}{suffix}.png", picture())
         names.append(f"{base}{suffix}.png")
     return names
 
@@ -121,22 +133,44 @@ def _split_prompts(found) -> tuple[np.ndarray, list | None]:
     return np.asarray(found, dtype=np.float64).reshape(-1, 4), None
 
 
+def marker_name(stem: str) -> str:
+    """The done marker of image ``stem``, relative to the output folder (``.dissam-done/STEM.json``)."""
+    return f"{DONE_DIR}/{stem}.json"
+
+
+def marker_record(key: str, files: Sequence[str]) -> bytes:
+    """The done marker's content: the image's key and the names of its files."""
+    return json.dumps({"key": key, "files": list(files)}).encode()
+
+
+def marker_is_current(raw: bytes | str | None, key: str, exists: Callable[[str], bool]) -> bool:
+    """Whether a done marker's content ``raw`` (None: no marker) finishes an image with ``key``: same
+    key, and every file it lists still there (``exists(name)``, names relative to the output folder)."""
+    if raw is None:
+        return False
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("key") == key and all(exists(f) for f in info.get("files", []))
+
+
 def _marker(out: Path, stem: str) -> Path:
-    return out / DONE_DIR / f"{stem}.json"
+    return out / marker_name(stem)
 
 
 def _is_done(out: Path, stem: str, key: str) -> bool:
-    m = _marker(out, stem)
-    if not m.is_file():
-        return False
     try:
-        info = json.loads(m.read_text())
-    except (OSError, ValueError):
+        raw = _marker(out, stem).read_bytes()
+    except OSError:
         return False
-    return info.get("key") == key and all((out / f).is_file() for f in info.get("files", []))
+    return marker_is_current(raw, key, lambda f: (out / f).is_file())
 
 
-def _item_key(settings: dict, boxes: np.ndarray, options: OutputOptions, prompts: list | None = None) -> str:
+def item_key(settings: dict, boxes: np.ndarray, options: OutputOptions, prompts: list | None = None) -> str:
+    """The key of an image's outputs: a hash of everything that decides them (``settings``: weights
+    and flags; the ``(N, 4)`` XYXY boxes, rounded to 1e-4 px; the output kinds; with ``prompts``
+    (:class:`~dissam.points.Prompt` objects), their clicks too)."""
     content = {"settings": settings, "boxes": np.round(boxes, 4).tolist(), "outputs": options.suffixes()}
     if prompts is not None:  # only then: the keys of box-only images stay what they were
         content["points"] = [None if p.point_coords is None else
@@ -174,12 +208,13 @@ def predict_images(
     Returns:
         this rank's :class:`BatchSummary`.
     """
-    from dissam.io import read_image
-    from dissam.sharding import dist_env, shard
-
     env = env or dist_env()
     out = Path(out)
     (out / DONE_DIR).mkdir(parents=True, exist_ok=True)
+    # temporary files of a killed run (never those of a rank still writing here)
+    stale = remove_stale_temp_files(out) + remove_stale_temp_files(out / DONE_DIR)
+    if stale:
+        log.info("removed %d temporary file(s) left in %s by an interrupted run", len(stale), out)
     stems: dict[str, Path] = {}
     for p in images:
         if p.stem in stems and stems[p.stem] != p:
@@ -203,7 +238,7 @@ def predict_images(
                 try:
                     item.image = read_image(path)
                     item.boxes, item.prompts = _split_prompts(boxes_for(path, item.image.shape[:2]))
-                    item.key = _item_key(settings, item.boxes, options, item.prompts)
+                    item.key = item_key(settings, item.boxes, options, item.prompts)
                     if not overwrite and _is_done(out, path.stem, item.key):
                         item.image = None  # finished by an earlier run
                 except Exception as exc:  # any unreadable input is that image's failure, not the job's
@@ -215,8 +250,6 @@ def predict_images(
     write_errors: list[tuple[str, str]] = []
 
     def writer() -> None:
-        from dissam.utils import atomic_write_bytes
-
         while True:
             job = write_q.get()
             if job is _STOP:
@@ -228,7 +261,7 @@ def predict_images(
                 for k, pr in enumerate(preds):
                     files += write_prediction(out, f"{stem}_{k}", item.image, pr, options)
                 # the marker goes last: an image is finished only once all its files are in place
-                atomic_write_bytes(_marker(out, stem), json.dumps({"key": item.key, "files": files}).encode())
+                atomic_write_bytes(_marker(out, stem), marker_record(item.key, files))
             except Exception as exc:  # a dead writer would block the model thread on a full queue
                 write_errors.append((str(item.path), f"writing outputs: {exc}"))
                 log.error("%s: writing outputs: %s", item.path, exc)

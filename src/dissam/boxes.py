@@ -36,12 +36,17 @@ def validate_boxes(boxes, image_hw: tuple[int, int], fmt: BoxFormat = "xyxy") ->
 
     Returns an ``N x 4`` float64 XYXY array clipped to ``[0, W-1] x [0, H-1]``. Raises
     :class:`BoxError` for non-finite numbers, inverted or empty boxes (``x1 <= x0`` or
-    ``y1 <= y0``) and boxes that lie entirely outside the image.
+    ``y1 <= y0``), boxes that lie entirely outside the image and boxes left with no area once
+    clipped to it. Messages quote each box as given (in ``fmt``, before clipping).
     """
     arr = as_boxes(boxes, fmt)
+    sent = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)  # as given: what messages quote
     h, w = int(image_hw[0]), int(image_hw[1])
+    out = arr.copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w - 1)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h - 1)
     for i, (x0, y0, x1, y1) in enumerate(arr):
-        desc = f"box {i} ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+        desc = f"box {i} ({', '.join(f'{v:g}' for v in sent[i])})"
         if not np.all(np.isfinite([x0, y0, x1, y1])):
             raise BoxError(f"{desc} has non-finite coordinates")
         if x1 <= x0 or y1 <= y0:
@@ -51,9 +56,10 @@ def validate_boxes(boxes, image_hw: tuple[int, int], fmt: BoxFormat = "xyxy") ->
             )
         if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
             raise BoxError(f"{desc} lies entirely outside the {w}x{h} image")
-    out = arr.copy()
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w - 1)
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h - 1)
+        cx0, cy0, cx1, cy1 = out[i]
+        if cx1 <= cx0 or cy1 <= cy0:
+            raise BoxError(f"{desc} only touches the edge of the {w}x{h} image: clipped to its pixels "
+                           f"(x in 0..{w - 1}, y in 0..{h - 1}) it has no area")
     return out
 
 

@@ -9,7 +9,9 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import signal
 import sys
+import threading
 
 from dissam import __version__
 from dissam.errors import DisSamError
@@ -56,7 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl+C's KeyboardInterrupt, so that a command stops the
+    same way (its ``finally`` blocks run, temporary files are removed, no half-written output)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; exit status 0 (done), 1 (an error, or some inputs failed), 2 (bad usage),
+    130 (interrupted by Ctrl+C / SIGINT), 143 (terminated by SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -65,14 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    in_main = threading.current_thread() is threading.main_thread()  # where signal handlers live
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         return int(args._run(args) or 0)
     except DisSamError as exc:
         print(f"dissam {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"dissam {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return Terminated.exit_code
     except KeyboardInterrupt:
         print(f"dissam {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,22 +9,36 @@ Odd inputs are converted, never rejected silently: grayscale and palette images 
 alpha channel of RGBA/LA images is dropped (as ``PIL.Image.convert("RGB")`` does in the authors'
 loader), 16-bit and 32-bit integer images are scaled to 8 bits, float images in ``[0, 1]`` are
 scaled by 255. Unreadable files raise :class:`~dissam.errors.ImageReadError` naming the file.
+
+Image *files* are decoded only in the formats of :mod:`dissam.image_formats` (PNG, JPEG, TIFF, WebP,
+BMP, GIF's first frame), recognised from their first bytes before any decoder runs; the environment
+variable ``DISSAM_IMAGE_FORMATS`` opts other Pillow formats in. PIL images and arrays are taken as
+they are.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from dissam.errors import ImageReadError
+from dissam.image_formats import (
+    FORMATS_ENV,
+    TooManyPixels,
+    UnsupportedFormat,
+    extra_formats_from_env,
+    open_image,
+)
+from dissam.utils import atomic_output
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+"""File names a folder is searched for (the formats of :mod:`dissam.image_formats`)."""
 
 MAX_IMAGE_PIXELS = int(os.environ.get("DISSAM_MAX_IMAGE_PIXELS", 2 * 89_478_485))
 """Largest image (width x height) dissam decodes: PIL's decompression-bomb limit (179 MP) by default;
@@ -40,6 +54,8 @@ def _bomb_error(p: Path, size: tuple[int, int] | None, limit: int) -> ImageReadE
 
 
 def _open(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open an image file under dissam's input policy (:mod:`dissam.image_formats`: the allow-list
+    decided from the header, plus what ``DISSAM_IMAGE_FORMATS`` opts in), size checked first."""
     p = Path(path)
     if not p.exists():
         raise ImageReadError(f"image file not found: {p}")
@@ -47,18 +63,16 @@ def _open(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image
         raise ImageReadError(f"expected an image file but got a folder: {p}")
     limit = max_pixels or MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            # the size is checked here, before any pixel is decoded, with a message of our own
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(p)
-            if img.width * img.height > limit:
-                raise _bomb_error(p, img.size, limit)
-            img.load()
-    except Image.DecompressionBombError as exc:
-        raise _bomb_error(p, None, limit) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return open_image(p, max_pixels=limit, name="the file", extra_formats=extra_formats_from_env())
+    except TooManyPixels as exc:
+        raise _bomb_error(p, exc.size, limit) from exc
+    except UnsupportedFormat as exc:
+        raise ImageReadError(f"cannot read image {p}: {exc} (or set {FORMATS_ENV}=NAME,... or "
+                             f"{FORMATS_ENV}=all to let Pillow decode other formats)") from exc
+    except ImageReadError as exc:
         raise ImageReadError(f"cannot read image {p}: {exc}") from exc
-    return img
+    except OSError as exc:  # the file itself (permissions, I/O error)
+        raise ImageReadError(f"cannot read image {p}: {exc}") from exc
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
@@ -142,13 +156,33 @@ def read_mask(src: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def decode_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """:func:`read_image` for the encoded bytes of an image file (read from any filesystem), under the
+    same input policy, pixel limit and orientation rules as a file; ``name`` names the source in errors."""
+    limit = MAX_IMAGE_PIXELS
+    try:
+        img = open_image(bytes(data), max_pixels=limit, name=name, extra_formats=extra_formats_from_env())
+    except TooManyPixels as exc:
+        raise _bomb_error(Path(name), exc.size, limit) from exc
+    except UnsupportedFormat as exc:
+        raise ImageReadError(f"cannot read image {name}: {exc} (or set {FORMATS_ENV}=NAME,... or "
+                             f"{FORMATS_ENV}=all to let Pillow decode other formats)") from exc
+    except ImageReadError as exc:
+        raise ImageReadError(f"cannot read image {name}: {exc}") from exc
+    return read_image(img)
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """The PNG bytes :func:`write_png` writes for ``arr`` (byte for byte the same file)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
     """Write a uint8 ``HxW`` / ``HxWx3`` / ``HxWx4`` array as PNG atomically (temp file + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
-    os.replace(tmp, p)
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The DIS-SAM training losses (docs/training.md), as plain functions.
+"""The DIS-SAM training losses, as plain functions.
 
 * :func:`side_loss`: deep supervision of the six side maps, ``Σ_i [20·BCE(d_i, t) + 0.5·IoU(d_i, t)]``
   with the same weights on every side (the authors' ``muti_loss_fusion``).

@@ -12,7 +12,7 @@ weighted by alpha, from box filters (``cv2.blur``, whose cost does not depend on
 one correction step that makes ``a F + (1 - a) B`` reproduce the image. Two passes, a wide one
 (radius 90) that reaches into the object, and a narrow one (radius 6) that refines the result,
 as in the paper. It needs no solver: a few box filters per pass over the object's surroundings
-(docs/benchmarks.md has the measured cost at 1024² and 12 MP).
+(a speed script in the repository measures its cost at 1024² and 12 MP).
 
 Arrays: ``image`` is ``H x W x 3`` uint8 RGB (or float in [0, 1]), ``alpha`` is ``H x W`` float in
 [0, 1] (bool and uint8 0..255 are accepted).

@@ -19,57 +19,78 @@ Files with clicks (points) are read by :func:`load_prompt_file` (schema: :data:`
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from pathlib import Path
 
+from dissam import json_input
 from dissam.errors import BoxError, DisSamError, PointError
 from dissam.points import Prompt, as_points, make_prompt
 
 
 def parse_box(text: str) -> list[float]:
-    """``"x0,y0,x1,y1"`` (commas or spaces) -> four floats."""
+    """``"x0,y0,x1,y1"`` (commas or spaces) -> four finite floats."""
     parts = [p for p in text.replace(",", " ").split() if p]
     try:
         vals = [float(p) for p in parts]
     except ValueError as exc:
-        raise BoxError(f"cannot parse box {text!r}: expected four numbers x0,y0,x1,y1") from exc
+        raise BoxError(f"cannot parse box {json_input.shorten_text(text)!r}: expected four numbers x0,y0,x1,y1") from exc
     if len(vals) != 4:
-        raise BoxError(f"cannot parse box {text!r}: expected four numbers x0,y0,x1,y1, got {len(vals)}")
+        raise BoxError(f"cannot parse box {json_input.shorten_text(text)!r}: expected four numbers x0,y0,x1,y1, "
+                       f"got {len(vals)}")
+    for part, v in zip(parts, vals):
+        if not math.isfinite(v):
+            raise BoxError(f"cannot use box {json_input.shorten_text(text)!r}: {json_input.shorten_text(part)} "
+                           "is not a finite number")
     return vals
 
 
 def _entry_to_box(entry, where: str) -> list[float]:
-    if isinstance(entry, (list, tuple)) and len(entry) == 4 and all(isinstance(v, (int, float)) for v in entry):
-        return [float(v) for v in entry]
+    """One prompts-file entry (see the module docstring) -> ``[x0, y0, x1, y1]``; ``where`` names
+    the entry in messages (file and keys, e.g. ``p.json["cat"][1]``)."""
+    if isinstance(entry, (list, tuple)):
+        try:
+            return json_input.box(entry, where)
+        except json_input.JsonInputError as exc:
+            raise BoxError(str(exc)) from None
     if isinstance(entry, dict):
         if "box" in entry:
-            return _entry_to_box(entry["box"], where)
+            return _entry_to_box(entry["box"], f'{where}["box"]')
         if entry.get("type") == "rectangle" and "data" in entry:
-            return _entry_to_box(entry["data"], where)
+            return _entry_to_box(entry["data"], f'{where}["data"]')
         if "type" in entry:
-            raise BoxError(f"{where}: prompt type {entry['type']!r} is not supported (only boxes/rectangles)")
-    raise BoxError(f"{where}: cannot read a box from {entry!r}; use [x0, y0, x1, y1] or {{\"box\": [...]}}")
+            raise BoxError(f"{where}: prompt type {json_input.shorten(entry['type'])} is not supported "
+                           "(only boxes/rectangles)")
+    raise BoxError(f"{where}: cannot read a box from {json_input.shorten(entry)}; use [x0, y0, x1, y1] or "
+                   '{"box": [...]}')
 
 
 def load_prompts(path: str | os.PathLike) -> dict[str, list[list[float]]]:
-    """Read a prompts file (see module docstring) -> ``{key: [box, ...]}``."""
+    """Read a prompts file (see module docstring) -> ``{key: [box, ...]}``.
+
+    Raises :class:`~dissam.errors.DisSamError` (:class:`~dissam.errors.BoxError` for an entry) naming
+    the file and the entry for anything unusable: not JSON, nested deeper than
+    :data:`dissam.json_input.MAX_DEPTH`, a number that is not finite or has more than
+    :data:`dissam.json_input.MAX_INT_DIGITS` digits, a value of the wrong type."""
     p = Path(path)
     if not p.is_file():
         raise DisSamError(f"prompts file not found: {p}")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DisSamError(f"prompts file {p} is not valid JSON: {exc}") from exc
+        data = json_input.loads(p.read_bytes(), what=f"prompts file {p}")
+    except json_input.JsonInputError as exc:
+        raise DisSamError(str(exc)) from None
+    except OSError as exc:
+        raise DisSamError(f"cannot read prompts file {p}: {exc}") from exc
     if not isinstance(data, dict):
-        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of boxes")
+        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of boxes, "
+                          f"not {json_input.kind(data)}")
     out = {}
     for key, entries in data.items():
-        if isinstance(entries, (list, tuple)) and len(entries) == 4 and all(isinstance(v, (int, float)) for v in entries):
-            entries = [entries]  # a single bare box
-        if not isinstance(entries, (list, tuple)):
-            entries = [entries]
-        out[str(key)] = [_entry_to_box(e, f"{p.name}[{key!r}]") for e in entries]
+        where = f"prompts file {p}, entry [{json_input.shorten(key)}]"
+        if json_input.looks_like_box(entries) or not isinstance(entries, (list, tuple)):
+            out[str(key)] = [_entry_to_box(entries, where)]  # a single entry, not in a list
+        else:
+            out[str(key)] = [_entry_to_box(e, f"{where}[{i}]") for i, e in enumerate(entries)]
     return out
 
 
@@ -109,46 +130,36 @@ Example::
      "tree": [{"points": [[50, 60]]}]}
 """
 
-MAX_POINTS = 1000
+MAX_POINTS = json_input.MAX_POINTS
 """The most clicks one object may have in a prompts file or on the command line."""
 
 
 def parse_point(text: str) -> tuple[float, float, int]:
     """``"x,y"`` or ``"x,y,label"`` (commas or spaces; label 1 = object, 0 = background; default 1) ->
-    ``(x, y, label)``."""
+    ``(x, y, label)`` with finite x and y."""
+    shown = json_input.shorten_text(text)
     parts = [p for p in text.replace(",", " ").split() if p]
     try:
         vals = [float(p) for p in parts]
     except ValueError as exc:
-        raise PointError(f"cannot parse point {text!r}: expected x,y or x,y,label (label 1 or 0)") from exc
+        raise PointError(f"cannot parse point {shown!r}: expected x,y or x,y,label (label 1 or 0)") from exc
     if len(vals) not in (2, 3):
-        raise PointError(f"cannot parse point {text!r}: expected x,y or x,y,label, got {len(vals)} numbers")
+        raise PointError(f"cannot parse point {shown!r}: expected x,y or x,y,label, got {len(vals)} numbers")
+    for part, v in zip(parts, vals):
+        if not math.isfinite(v):
+            raise PointError(f"cannot use point {shown!r}: {json_input.shorten_text(part)} is not a finite number")
     label = 1 if len(vals) == 2 else vals[2]
     if label not in (0, 1):
-        raise PointError(f"point {text!r}: the label (third number) must be 1 (object) or 0 (background)")
+        raise PointError(f"point {shown!r}: the label (third number) must be 1 (object) or 0 (background)")
     return vals[0], vals[1], int(label)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _read_points(value, where: str) -> tuple[list[list[float]], list[int]]:
-    """``[[x, y], [x, y, label], ...]`` -> coordinates and labels."""
-    if not isinstance(value, list) or not value:
-        raise PointError(f"{where}: \"points\" must be a non-empty list of [x, y] or [x, y, label]")
-    if len(value) > MAX_POINTS:
-        raise PointError(f"{where}: {len(value)} points; at most {MAX_POINTS} per object")
-    coords, labels = [], []
-    for k, pt in enumerate(value):
-        if not (isinstance(pt, list) and len(pt) in (2, 3) and all(_is_number(v) for v in pt)):
-            raise PointError(f"{where}: point {k} is {pt!r}; a point is [x, y] or [x, y, label]")
-        label = pt[2] if len(pt) == 3 else 1
-        if label not in (0, 1):
-            raise PointError(f"{where}: point {k} has label {label!r}; labels are 1 (object) or 0 (background)")
-        coords.append([float(pt[0]), float(pt[1])])
-        labels.append(int(label))
-    return coords, labels
+    """``[[x, y], [x, y, label], ...]`` -> coordinates and labels (:func:`dissam.json_input.points`)."""
+    try:
+        return json_input.points(value, where, MAX_POINTS)
+    except json_input.JsonInputError as exc:
+        raise PointError(str(exc)) from None
 
 
 def _entry_to_prompt(entry, where: str) -> Prompt | None:
@@ -163,15 +174,17 @@ def _entry_to_prompt(entry, where: str) -> Prompt | None:
         box = _entry_to_box({k: v for k, v in entry.items() if k in ("box", "type", "data")}, where)
     coords = labels = None
     if "points" in entry:
-        coords, labels = _read_points(entry["points"], where)
+        coords, labels = _read_points(entry["points"], f'{where}["points"]')
     elif "point_coords" in entry or "point_labels" in entry:
         pts = entry.get("point_coords")
         labs = entry.get("point_labels")
         if not isinstance(pts, list) or not isinstance(labs, list) or len(pts) != len(labs):
             raise PointError(f"{where}: \"point_coords\" and \"point_labels\" must be lists of the same length")
-        coords, labels = _read_points([[*p, lab] if isinstance(p, list) else p for p, lab in zip(pts, labs)], where)
+        joined = [[*p, lab] if isinstance(p, list) and len(p) == 2 else p for p, lab in zip(pts, labs)]
+        coords, labels = _read_points(joined, f'{where}["point_coords"]')
     if box is None and coords is None:
-        raise PointError(f"{where}: cannot read a prompt from {entry!r}; give \"box\", \"points\" or both")
+        raise PointError(f"{where}: cannot read a prompt from {json_input.shorten(entry)}; give \"box\", "
+                         "\"points\" or both")
     try:
         return make_prompt(box=box, point_coords=coords, point_labels=labels)
     except PointError as exc:
@@ -180,23 +193,23 @@ def _entry_to_prompt(entry, where: str) -> Prompt | None:
 
 def _rembg_point(entry: dict, where: str) -> tuple[list[float], int]:
     data, label = entry.get("data"), entry.get("label", 1)
-    if not (isinstance(data, list) and len(data) == 2 and all(_is_number(v) for v in data)):
-        raise PointError(f"{where}: a rembg point's \"data\" is [x, y], got {data!r}")
-    if label not in (0, 1):
-        raise PointError(f"{where}: a rembg point's \"label\" is 1 (object) or 0 (background), got {label!r}")
-    return [float(data[0]), float(data[1])], int(label)
+    if not (isinstance(data, list) and len(data) == 2):
+        raise PointError(f"{where}: a rembg point's \"data\" is [x, y], got {json_input.shorten(data)}")
+    try:
+        x, y, lab = json_input.point([*data, label], where)
+    except json_input.JsonInputError as exc:
+        raise PointError(f"{exc} (a rembg point's \"data\" is [x, y], its \"label\" 1 or 0)") from None
+    return [x, y], lab
 
 
 def read_prompt_entries(entries, where: str) -> list[Prompt]:
     """One image's list of entries (module docstring, :data:`POINT_SCHEMA`) -> one
     :class:`~dissam.points.Prompt` per object."""
-    if isinstance(entries, list) and len(entries) == 4 and all(_is_number(v) for v in entries):
-        entries = [entries]  # a single bare box
-    if not isinstance(entries, list):
-        entries = [entries]
+    if json_input.looks_like_box(entries) or not isinstance(entries, (list, tuple)):
+        entries = [entries]  # a single entry, not in a list
     prompts, rembg_points, rembg_boxes = [], [], []
     for k, entry in enumerate(entries):
-        at = f"{where}, entry {k}"
+        at = f"{where}[{k}]"
         prompt = _entry_to_prompt(entry, at)
         if prompt is None:
             rembg_points.append(_rembg_point(entry, at))
@@ -205,6 +218,8 @@ def read_prompt_entries(entries, where: str) -> list[Prompt]:
             rembg_boxes.append(len(prompts))
         prompts.append(prompt)
     if rembg_points:
+        if len(rembg_points) > MAX_POINTS:
+            raise PointError(f"{where}: {len(rembg_points)} rembg point entries; at most {MAX_POINTS} per object")
         coords = [c for c, _ in rembg_points]
         labels = [lab for _, lab in rembg_points]
         if len(rembg_boxes) > 1:
@@ -220,18 +235,25 @@ def read_prompt_entries(entries, where: str) -> list[Prompt]:
 
 def load_prompt_file(path: str | os.PathLike) -> dict[str, list[Prompt]]:
     """Read a prompts file with boxes and points (module docstring and :data:`POINT_SCHEMA`) ->
-    ``{key: [Prompt, ...]}`` (:class:`dissam.points.Prompt`, boxes in the file's own format). Errors
-    name the file, the image key and the entry."""
+    ``{key: [Prompt, ...]}`` (:class:`dissam.points.Prompt`, boxes in the file's own format).
+
+    Refuses what :func:`load_prompts` refuses (not JSON, too deep, numbers that are not finite or too
+    long) and more than :data:`MAX_POINTS` clicks per object; errors name the file, the image key and
+    the entry."""
     p = Path(path)
     if not p.is_file():
         raise DisSamError(f"prompts file not found: {p}")
     try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DisSamError(f"prompts file {p} is not valid JSON: {exc}") from exc
+        data = json_input.loads(p.read_bytes(), what=f"prompts file {p}")
+    except json_input.JsonInputError as exc:
+        raise DisSamError(str(exc)) from None
+    except OSError as exc:
+        raise DisSamError(f"cannot read prompts file {p}: {exc}") from exc
     if not isinstance(data, dict):
-        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of prompts")
-    return {str(key): read_prompt_entries(entries, f"{p.name}[{key!r}]") for key, entries in data.items()}
+        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of prompts, "
+                          f"not {json_input.kind(data)}")
+    return {str(key): read_prompt_entries(entries, f"prompts file {p}, entry [{json_input.shorten(key)}]")
+            for key, entries in data.items()}
 
 
 def prompts_for_image(image_path: Path, prompts: dict[str, list[Prompt]] | None,

@@ -1,7 +1,7 @@
 """Deterministic weights for parity tests, benchmarks and examples.
 
-These follow the recipe of ``tests/fixtures/README.md`` (the recipe the reference outputs were made
-with), so any model built from a manifest of ``[key, shape, dtype]`` rows gets exactly the weights the
+These follow the recipe the parity fixtures' reference outputs were made with (the repository's
+fixture notes spell it out), so any model built from a manifest of ``[key, shape, dtype]`` rows gets exactly the weights the
 authors' code was run with.
 """
 

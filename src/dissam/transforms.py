@@ -2,7 +2,7 @@
 
 Two modes share one implementation:
 
-* **faithful** (training and the paper's benchmark): exactly the authors' loader (docs/data.md) —
+* **faithful** (training and the paper's benchmark): exactly the authors' loader —
   torch bilinear resize to ``S x S`` (``align_corners=False``, no antialias, aspect ratio not kept),
   truncating cast to uint8, the box map built from the *resized ground truth* with the authors'
   half-open-rectangle quirk, channels ``[R, G, B, SAM mask, box]``, ``/255``, normalisation with mean
@@ -58,7 +58,7 @@ def resize_uint8(x: torch.Tensor | np.ndarray, size: int | Sequence[int]) -> tor
 
 
 def box_map_from_gt(gt_resized: torch.Tensor) -> torch.Tensor:
-    """The authors' box map (docs/data.md) from a resized uint8 GT ``(1, S, S)``.
+    """The authors' box map from a resized uint8 GT ``(1, S, S)``.
 
     Rows/columns with a value ``> 0`` give top, bottom, left, right; the half-open rectangle
     ``[top:bottom, left:right]`` is set to 255 and then every pixel that is not exactly 255 is set
@@ -207,7 +207,7 @@ def postprocess(pred: torch.Tensor, orig_hw: Sequence[int]) -> torch.Tensor:
 
 
 def to_authors_png(pred_hw: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The authors' saved map (docs/faithfulness.md): per-image min-max normalisation, ×255, truncation to uint8.
+    """The authors' saved map: per-image min-max normalisation, ×255, truncation to uint8.
     A constant map (where the authors produce NaN) becomes all zeros."""
     p = torch.as_tensor(pred_hw).float()
     lo, hi = p.min(), p.max()
@@ -218,7 +218,7 @@ def to_authors_png(pred_hw: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def flip4(r: float, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The released augmentation (``GOSRandomHFlip``, docs/data.md) for ``C x H x W`` tensors:
+    """The released augmentation (``GOSRandomHFlip``) for ``C x H x W`` tensors:
     ``r <= 0.25`` flips the last dim (horizontal), ``r <= 0.5`` the rows, ``r <= 0.75`` both,
     otherwise nothing; the same flip for every tensor."""
     if r <= 0.25:

@@ -4,10 +4,13 @@
 * :mod:`dissam.app.service`: the work, without HTTP: decoding uploads within limits, one
   predictor whose per-image state (the SAM embedding) is kept per image, results as PNGs.
 * :mod:`dissam.app.server`: the Starlette application: the page, the JSON API, one worker thread
-  behind a bounded queue.
+  behind a bounded queue (:mod:`dissam.app.worker`).
+* :mod:`dissam.app.requests`: bodies read within limits, parsed off the event loop, checked field by
+  field, the cost budget.
+* :mod:`dissam.app.security`: the ``Host`` and ``Origin`` checks and the page's security headers.
 * ``static/``: the page (plain HTML, CSS and JavaScript; nothing is fetched from the internet).
 
-docs/app.md documents the page, the API and the limits.
+The repository's app documentation describes the page, the API and the limits.
 """
 
 from __future__ import annotations

@@ -1,198 +1,138 @@
 """The Starlette application of ``dissam app``: the page, the JSON API, one worker.
 
-All model work runs on **one worker thread** fed by a bounded queue: the process holds one model
-instance, requests run one at a time in arrival order, and when ``Limits.queue_size`` requests are
-already waiting a new one is answered ``503`` at once instead of piling up. Request bodies are
-counted as they arrive and cut off at ``Limits.max_upload_bytes`` (``413``). Every error becomes a
-JSON ``{"error": message}`` with a 4xx/5xx status; the server keeps serving.
+All model work runs on **one worker thread** (:mod:`dissam.app.worker`) fed by a bounded queue: the
+process holds one model instance, requests run one at a time in arrival order, and when
+``Limits.queue_size`` requests are already waiting a new one is answered ``503`` at once.
 
-Routes (docs/app.md has the details): ``GET /`` (the page), ``GET /static/...``, ``GET /api/info``,
+Before a request is queued it has been read within its size and time limits, parsed in a thread
+(off the event loop, which keeps answering everyone else), and checked field by field, for the
+cost budget and against the kept image (:mod:`dissam.app.requests`); the ``Host`` and ``Origin``
+checks (:mod:`dissam.app.security`) ran before that. A request holds its image from admission until
+it finishes, so no other request can evict it; a request whose client goes away is dropped from the
+queue, or stopped between boxes if it is running.
+
+Every answer is JSON, errors ``{"error": message}`` with a 4xx/5xx status (404 and 405 included).
+Refused input is logged at INFO (refused hosts and origins at WARNING, a full queue only at DEBUG), a
+client that went away at INFO, each in one line; only an unexpected failure is logged at ERROR with
+its traceback, and answered 500.
+
+Routes: ``GET /`` (the page), ``GET /static/...``, ``GET /api/info``,
 ``POST /api/image``, ``POST /api/predict``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import hashlib
 import json
 import logging
-import queue
-import threading
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dissam.app.service import Busy, Limits, RequestError, SegmentationService, UploadTooLarge
+from dissam.app import requests as rq
+from dissam.app.prompts import check_prompts, count_objects
+from dissam.app.security import OriginGuard, OriginPolicy, SecurityHeaders, content_security_policy
+from dissam.app.service import Abandoned, Busy, Limits, SegmentationService, upload_size
+from dissam.app.worker import Worker
 from dissam.errors import DisSamError
 
 log = logging.getLogger("dissam.app")
 
 STATIC = Path(__file__).parent / "static"
-# the page loads nothing from elsewhere; the browser enforces it
-CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
 
 
-class Worker:
-    """One thread running submitted calls in order, behind a queue of at most ``queue_size``."""
-
-    def __init__(self, queue_size: int):
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(queue_size)))
-        self._thread = threading.Thread(target=self._loop, name="dissam-app-worker", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn, *args, **kwargs) -> concurrent.futures.Future:
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        try:
-            self._queue.put_nowait((fn, args, kwargs, fut, time.perf_counter()))
-        except queue.Full:
-            raise Busy(f"the server is busy ({self._queue.maxsize} requests are waiting); try again in a moment") \
-                from None
-        return fut
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, args, kwargs, fut, queued_at = item
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args, **kwargs)
-                if isinstance(result, dict) and isinstance(result.get("timings"), dict):
-                    result["timings"]["queue_ms"] = round((time.perf_counter() - queued_at) * 1e3
-                                                          - result["timings"].get("total_ms", 0.0), 1)
-                fut.set_result(result)
-            except BaseException as exc:  # delivered to the request that caused it; the loop goes on
-                fut.set_exception(exc)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` (by Content-Length up front, and by
-    counting while reading, for uploads that do not announce their length)."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, int(max_bytes)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _error(self._too_large(int(length)))(scope, receive, send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise self._too_large(seen)
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _too_large(self, n: int) -> UploadTooLarge:
-        return UploadTooLarge(f"the upload is too large ({n / 2**20:.1f} MiB or more); the limit is "
-                              f"{self.max_bytes / 2**20:g} MiB")
-
-
-class SecurityHeaders:
-    """ASGI middleware: a Content-Security-Policy that lets the page load nothing from elsewhere."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"content-security-policy", CSP.encode()),
-                                                  (b"x-content-type-options", b"nosniff"),
-                                                  (b"referrer-policy", b"no-referrer")]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def _error(exc: Exception) -> JSONResponse:
+def _error(exc: BaseException, request: Request | None = None) -> JSONResponse:
+    """The JSON answer to ``exc``: its status for a refusal (logged at INFO, one line), 500 for
+    anything else (logged at ERROR with the traceback: a fault of the server)."""
+    where = f"{request.method} {request.url.path}" if request is not None else "request"
     if isinstance(exc, DisSamError):
-        return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
-    log.exception("request failed", exc_info=exc)
+        status = getattr(exc, "status", 400)
+        # a full queue is back-pressure, not bad input: polite clients retry, and each retry is not news
+        log.log(logging.DEBUG if status == 503 else logging.INFO, "%s refused (%d): %s", where, status, exc)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+    log.error("%s failed", where, exc_info=exc)
     return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc}); the server keeps running"},
                         status_code=500)
 
 
-def _parse_boxes(raw) -> list[list[float]]:
-    """``[[x0, y0, x1, y1], ...]`` (or one flat box) from a JSON string or an already parsed list."""
-    try:
-        boxes = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"boxes must be JSON, e.g. [[x0, y0, x1, y1]]: {exc}") from None
-    if isinstance(boxes, list) and len(boxes) == 4 and all(isinstance(v, (int, float)) for v in boxes):
-        boxes = [boxes]
-    ok = isinstance(boxes, list) and all(
-        isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
-        for b in boxes)
-    if not ok:
-        raise RequestError("boxes must be a list of [x0, y0, x1, y1] numbers (XYXY pixels of the image)")
-    return [[float(v) for v in b] for b in boxes]
-
-
-def _flag(raw, default: bool = True) -> bool:
-    if raw is None:
-        return default
-    if isinstance(raw, bool):
-        return raw
-    return str(raw).strip().lower() not in ("0", "false", "no", "off", "")
+async def _wait_disconnect(receive) -> None:
+    """Return when the client disconnects (call only after the whole body was read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(predictor, *, limits: Limits | None = None, models: dict | None = None,
-               examples: dict[str, Path] | None = None) -> Starlette:
+               examples: dict[str, Path] | None = None, host: str = "127.0.0.1",
+               allow_hosts: tuple[str, ...] | list[str] = (), allow_origins: tuple[str, ...] | list[str] = (),
+               ) -> Starlette:
     """The ASGI application around one ``predictor`` (a :class:`~dissam.predictor.DisSamPredictor`).
 
-    ``examples`` maps names to image files the page offers (the client sends only the name).
+    Args:
+        limits: request limits (:class:`~dissam.app.service.Limits`).
+        models: what the page shows about the models (:func:`~dissam.app.service.describe_models`).
+        examples: names -> image files the page offers (the client sends only the name).
+        host: the address the server listens on; requests must name it (or, for a loopback address,
+            ``localhost``/``127.0.0.1``/``[::1]``) in ``Host``: :mod:`dissam.app.security`.
+        allow_hosts: more names the server answers to (``--allow-host``).
+        allow_origins: origins of other pages that may call the API (``--allow-origin``).
     """
     limits = limits or Limits()
+    # python-multipart logs each malformed body at WARNING; the app answers and logs it itself, once
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     service = SegmentationService(predictor, limits=limits, models=models, examples=examples)
     worker = Worker(limits.queue_size)
+    receiving = asyncio.Semaphore(max(1, limits.max_receiving))
 
-    async def run(fn, *args, **kwargs):
-        return await asyncio.wrap_future(worker.submit(fn, *args, **kwargs))
+    async def run_job(request: Request, fn, on_drop=None):
+        """Queue ``fn(cancel)``; its result, unless the client goes away first (then the job is
+        dropped from the queue, or asked to stop, and :class:`~dissam.app.requests.ClientGone` raised)."""
+        job = worker.submit(fn, on_drop=on_drop)
+        result = asyncio.wrap_future(job.future)
+        gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+        try:
+            await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if result.done():
+                return result.result()
+            worker.abandon(job)
+            result.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody reads it
+            raise rq.ClientGone("the client went away while its request " +
+                                ("was running" if job.future.running() else "waited in the queue"))
+        finally:
+            gone.cancel()
 
-    async def form_or_json(request: Request) -> tuple[dict, bytes | None]:
-        """Fields and the uploaded ``image`` bytes (if any) of a multipart or JSON request."""
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("application/json"):
-            try:
-                body = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise RequestError(f"the request body is not valid JSON: {exc}") from None
-            if not isinstance(body, dict):
-                raise RequestError("the JSON body must be an object")
-            return body, None
-        if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-            raise RequestError("send multipart/form-data (with an 'image' file) or application/json")
-        async with request.form(max_files=1, max_fields=16) as form:
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            upload = form.get("image")
-            data = await upload.read() if upload is not None and not isinstance(upload, str) else None
-        return fields, data
+    async def read(request: Request) -> rq.Body:
+        """The parsed body (read within the limits, parsed in a thread)."""
+        if receiving.locked():
+            raise Busy(f"the server is busy receiving other uploads (at most {limits.max_receiving} at once); "
+                       "try again in a moment")
+        async with receiving:  # bodies in memory, raw or being parsed, are bounded by max_receiving
+            body = await rq.read_body(request.receive, request.headers, limits)
+            return await run_in_threadpool(rq.parse_body, request.headers.get("content-type", ""), body)
+
+    async def handle(request: Request, work):
+        try:
+            result = await work(request)
+            # tens of MB of base64 PNGs for a large image: serialised off the event loop
+            body = await run_in_threadpool(json.dumps, result, separators=(",", ":"))
+            return Response(body, media_type="application/json")
+        except rq.ClientGone as exc:
+            log.info("%s %s: %s", request.method, request.url.path, exc)
+            return Response(status_code=499)  # never delivered: the client is gone
+        except Abandoned as exc:
+            log.info("%s %s: %s", request.method, request.url.path, exc)
+            return Response(status_code=499)
+        except Exception as exc:
+            return _error(exc, request)
 
     async def index(request: Request):
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
@@ -200,43 +140,98 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
     async def info(request: Request):
         return JSONResponse(service.info())
 
-    async def image(request: Request):
+    async def image_work(request: Request) -> dict:
+        body = await read(request)
+        req = rq.read_fields(body, rq.IMAGE_FIELDS, rq.ImageRequest())
+        if body.image is not None:
+            data = body.image
+            await run_in_threadpool(upload_size, data, limits.max_pixels)  # refused before it is queued
+            return await run_job(request, lambda cancel: service.add_image(data, lease=True))
+        if req.example:
+            return await run_job(request, lambda cancel: service.add_example(req.example, lease=True))
+        raise rq.RequestError("send an image file in the 'image' field (or an 'example' name)")
+
+    async def predict_work(request: Request) -> dict:
+        body = await read(request)
+        req = rq.read_fields(body, rq.PREDICT_FIELDS, rq.PredictRequest())
+        options = {"threshold": req.threshold, "value": req.value, "fg_estimation": req.fg_estimation}
+        n = count_objects(req.boxes, req.points, limits)
+
+        def objects(w: int, h: int) -> dict:
+            """The boxes, or with clicks the prompts, checked against the image (service.predict's args)."""
+            if req.points is None:
+                return {"boxes": rq.check_boxes(req.boxes, w, h, limits)}
+            return {"boxes": None, "prompts": check_prompts(req.boxes, req.points, w, h, limits)}
+
+        if body.image is not None:  # one request: the image and the boxes
+            data = body.image
+
+            def sizes():
+                w, h = upload_size(data, limits.max_pixels)
+                rq.check_cost(w, h, n, limits)
+                return hashlib.sha256(data).hexdigest()
+
+            image_id = await run_in_threadpool(sizes)
+
+            def one_shot(cancel):
+                try:
+                    up = service.add_image(data, preview=False, hold=True, image_id=image_id)
+                    checked = objects(up["width"], up["height"])
+                    return service.predict(image_id, cancel=cancel, **checked, **options)
+                finally:
+                    service.release(image_id)
+
+            return await run_job(request, one_shot)
+        if not req.image_id:
+            raise rq.RequestError("send the image (multipart 'image') or the image_id of an uploaded image")
+        image_id = req.image_id
+        w, h = service.hold(image_id)  # from here until the job ends, the image cannot be evicted
         try:
-            fields, data = await form_or_json(request)
-            if data is not None:
-                out = await run(service.add_image, data)
-            elif fields.get("example"):
-                out = await run(service.add_example, str(fields["example"]))
-            else:
-                raise RequestError("send an image file in the 'image' field (or an 'example' name)")
-            return JSONResponse(out)
-        except Exception as exc:
-            return _error(exc)
+            rq.check_cost(w, h, n, limits)
+            checked = objects(w, h)
+        except BaseException:
+            service.release(image_id)
+            raise
+
+        def two_step(cancel):
+            try:
+                return service.predict(image_id, cancel=cancel, **checked, **options)
+            finally:
+                service.release(image_id)
+
+        try:
+            return await run_job(request, two_step, on_drop=lambda: service.release(image_id))
+        except Busy:
+            service.release(image_id)
+            raise
+
+    async def image(request: Request):
+        return await handle(request, image_work)
 
     async def predict(request: Request):
-        try:
-            fields, data = await form_or_json(request)
-            image_id = fields.get("image_id")
-            if data is not None:
-                image_id = (await run(service.add_image, data, preview=False))["image_id"]
-            if not image_id:
-                raise RequestError("send the image (multipart 'image') or the image_id of an uploaded image")
-            try:
-                value = float(fields.get("value", 0.5))
-            except (TypeError, ValueError):
-                raise RequestError("value (the binary threshold) must be a number") from None
-            out = await run(service.predict, str(image_id), _parse_boxes(fields.get("boxes", "[]")),
-                            threshold=str(fields.get("threshold", "soft")), value=value,
-                            fg_estimation=_flag(fields.get("fg_estimation")))
-            return JSONResponse(out)
-        except Exception as exc:
-            return _error(exc)
+        return await handle(request, predict_work)
+
+    async def http_error(request: Request, exc: HTTPException):
+        message = {404: f"no such page or endpoint: {request.url.path[:200]}",
+                   405: f"{request.method} is not allowed on {request.url.path[:200]}"
+                        + (f"; use {exc.headers.get('Allow')}" if exc.headers and exc.headers.get("Allow") else "")}
+        log.info("%s %s refused (%d)", request.method, request.url.path[:200], exc.status_code)
+        return JSONResponse({"error": message.get(exc.status_code, str(exc.detail))}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    async def server_error(request: Request, exc: Exception):
+        return _error(exc, request)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
         worker.close()
 
+    middleware = [Middleware(SecurityHeaders, csp=content_security_policy(allow_origins)),
+                  Middleware(OriginGuard, policy=OriginPolicy(host, allow_hosts, allow_origins))]
+    if allow_origins:  # CORS answers, so that the allowed pages' scripts can read the results
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
+                                     allow_headers=["content-type"], max_age=600))
     app = Starlette(
         routes=[
             Route("/", index),
@@ -245,7 +240,8 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
             Route("/api/predict", predict, methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, max_bytes=limits.max_upload_bytes)],
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
     app.state.service = service

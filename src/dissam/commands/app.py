@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 from pathlib import Path
 
+from dissam.app.security import is_loopback
 from dissam.commands.weights import add_runtime_arguments, add_weight_arguments, predictor_from_args
+
+__all__ = ["add_arguments", "build", "run", "is_loopback"]
 
 HELP = "a local web page: upload an image, draw boxes, download masks and halo-free cut-outs"
 DESCRIPTION = """\
@@ -18,6 +20,11 @@ embedding is kept per image, so a new box on the same image runs only the decode
 Without --sam / --refiner it starts on the built-in models (the bundled U²-Netp stage 1 and the
 built-in refiner) and says so on the page. It listens on 127.0.0.1 unless --host says otherwise. Needs the
 optional extra: pip install 'dissam[app]'. docs/app.md documents the page, the API and the limits.
+
+It answers only requests that name it in Host (the --host address; with a loopback address also
+localhost, 127.0.0.1 and [::1]; --allow-host adds names) and refuses state-changing requests sent by
+pages of other origins (CSRF); --allow-origin lets a given page call the API on purpose. Uploads are
+decoded only as PNG, JPEG, TIFF, WebP, BMP or GIF (first frame), whatever DISSAM_IMAGE_FORMATS says.
 """
 
 log = logging.getLogger("dissam.app")
@@ -33,18 +40,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=32, help="largest upload in MiB (default 32)")
     p.add_argument("--max-megapixels", type=float, default=40, help="largest image in megapixels (default 40)")
+    p.add_argument("--max-megapixel-boxes", type=float, default=64,
+                   help="the most one predict request may cost, in megapixels x boxes (default 64: 5 boxes on a "
+                        "12 MP photo); over it the answer is 413")
     p.add_argument("--queue-size", type=int, default=8, help="requests waiting before 'busy' answers (default 8)")
+    p.add_argument("--body-timeout", type=float, default=60,
+                   help="seconds a request body may take to arrive (default 60; slower uploads get 408)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages of ORIGIN (e.g. https://tools.example.org) call the API and frame the page "
+                        "(repeatable; default: only the app's own page)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to NAME (a reverse proxy's or this machine's name; "
+                        "repeatable)")
     p.add_argument("--examples", default=None,
                    help="folder of example images offered on the page (default: the repository's examples/images)")
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def build(args: argparse.Namespace):
@@ -58,16 +67,26 @@ def build(args: argparse.Namespace):
     from dissam.app.service import Limits, describe_models
     from dissam.io import list_images
 
+    for origin in args.allow_origin:  # checked before the model is loaded
+        if not origin.startswith(("http://", "https://")) or origin.rstrip("/").count("/") != 2:
+            raise DisSamError(f"--allow-origin {origin!r}: give an origin such as https://tools.example.org "
+                              "(scheme, host and optional port; no path)")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-megapixels", args.max_megapixels),
+                        ("--max-megapixel-boxes", args.max_megapixel_boxes), ("--body-timeout", args.body_timeout)):
+        if not 0 < value < float("inf"):
+            raise DisSamError(f"{flag} must be a positive number, not {value}")
     predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device,
                                     backend=args.backend, precision=args.precision)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
-                    queue_size=args.queue_size)
+                    max_cost=int(args.max_megapixel_boxes * 1e6), queue_size=args.queue_size,
+                    body_timeout_s=args.body_timeout)
     folder = Path(args.examples) if args.examples else EXAMPLES_DIR
     if args.examples and not folder.is_dir():
         raise DisSamError(f"--examples {folder}: not a folder")
     examples = {p.stem: p for p in list_images(folder)} if folder.is_dir() else {}
     models = describe_models(predictor, sam=args.sam, refiner=args.refiner)
-    return create_app(predictor, limits=limits, models=models, examples=examples)
+    return create_app(predictor, limits=limits, models=models, examples=examples, host=args.host,
+                      allow_hosts=args.allow_host, allow_origins=args.allow_origin)
 
 
 def run(args: argparse.Namespace) -> int:

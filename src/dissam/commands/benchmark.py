@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dissam.commands.engine_flags import add_engine_arguments, ray_options_from_args
 from dissam.commands.weights import add_runtime_arguments, add_stage1_arguments
 
 HELP = "reproduce the paper's tables: GT-box prompts, DIS-SAM and baselines, box-jitter robustness"
 
 DESCRIPTION = """\
-Run the paper's benchmark protocol end to end (see docs/benchmark.md):
+Run the paper's benchmark protocol end to end (see docs/paper-tables.md):
 
   dissam benchmark --data DIS5K --sam sam_vit_l_0b3195.pth --refiner dis-sam.pth -o runs/table1
   dissam benchmark --data ZEROSHOT --splits DIS-VD,COIFT,HRSOD,ThinObject --sam ... --refiner ... -o runs/table3
@@ -21,8 +22,14 @@ built as the authors' loader builds it, and d1 is saved as they save it (min-max
 RUN_DIR/predictions/<method>/<split>/<stem>.png. Then the paper's metrics go to
 RUN_DIR/table.{md,csv,json} (DIS-TE(1-4) = mean of DIS-TE1..4) and RUN_DIR/per_image/.
 
+The zero-shot sets as distributed (COIFT, HRSOD, ThinObject-5K: <split>/images, masks with instance IDs,
+list/test.txt) are read too, one sample per instance, their ground truths converted into RUN_DIR/gt/<split>
+(docs/paper-tables.md):
+  dissam benchmark --data zeroshot --splits COIFT,HRSOD,ThinObject5K --sam ... --refiner ... -o runs/table3
+
 Existing predictions are reused: re-running only computes what is missing.
-Sharding: torchrun --nproc-per-node 4 -m dissam benchmark ...  (each rank its slice; rank 0 evaluates).
+Sharding: torchrun --nproc-per-node 4 -m dissam benchmark ...  (each rank its slice; rank 0 evaluates),
+or --engine ray (pip install 'dissam[ray]'): CPU tasks read, an actor pool predicts, the driver evaluates.
 Exit status 1 if any image failed (they are listed at the end and in RUN_DIR/failures.json).
 """
 
@@ -91,11 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-eval", action="store_true", help="predict only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dissam.benchmark import BenchmarkConfig, parse_jitters, run_benchmark
     from dissam.errors import DisSamError
+    from dissam.paper_tables import BenchmarkConfig, parse_jitters, run_benchmark
     from dissam.sharding import dist_env
 
     if args.workers < 1:
@@ -127,7 +135,17 @@ def run(args: argparse.Namespace) -> int:
         world_size=world,
         local_rank=env.local_rank,
     )
-    out = run_benchmark(cfg)
+    if args.engine == "ray":
+        if world > 1:
+            raise DisSamError("--engine ray runs as one driver: do not start it under torchrun")
+        from dissam.engines.ray_benchmark import run_benchmark_ray
+
+        out = run_benchmark_ray(cfg, ray_options_from_args(args))
+        n, secs = out["images"], out["seconds"]
+        print(f"dissam benchmark [ray]: {n} image(s) predicted, {out['stats']['computed']} map(s), "
+              f"{len(out['failures'])} failure(s) in {secs:.1f} s ({n / max(secs, 1e-9):.2f} images/s)")
+    else:
+        out = run_benchmark(cfg)
     st = out["stats"]
     prefix = f"[rank {rank}] " if world > 1 else ""
     print(

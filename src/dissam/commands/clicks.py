@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dissam.benchmark.clicks import ClicksConfig, run_clicks, summary_table
     from dissam.commands.weights import stage1_from_args
+    from dissam.paper_tables.clicks import ClicksConfig, run_clicks, summary_table
 
     splits = [v.strip() for item in args.splits or [] for v in item.split(",") if v.strip()] or None
     cfg = ClicksConfig(data=args.data, run_dir=args.run_dir, splits=splits, sam=args.sam,

@@ -31,13 +31,14 @@ def _source_path(value: str) -> tuple[Path, str | None]:
     p = Path(value).expanduser()
     if p.exists():
         return p, None
+    from dissam.errors import DisSamError
     from dissam.hub import fetch, find_entry
 
     entry = find_entry(value)
     if entry is None:
-        from dissam.errors import DisSamError
-
         raise DisSamError(f"{value} is neither a file, a folder nor a registry name (see `dissam models list`)")
+    if entry.role == "salient":
+        raise DisSamError(f"{entry.name} is an ONNX file that --stage1 {entry.name} runs as it is: nothing to convert")
     return fetch(entry), entry.role
 
 

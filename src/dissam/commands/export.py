@@ -15,7 +15,7 @@ Write ONNX graphs (opset 17) to the output folder:
   sam-decoder.onnx    image_embeddings, boxes (1, N, 4) [, intermediate_embeddings]
                       -> low_res_logits (N, 3, 256, 256), iou_predictions (N, 3)  boxes N dynamic
   sam-encoder.int8.onnx  with --int8: dynamic int8 encoder (lossy; see docs/benchmarks.md)
-and export.json describing them. Boxes are XYXY in the 1024 input frame (see docs/onnx.md).
+and export.json describing them. Boxes are XYXY in the 1024 input frame (see docs/runtime.md).
 Needs the optional extra: pip install 'dissam[onnx]'.
 """
 

@@ -1,4 +1,4 @@
-"""``dissam models``: list, download, locate and verify the named models (see docs/models.md)."""
+"""``dissam models``: list, download, locate and verify the named models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-HELP = "list, download, locate and verify named models (SAM, DIS-SAM refiner, IS-Net, built-in)"
+HELP = "list, download, locate and verify named models (SAM, salient-object stage 1s, refiners, built-in)"
 DESCRIPTION = """\
   dissam models list [--json]            every named model, its source and whether it is cached
   dissam models download NAME...         fetch into the cache (verified; resumes; --model dis-sam for a pair)
@@ -64,8 +64,8 @@ def _list(args) -> int:
     for e in entries().values():
         status, path = _status(e)
         rows.append({"name": e.name, "role": e.role, "kind": e.kind, "description": e.description,
-                     "source": _source(e), "size": e.size, "sha256": e.sha256, "check": e.check,
-                     "status": status, "path": path, "license": e.license})
+                     "source": _source(e), "size": e.size, "sha256": e.sha256, "md5": e.md5, "check": e.check,
+                     "status": status, "path": path, "license": e.license, "noncommercial": e.noncommercial})
     if args.json:
         presets = {n: {"stage1": p.stage1, "sam": p.sam, "refiner": p.refiner} for n, p in PRESETS.items()}
         print(json.dumps({"cache": str(models_dir()), "models": rows, "presets": presets}, indent=1))
@@ -76,6 +76,9 @@ def _list(args) -> int:
         size = f"{r['size'] / 1e6:,.0f} MB" if r["size"] else ""
         print(f"  {r['name']:<{w}}  {r['role']:<7}  {r['status']:<10}  {size:>9}  {r['description']}")
         print(f"  {'':<{w}}  {r['source']}")
+        if r["license"]:
+            marker = "NON-COMMERCIAL: " if r["noncommercial"] else ""
+            print(f"  {'':<{w}}  licence: {marker}{r['license']}")
     print("presets (--model):")
     for name, p in PRESETS.items():
         weights = f" ({p.sam})" if p.sam else " (no weights to download)"

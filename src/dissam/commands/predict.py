@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dissam.choices import BOX_FORMATS, MASK_SELECTIONS, POINT_SELECTIONS
+from dissam.commands.engine_flags import add_engine_arguments, ray_options_from_args
 from dissam.commands.weights import (
     add_runtime_arguments,
     add_weight_arguments,
     precision_from_args,
     predictor_from_args,
+    stage1_from_args,
 )
 
 if TYPE_CHECKING:  # heavy modules load inside run(), so that --help stays instant
@@ -32,7 +33,7 @@ With --text PHRASE (SAM 3), k is PHRASE_i for the i-th instance found (best scor
 STEM_bicycle_0.png.
 
 Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.json with boxes per
-image (see the README for the schema; rembg-style rectangle entries are accepted). Coordinates are
+image (schema: docs/prompts.md; rembg-style rectangle entries are accepted). Coordinates are
 pixels of the image as displayed (EXIF orientation applied), XYXY by default.
 
 Clicks: --point X,Y (on the object) or --point X,Y,0 (not on the object), repeatable; they go with
@@ -43,13 +44,29 @@ them as sure-foreground / sure-background discs.
 
 Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (--stage1
 u2netp-auto: GrabCut's edges where they separate the object's colours better, GrabCut where U²-Netp
-finds nothing in a box; lower quality than SAM; --coarse grabcut for GrabCut alone). One failing image is reported and the others continue; the exit status is
-non-zero if any image failed.
+finds nothing in a box; lower quality than SAM; --coarse grabcut for GrabCut alone).
+
+Inputs: PNG, JPEG, TIFF, WebP, BMP and GIF (first frame), recognised from the file's first bytes
+before any decoder runs (a folder is searched for those extensions); other files are reported as
+"unsupported format". DISSAM_IMAGE_FORMATS=PPM,TGA (Pillow format names) or DISSAM_IMAGE_FORMATS=all
+lets Pillow decode more. A malformed prompts file (not JSON, nesting, non-finite or 400-digit numbers,
+wrong types) stops the run before any work with a message naming the file and the entry. One failing
+image is reported and the others continue.
+
+Exit status: 0 every image done; 1 an error, or some images failed (listed at the end); 2 bad usage;
+130 interrupted (Ctrl+C); 143 terminated (SIGTERM). Outputs are written atomically: an interrupted or
+killed run never leaves half-written files under their final names, and the next run in the same
+folder removes the temporary files (.NAME.dissam-tmp-HOST-PID) a killed run left.
 
 Runs over folders are resumable: an image whose outputs a previous run finished (with the same
 weights, flags and boxes) is skipped (--overwrite redoes it). Under torchrun (or with RANK and
 WORLD_SIZE set) each process takes its share of the images and its GPU from LOCAL_RANK:
   torchrun --nproc-per-node 4 -m dissam predict photos/ --prompts boxes.json -o out
+With --engine ray the job runs on Ray Data (pip install 'dissam[ray]'): CPU tasks read and decode, an
+actor pool runs the models (--ray-actors, --ray-gpus-per-actor), lost workers are retried, and images,
+prompts and outputs may be URIs (s3://, gs://, ...); same files, same resume rules:
+  dissam predict s3://shop/photos --prompts s3://shop/boxes.json -o s3://shop/masks --engine ray \
+      --ray-address auto --ray-actors 8 --ray-gpus-per-actor 1
 
 Backends: --backend torch (default) or onnx (ONNX Runtime; graphs exported once and cached next to
 the weights; pip install 'dissam[onnx]'); --precision fp32 (default), bf16 (torch), int8 (onnx: the
@@ -85,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edit-threshold", default="auto", metavar="auto|none|T",
                    help="keep the full-resolution coarse mask except where the refined map differs from it by "
                         "more than T (auto: the refiner's own calibration, which only the built-in model has; "
-                        "none: the raw refined map); docs/experiments.md")
+                        "none: the raw refined map); docs/builtin-model.md")
     p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
     p.add_argument("--point-selection", choices=POINT_SELECTIONS, default="auto",
@@ -95,50 +112,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_runtime_arguments(p, dtype_alias=True)
     p.add_argument("--overwrite", action="store_true", help="redo images that a previous run finished")
-
-
-def _expand_inputs(items: list[str]) -> list[Path]:
-    from dissam.errors import DisSamError
-    from dissam.io import list_images
-
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise DisSamError(f"no images found in folder {p}")
-            paths.extend(found)
-        elif p.exists():
-            paths.append(p)
-        elif any(c in item for c in "*?["):
-            found = sorted(Path(x) for x in glob.glob(item, recursive=True) if Path(x).is_file())
-            if not found:
-                raise DisSamError(f"no files match {item!r}")
-            paths.extend(found)
-        else:
-            paths.append(p)  # reported as a per-image failure, so the others still run
-    stems: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in stems and stems[p.stem] != p:
-            raise DisSamError(f"two inputs share the name {p.stem!r} ({stems[p.stem]} and {p}); outputs would collide")
-        stems[p.stem] = p
-    return list(dict.fromkeys(paths))
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_arguments(p, refine_batch=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from dissam.batch_predict import OutputOptions, predict_images
-    from dissam.boxes import as_boxes
-    from dissam.errors import DisSamError
-    from dissam.points import Prompt
-    from dissam.prompts import load_prompt_file, parse_box, prompts_for_image
+    from dissam.engines.inputs import BoxSource, expand_inputs
+    from dissam.prompts import parse_box
     from dissam.sharding import device_for_rank, dist_env
 
     cli_boxes = [parse_box(b) for b in args.box]
     cli_prompts = _cli_prompts(cli_boxes, args.point)
-    prompts = load_prompt_file(args.prompts) if args.prompts else None
+    prompts = _load_prompts_anywhere(args.prompts) if args.prompts else None
     with_points = bool(args.point) or any(p.has_points for entries in (prompts or {}).values() for p in entries)
-    images = _expand_inputs(args.images)
+    images = expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     precision = precision_from_args(args)
     common = dict(size=args.size, threshold=threshold, mask_selection=args.mask_selection, backend=args.backend,
@@ -146,26 +134,11 @@ def run(args: argparse.Namespace) -> int:
     options = OutputOptions(soft=args.soft, rgba=args.rgba, overlay=args.overlay, coarse=args.save_coarse,
                             estimate_fg=not args.no_fg_estimation)
     if args.text:
-        return _run_text(args, images, cli_boxes + args.point, prompts, common, options)
-    if with_points:
-        common["point_selection"] = args.point_selection
-    env = dist_env()
-    device = device_for_rank(args.device, env)  # cuda:LOCAL_RANK under torchrun
+        if args.engine != "local":
+            from dissam.errors import DisSamError
 
-    def build():
-        return predictor_from_args(args, device=str(device), **common)
-
-    def boxes_for(path: Path, hw: tuple[int, int]):
-        found = prompts_for_image(path, prompts, cli_prompts)
-        if not found:
-            if not args.full_image_box:
-                raise DisSamError("no box given for this image (use --box, --point, --prompts or --full-image-box)")
-            return as_boxes([[0, 0, hw[1] - 1, hw[0] - 1]], "xyxy")
-        if any(p.has_points for p in found):  # boxes in XYXY, clicks as given
-            return [Prompt(None if p.box is None else as_boxes(p.box, args.box_format)[0], p.point_coords,
-                           p.point_labels) for p in found]
-        return as_boxes([p.box for p in found], args.box_format)
-
+            raise DisSamError("--text runs on the local engine only")
+        return _run_text(args, [Path(p) for p in images], cli_boxes + args.point, prompts, common, options)
     settings = {
         "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
         "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
@@ -173,14 +146,100 @@ def run(args: argparse.Namespace) -> int:
         "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
     }
     if with_points:  # only then, so that box-only runs keep their done markers
-        settings["point_selection"] = args.point_selection
-    summary = predict_images(build, images, args.out, boxes_for, options=options, settings=settings,
-                             overwrite=args.overwrite, env=env)
+        common["point_selection"] = settings["point_selection"] = args.point_selection
+    box_source = BoxSource(_boxes_only(prompts), cli_boxes, args.full_image_box, args.box_format)
+    from dissam.errors import DisSamError
+
+    if args.engine == "ray":
+        if with_points:
+            raise DisSamError("clicks (--point, \"points\" in --prompts) run on the local engine only; drop "
+                              "--engine ray or the clicks")
+        return _run_ray(args, images, box_source, common, options, settings)
+    from dissam.engines.storage import is_uri
+
+    if any(is_uri(x) for x in [*images, args.out]):
+        raise DisSamError("URIs (s3://, gs://, ...) for images or -o need --engine ray; the local engine reads and "
+                          "writes local folders")
+    env = dist_env()
+    device = device_for_rank(args.device, env)  # cuda:LOCAL_RANK under torchrun
+
+    def build():
+        return predictor_from_args(args, device=str(device), **common)
+
+    def boxes_for(path: Path, hw: tuple[int, int]):
+        if with_points:
+            return _prompts_for(path, hw, prompts, cli_prompts, args)
+        return box_source.boxes(str(path), hw)
+
+    summary = predict_images(build, [Path(p) for p in images], args.out, boxes_for, options=options,
+                             settings=settings, overwrite=args.overwrite, env=env, progress=not args.no_progress)
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
     print(f"dissam predict{env.tag()}: {summary.masks} mask(s) for {summary.done} image(s) written to "
           f"{args.out}{skipped}")
     if summary.failures:
         print(f"dissam predict{env.tag()}: {len(summary.failures)} image(s) failed:")
+        for p, msg in summary.failures:
+            print(f"  {p}: {msg}")
+        return 1
+    return 0
+
+
+def _load_prompts_anywhere(location: str) -> dict:
+    """:func:`dissam.prompts.load_prompt_file` (boxes and clicks) for a path or a URI (read through the
+    engine's storage) -> ``{key: [Prompt, ...]}``."""
+    from dissam.engines.storage import is_uri, read_uri_bytes
+    from dissam.prompts import load_prompt_file
+
+    if not is_uri(location):
+        return load_prompt_file(location)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(location).name
+        local.write_bytes(read_uri_bytes(location))
+        return load_prompt_file(local)
+
+
+def _boxes_only(prompts: dict | None) -> dict | None:
+    """``{key: [Prompt, ...]}`` -> ``{key: [box, ...]}`` for the box-only path (a job with clicks
+    goes through :func:`_prompts_for` instead)."""
+    if prompts is None:
+        return None
+    return {k: [p.box.tolist() for p in entries if p.box is not None] for k, entries in prompts.items()}
+
+
+def _prompts_for(path: Path, hw: tuple[int, int], prompts: dict | None, cli_prompts: list, args) -> list:
+    """An image's prompts when the job has clicks: :class:`~dissam.points.Prompt` objects with XYXY
+    boxes (or none) and the clicks as given; the whole image's box with ``--full-image-box`` when the
+    image has no prompt."""
+    from dissam.boxes import as_boxes
+    from dissam.engines.inputs import whole_image_box
+    from dissam.errors import DisSamError
+    from dissam.points import Prompt
+    from dissam.prompts import prompts_for_image
+
+    found = prompts_for_image(path, prompts, cli_prompts)
+    if not found:
+        if not args.full_image_box:
+            raise DisSamError("no box given for this image (use --box, --point, --prompts or --full-image-box)")
+        return [Prompt(whole_image_box(hw)[0])]
+    return [Prompt(None if p.box is None else as_boxes(p.box, args.box_format)[0], p.point_coords, p.point_labels)
+            for p in found]
+
+
+def _run_ray(args: argparse.Namespace, images: list[str], box_source, common: dict, options, settings: dict) -> int:
+    """``--engine ray``: the same job on Ray Data (:mod:`dissam.engines.ray_predict`)."""
+    from dissam.engines.ray_predict import FAILURES_FILE, PredictJob, run_predict
+
+    job = PredictJob(predictor=dict(sam=args.sam, refiner=args.refiner, model=args.model,
+                                    stage1=stage1_from_args(args), **common),
+                     device=args.device, out=args.out, options=options, settings=settings,
+                     overwrite=args.overwrite)
+    summary = run_predict(images, box_source, job, ray_options_from_args(args), progress=not args.no_progress)
+    print(summary.line())
+    print(f"dissam predict [ray]: per image, summed over workers: {summary.stages()}")
+    if summary.failures:
+        print(f"dissam predict [ray]: {len(summary.failures)} image(s) failed (listed in {args.out}/{FAILURES_FILE}):")
         for p, msg in summary.failures:
             print(f"  {p}: {msg}")
         return 1
@@ -200,8 +259,11 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     if not args.sam:
         raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
     predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
+    from dissam.utils import remove_stale_temp_files
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)  # left by a killed run
     failures, written = [], 0
     for path in images:
         try:

@@ -19,7 +19,7 @@ multi-component masks that `dissam enrich` splits into extra samples).
 With --style photo the objects sit in real photographs (scikit-image's public-domain/CC0 samples
 plus the files and folders given with --photos) and pass through a camera model (blur, white
 balance, noise, JPEG); with --cutouts, some objects are real object photographs with an alpha
-channel (RGBA cut-outs). docs/experiments.md says how the built-in model used them.
+channel (RGBA cut-outs). docs/builtin-model.md says how the built-in model used them.
 
 Same command, same bytes: sample i depends only on (--seed, i, --size-min/--size-max, --masks,
 --max-targets, --style, --photos, --cutouts, --cutout-split).

@@ -21,8 +21,9 @@ log = logging.getLogger("dissam")
 
 STAGE1_HELP = ("stage 1 (auto: read off --sam, a folder's config.json or a hub id; without --sam the bundled "
                "U²-Netp, u2netp-auto)")
-SAM_HELP = ("stage-1 weights: a name (sam-vit-l; `dissam models list`), an official sam_vit_*.pth, a Hugging "
-            "Face folder or hub id (SAM, HQ-SAM, SAM 2.1, SAM 3), or an .onnx file for --stage1 u2netp")
+SAM_HELP = ("stage-1 weights: a name (sam-vit-l, isnet-general-use, u2net, birefnet-general-lite; `dissam models "
+            "list`), an official sam_vit_*.pth, a Hugging Face folder or hub id (SAM, HQ-SAM, SAM 2.1, SAM 3), or an "
+            ".onnx file (with --stage1 u2netp, u2net, isnet-general-use, ...; IS-Net also takes its .pth)")
 
 
 def add_stage1_arguments(p: argparse.ArgumentParser, sam_required: bool = False) -> None:
@@ -35,6 +36,7 @@ def add_weight_arguments(p: argparse.ArgumentParser) -> None:
     """``--model``, ``--stage1``, ``--sam``, ``--refiner`` (and the deprecated ``--coarse``)."""
     p.add_argument("--model", metavar="PRESET",
                    help="a named set of weights: dis-sam = SAM ViT-L + DIS-SAM refiner (the paper's); "
+                   "cpu = IS-Net general-use in the box + built-in refiner (best on a CPU, one download); "
                    "demo = U²-Netp + built-in refiner. --stage1 / --sam / --refiner override its parts")
     add_stage1_arguments(p)
     p.add_argument("--refiner", help="refiner: a name (dis-sam), a .pth / dissam .safetensors, a Hub folder "

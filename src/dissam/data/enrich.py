@@ -1,4 +1,4 @@
-"""GT enrichment (docs/data.md): one extra training sample per connected component of the GT.
+"""GT enrichment: one extra training sample per connected component of the GT.
 
 Exactly the authors' notebook, without copying any image:
 

@@ -3,7 +3,7 @@ through a simple camera model (``dissam synth --style photo``).
 
 The default generator (:mod:`dissam.data.synthetic`) draws flat-coloured objects on procedural
 textures. A refiner trained only on those is unsure on real photographs and washes their objects
-out (docs/experiments.md, "The built-in refiner on real photographs"). Here the same exactly-covered
+out on real photographs. Here the same exactly-covered
 objects get textures cut from real photographs, sit on a real photograph (sometimes defocused, with a
 cast shadow), and the whole frame goes through lens blur, motion blur, white balance, gamma,
 vignetting, sensor noise and JPEG. The ground truth stays the object's exact coverage. Given
@@ -13,7 +13,7 @@ distractors are real objects instead, and the ground truth is their alpha.
 Photographs come from a *photo bank*: scikit-image's bundled public-domain / CC0 samples
 (:data:`BANK_SKIMAGE`, never the photographs of the real-photo check, :data:`CHECK_PHOTOS`) plus any
 image files or folders the caller names (the built-in model used Debian's ``lomiri-wallpapers-16.04``
-photographs under CC-BY-4.0 and CC0; docs/experiments.md lists them). Images are ``H x W x 3``
+photographs under CC-BY-4.0 and CC0, credited in the built-in weights' JSON). Images are ``H x W x 3``
 float32 (0..255) until the sample is rounded; boxes are XYXY inclusive pixels.
 """
 
@@ -155,7 +155,7 @@ def load_cutouts(sources: tuple[str, ...], split: str = "all") -> tuple[np.ndarr
     """Photographs of single objects with an alpha channel (cut-outs), to draw targets from.
 
     A cut-out is a real object's real appearance (highlights, reflections, fur, thin legs) with an
-    exact mask; placed in a bank photograph it teaches what generated objects cannot (docs/synthetic.md).
+    exact mask; placed in a bank photograph it teaches what generated objects cannot.
 
     Args:
         sources: image files and folders (searched recursively) of RGBA images.

@@ -1,4 +1,4 @@
-"""SAM coarse masks for a data set (docs/data.md), resumable and shardable.
+"""SAM coarse masks for a data set, resumable and shardable.
 
 For every image of every split (``im/``, ``gt/``) the SAM stage is prompted with the *whole-GT box*
 (:func:`dissam.data.enrich.whole_box`: the box of the single surviving component, or of the whole
@@ -155,21 +155,35 @@ def prepare_masks(
             rep.failed.append((str(s.image), str(exc)))
             warnings.warn(f"{s.image}: {exc}", stacklevel=2)
     if enrich and rank == 0:
-        for sp in splits:
-            res = enrich_split(sp)
-            target = sp / MANIFEST_NAME
-            rep.extra_samples += res.extra
-            if write_manifest(target, res, only_if_changed=True):
-                rep.manifests.append(target)
+        write_manifests(splits, rep)
     return rep
+
+
+def write_manifests(splits: Sequence[Path], rep: PrepareReport) -> None:
+    """The enrichment manifest ``<split>/enrich.json`` of every split (once all masks exist)."""
+    for sp in splits:
+        res = enrich_split(sp)
+        target = sp / MANIFEST_NAME
+        rep.extra_samples += res.extra
+        if write_manifest(target, res, only_if_changed=True):
+            rep.manifests.append(target)
 
 
 def _prepare_one(split: Path, s: Sample, enrich: bool, rep: PrepareReport, get_stage, selection: str) -> None:
     """Masks of one image (one embedding for all its boxes); raises on unreadable or mismatched files."""
+    loaded = load_one(split, s, enrich, rep)
+    if loaded is not None:
+        segment_one(get_stage(), *loaded, selection, rep)
+
+
+def load_one(split: Path, s: Sample, enrich: bool, rep: PrepareReport) -> tuple[np.ndarray, dict] | None:
+    """The reading half of one image: ``(image H x W x 3 uint8, {output path: XYXY box})`` of its
+    missing masks, or None when none is missing (counted in ``rep``). An all-zero GT's mask is written
+    here (no prompt box). Raises on unreadable or mismatched files."""
     todo, gt, empty = _needed(split, s, enrich)
     if not todo:
         rep.skipped += 1
-        return
+        return None
     if empty is not None:
         rep.empty_gt.append(str(split / "gt" / Path(s.gt).name))
         warnings.warn(f"{s.gt}: empty ground truth, writing an all-zero SAM mask", stacklevel=2)
@@ -177,17 +191,22 @@ def _prepare_one(split: Path, s: Sample, enrich: bool, rep: PrepareReport, get_s
         rep.written.append(split / "mask" / f"{s.name}.png")
         todo = {p: b for p, b in todo.items() if b is not None}
         if not todo:
-            return
+            return None
     image = read_image(s.image)
     if image.shape[:2] != gt.shape[:2]:
         raise DatasetError(
             f"{s.gt} is {gt.shape[0]}x{gt.shape[1]} but its image {s.image} is {image.shape[0]}x{image.shape[1]}"
         )
+    return image, todo
+
+
+def segment_one(stage, image: np.ndarray, todo: dict, selection: str, rep: PrepareReport) -> None:
+    """The model half of one image: one ``set_image`` and one batched ``coarse_masks`` call for the
+    distinct boxes of ``todo`` (:func:`load_one`), each mask written ({0, 255}, atomically)."""
     boxes: list[tuple] = []
     for b in todo.values():
         if tuple(b) not in boxes:
             boxes.append(tuple(b))
-    stage = get_stage()
     stage.set_image(image)
     masks = np.asarray(stage.coarse_masks(np.asarray(boxes, dtype=np.float64), selection=selection))
     rep.encoded += 1

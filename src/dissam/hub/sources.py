@@ -68,9 +68,10 @@ def first_line(exc: BaseException) -> str:
 
 def hub_error(what: str, source: str, exc: BaseException, hint: str = "") -> OfflineError:
     """The one :class:`OfflineError` for a hub id that could not be loaded: offline, not cached, an
-    unknown or gated repository, an HTTP failure."""
-    return OfflineError(f"cannot load {what} {source!r} from the Hugging Face hub or its local cache "
-                        f"({first_line(exc)})." + (f"\n{hint}" if hint else ""))
+    unknown or gated repository, an HTTP failure. It says that no local path of that name exists
+    either (the id may be a mistyped path)."""
+    return OfflineError(f"there is no file or folder {source!r} here, and as a Hugging Face id: cannot load {what} "
+                        f"from the hub or its local cache ({first_line(exc)})." + (f"\n{hint}" if hint else ""))
 
 
 def hf_download_hint(hub_id: str, use: str) -> str:

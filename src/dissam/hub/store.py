@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from dissam.errors import DisSamError, DownloadError, OfflineError, VerificationError
-from dissam.hub.cache import download_timeout, is_offline, models_dir
+from dissam.hub.cache import download_timeout, hub_local_only, hub_reachable, is_offline, models_dir
 from dissam.hub.download import download_url, manual_instructions
 from dissam.hub.registry import ModelEntry, find_entry, get_entry
 from dissam.hub.sources import exists, first_line, is_hub_id
@@ -92,8 +92,9 @@ def hf_snapshot(repo_id: str, patterns: list[str] | None = None, download: bool 
             continue
         if _has_weights(path):
             return path
-    if is_offline() or not download:
-        why = "offline mode is on (DISSAM_OFFLINE / HF_HUB_OFFLINE)" if is_offline() else "download=False"
+    if hub_local_only() or not download:
+        why = ("offline mode is on (DISSAM_OFFLINE / HF_HUB_OFFLINE)" if is_offline() else "download=False"
+               if hub_reachable() else "the Hugging Face Hub cannot be reached from this machine")
         raise OfflineError(f"{repo_id} is not in the Hugging Face cache and {why}.\n{_hf_hint(repo_id)}")
     last: Exception | None = None
     for pats in sets:
@@ -167,8 +168,10 @@ def _registered(value: str | os.PathLike, role: str, other_flag: str):
     s = os.fspath(value)
     entry = None if exists(s) else find_entry(s)
     if entry is not None and entry.role != role:
+        # salient-object weights belong to the stage 1 of the same name
+        use = f"--stage1 {entry.name} --sam {entry.name}" if entry.role == "salient" else other_flag
         raise DisSamError(
-            f"{entry.name} is a {entry.role} model ({entry.description}), not a {role}: use it with {other_flag}"
+            f"{entry.name} is a {entry.role} model ({entry.description}), not a {role}: use it with {use}"
         )
     return s, entry
 

@@ -1,9 +1,13 @@
 """Checking a model file against its registry entry.
 
-Three checks, each run when the entry has what it needs:
+(The networks and state-dict readers are imported inside the checks: ``dissam models list`` and the
+registry import this module, and stay free of torch until a file is actually checked.)
+
+Four checks, each run when the entry has what it needs:
 
 * ``size``: bytes on disk;
-* ``sha256``: the full digest (the file is read once, in 8 MiB blocks);
+* ``sha256`` and ``md5``: the full digests (the file is read once, in 8 MiB blocks, for both; MD5
+  because it is what some publishers pin, e.g. rembg for its ONNX files);
 * ``check``: the network's exact key set and shapes. ``refiner:<variant>`` compares the state dict
   (read with ``weights_only=True``, wrappers and ``module.`` prefixes removed) with
   ``build_refiner(variant).state_dict()`` built on the ``meta`` device (no memory for weights);
@@ -25,9 +29,11 @@ from pathlib import Path
 from dissam.errors import CheckpointError, VerificationError
 from dissam.hub.registry import ModelEntry
 
-__all__ = ["file_sha256", "expected_refiner_shapes", "check_refiner_state_dict", "verify_file", "VerifyReport"]
+__all__ = ["file_sha256", "file_digests", "expected_refiner_shapes", "check_refiner_state_dict", "verify_file",
+           "VerifyReport"]
 
 _BLOCK = 8 << 20
+_LABELS = {"sha256": "SHA-256", "md5": "MD5"}
 # hidden size and depth of the official SAM image encoders
 SAM_SIZES = {"vit_b": (768, 12), "vit_l": (1024, 24), "vit_h": (1280, 32)}
 
@@ -40,12 +46,19 @@ class VerifyReport:
     checks: list[str] = field(default_factory=list)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
+def file_digests(path: str | os.PathLike, names: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """``{name: hex digest}`` of the file for each ``hashlib`` name in ``names``, in one read."""
+    # usedforsecurity=False: MD5 here checks a download against a published pin (FIPS builds allow it)
+    hashes = {n: hashlib.new(n, usedforsecurity=False) for n in names}
     with open(path, "rb") as fh:
         while block := fh.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(block)
+    return {n: h.hexdigest() for n, h in hashes.items()}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return file_digests(path)["sha256"]
 
 
 def expected_refiner_shapes(variant) -> dict[str, tuple[int, ...]]:
@@ -117,7 +130,8 @@ def _check_sam(path: Path, size: str) -> str:
 def verify_file(entry: ModelEntry, path: str | os.PathLike, structure: bool | None = None) -> VerifyReport:
     """Check ``path`` against ``entry``: size, SHA-256 and, where the entry has one, the structural
     ``check``. ``structure=None`` runs the structural check only when there is no SHA-256 to rely on
-    (a matching digest already proves the file); ``True`` always, ``False`` never.
+    (a matching digest already proves the file); ``True`` always, ``False`` never. SHA-256 and MD5
+    are computed in one read of the file.
 
     Raises:
         VerificationError: the file differs (the message names what differs and what to do).
@@ -135,15 +149,16 @@ def verify_file(entry: ModelEntry, path: str | os.PathLike, structure: bool | No
                 "(an interrupted or wrong file; delete it and download again)"
             )
         report.checks.append(f"size {nbytes:,} bytes")
-    if entry.sha256:
-        digest = file_sha256(p)
-        if digest != entry.sha256.lower():
+    pinned = {n: v.lower() for n, v in (("sha256", entry.sha256), ("md5", entry.md5)) if v}
+    digests = file_digests(p, tuple(pinned)) if pinned else {}
+    for name, want in pinned.items():
+        if digests[name] != want:
             raise VerificationError(
-                f"{entry.name}: SHA-256 of {p} is {digest}, expected {entry.sha256} "
+                f"{entry.name}: {_LABELS[name]} of {p} is {digests[name]}, expected {want} "
                 "(a corrupt or different file; delete it and download again)"
             )
-        report.checks.append(f"sha256 {digest[:12]}…")
-    run_structure = structure if structure is not None else not entry.sha256
+        report.checks.append(f"{name} {want[:12]}…")
+    run_structure = structure if structure is not None else not pinned
     if run_structure and entry.check:
         what, _, arg = entry.check.partition(":")
         if what == "refiner":
@@ -163,22 +178,23 @@ def verify_file(entry: ModelEntry, path: str | os.PathLike, structure: bool | No
 def identify(path: str | os.PathLike, candidates: list[ModelEntry]) -> list[tuple[ModelEntry, VerifyReport]]:
     """The registry entries ``path`` is a valid copy of (for ``dissam models verify FILE``).
 
-    Entries with a SHA-256 match on the digest (computed once); entries with only a structural check
-    match on it (the state dict is read once per distinct check)."""
+    Entries with a SHA-256 or MD5 match on the digests (computed once, in one read); entries with only
+    a structural check match on it (the state dict is read once per distinct check)."""
     p = Path(path)
     out: list[tuple[ModelEntry, VerifyReport]] = []
-    digest: str | None = None
-    with_sha = [e for e in candidates if e.sha256]
-    if with_sha:
-        digest = file_sha256(p)
-        for e in with_sha:
-            if e.sha256.lower() == digest and (e.size is None or e.size == p.stat().st_size):
-                out.append((e, VerifyReport(p, [f"sha256 {digest[:12]}…", f"size {p.stat().st_size:,} bytes"])))
+    with_digest = [e for e in candidates if e.sha256 or e.md5]
+    if with_digest:
+        digests = file_digests(p, ("sha256", "md5"))
+        nbytes = p.stat().st_size
+        for e in with_digest:
+            pins = [(n, v.lower()) for n, v in (("sha256", e.sha256), ("md5", e.md5)) if v]
+            if all(digests[n] == v for n, v in pins) and (e.size is None or e.size == nbytes):
+                out.append((e, VerifyReport(p, [f"{n} {v[:12]}…" for n, v in pins] + [f"size {nbytes:,} bytes"])))
     if out:
         return out
     sd = None
     for e in candidates:
-        if e.sha256 or not e.check or not e.check.startswith("refiner:"):
+        if e.sha256 or e.md5 or not e.check or not e.check.startswith("refiner:"):
             continue
         if sd is None:
             from dissam.checkpoints import read_state_dict

@@ -3,7 +3,7 @@ encoder ``ISNetGTEncoder``.
 
 Module and attribute names, parameter order and forward logic are those of the released code
 (``IS_Net/models/isnet.py``), so the official ``isnet.pth``, ``isnet-general-use.pth`` and the
-DIS-SAM checkpoint load with ``strict=True``. Details: ``docs/architecture.md``. All upsampling is
+DIS-SAM checkpoint load with ``strict=True``. All upsampling is
 bilinear with ``align_corners=False``; all pooling is 2x2 max
 pooling with ``ceil_mode=True`` so any input size (odd sizes included) works.
 

@@ -208,7 +208,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Dynamic int8 quantisation of an exported graph (weights int8 once, activations quantised per
     call): ONNX Runtime's ``quantize_dynamic`` with unsigned 8-bit weights (QUInt8, as the SAM
     decoder export of segment-anything uses). Only MatMul/Gemm are quantised: int8 convolutions
-    (``ConvInteger``) have no fast CPU kernel in ONNX Runtime. Lossy: see docs/benchmarks.md."""
+    (``ConvInteger``) have no fast CPU kernel in ONNX Runtime. Lossy (opt-in)."""
     require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -216,9 +216,13 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     # quantize_dynamic writes to a path: a temporary name, renamed once complete (no half file)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    # the quantiser reports every tensor it skips on the root logger: hundreds of INFO lines
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # and its one advice to pre-process, which a user cannot act on
     try:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"])
         os.replace(tmp, dst)
     finally:
+        logging.disable(previous)
         tmp.unlink(missing_ok=True)
     return dst

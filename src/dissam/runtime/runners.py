@@ -21,7 +21,7 @@ onnx       int8         ONNX Runtime, dynamic int8 MatMul/Gemm (SAM's encoder; t
 =========  ===========  =====================================================================
 
 The default (:func:`resolve_runtime`) is the fastest choice measured lossless on this kind of
-machine: docs/benchmarks.md has the figures.
+machine (the speed scripts in the repository measure each path).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def resolve_runtime(device: torch.device, backend: str | None = None, precision:
     backend = backend or "torch"
     precision = precision or "fp32"
     if backend == "auto":
-        # the fastest lossless choice measured on a CPU (docs/benchmarks.md): ONNX Runtime when it is
+        # the fastest lossless choice measured on a CPU: ONNX Runtime when it is
         # installed; torch elsewhere (CUDA) and for the torch-only precisions
         backend = "onnx" if device.type == "cpu" and onnx_available() and precision in ("fp32", "int8") else "torch"
     if backend not in BACKENDS:
@@ -100,7 +100,7 @@ def cpu_has_native_bf16() -> bool | None:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); ``None`` where unknown (not Linux).
 
     Without them bf16 autocast is emulated and several times *slower* than fp32 (measured 7x on an
-    AVX2-only EPYC: docs/benchmarks.md)."""
+    AVX2-only EPYC)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

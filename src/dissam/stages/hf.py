@@ -16,7 +16,7 @@ import torch
 import transformers
 
 from dissam.errors import CheckpointError
-from dissam.hub.cache import is_offline
+from dissam.hub.cache import hub_local_only
 from dissam.hub.sources import hf_download_hint, hub_error, is_hub_id, missing_path_error
 from dissam.stages.registry import get_spec, read_model_type
 
@@ -45,7 +45,7 @@ def load_hf_model(source: str | os.PathLike, class_name: str, accepted: tuple[st
     src = os.fspath(source)
     path = Path(src).expanduser()
     cls = getattr(transformers, class_name)
-    offline = is_offline()
+    offline = hub_local_only()
     if path.is_dir():
         model_type = read_model_type(path)
         if model_type is None:

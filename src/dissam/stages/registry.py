@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from dissam.errors import CheckpointError, DisSamError
-from dissam.hub.sources import is_hub_id
+from dissam.hub.registry import REGISTRY
+from dissam.hub.sources import exists, is_hub_id
 from dissam.runtime import BACKENDS, PRECISIONS
+from dissam.stages.salient_models import SALIENT_MODELS, U2NETP, SalientModel
 
 __all__ = [
     "StageSpec",
@@ -84,7 +86,9 @@ class StageSpec:
         hub_markers: lower-case substrings of a hub id that select it under ``auto`` (checked in table
             order).
         file_suffixes: a weights *file* with one of these suffixes selects it under ``auto``.
-        hub_example: a hub id to show in hints.
+        hub_example: a hub id (or registry name) to show in hints.
+        weights_names: registry names (``dissam models``) whose weights select it under ``auto``
+            (``--sam isnet-general-use`` alone runs ``--stage1 isnet-general-use``).
         video_loader: ``"module:function"`` loading a tracker that propagates the object through a clip
             (``loader(source, device)``); ``None``: the image stage is re-prompted on every frame.
         backends: the image encoder's runtimes (``--backend``); ``None``: the stage runs on a fixed
@@ -106,6 +110,7 @@ class StageSpec:
     hub_markers: tuple[str, ...] = ()
     file_suffixes: tuple[str, ...] = ()
     hub_example: str | None = None
+    weights_names: tuple[str, ...] = ()
     video_loader: str | None = None
     backends: tuple[str, ...] | None = ("torch",)
     precisions: tuple[str, ...] = ("fp32",)
@@ -126,6 +131,16 @@ def _import(target: str) -> Callable:
 _U2NETP = dict(loader="dissam.stages.u2netp:load_stage", needs_weights=False, bundled=True, backends=None,
                license="Apache-2.0 (U-2-Net)")
 
+
+def _salient_spec(model: SalientModel) -> StageSpec:
+    """The stage 1 of a downloadable salient-object network: its weights' registry entry gives the
+    licence (and marks a non-commercial one in the label)."""
+    weights = REGISTRY[str(model.weights)]
+    label = f"{model.label} (non-commercial)" if weights.noncommercial else model.label
+    return StageSpec(model.name, label, model.summary, "dissam.stages.salient:load_stage", backends=None,
+                     hub_example=weights.name, weights_names=(weights.name,), license=weights.license,
+                     options={"model": model.name})
+
 BUILTIN_STAGES: tuple[StageSpec, ...] = (
     StageSpec("sam", "SAM", "SAM ViT-B/L/H (the paper's stage 1: ViT-L)", "dissam.stages.sam:load_stage",
               model_types=("sam",), file_suffixes=(".pth", ".pt", ".bin", ".safetensors", ".ckpt"),
@@ -145,13 +160,13 @@ BUILTIN_STAGES: tuple[StageSpec, ...] = (
               precisions=_TORCH_PRECISIONS, license="SAM License (Meta)", text=True),
     StageSpec("grabcut", "GrabCut", "OpenCV GrabCut in the box (no weights)", "dissam.stages.grabcut:load_stage",
               needs_weights=False, backends=None, license="none (no weights)"),
-    StageSpec("u2netp", "U²-Netp", "U²-Netp in the box (bundled, 4.6 MB)", **_U2NETP,
-              options={"grabcut": False}),
+    StageSpec("u2netp", U2NETP.label, U2NETP.summary, **_U2NETP, options={"grabcut": False}),
     StageSpec("u2netp-grabcut", "U²-Netp + GrabCut", "GrabCut started from U²-Netp's mask", **_U2NETP,
               options={"grabcut": True, "auto": False}),
     StageSpec("u2netp-auto", "U²-Netp auto",
               "U²-Netp's mask, or GrabCut's where it separates the object's colours (the offline default)",
               **_U2NETP, options={"grabcut": True, "auto": True}),
+    *(_salient_spec(m) for m in SALIENT_MODELS.values()),
 )
 
 _REGISTERED: dict[str, StageSpec] = {}
@@ -233,12 +248,17 @@ def read_model_type(source: str | os.PathLike) -> str | None:
 
 
 def detect_stage(source: str | os.PathLike | None) -> str:
-    """The stage 1 that ``source`` holds: the offline default for ``None``; for a file, the stage whose
-    ``file_suffixes`` it has; for a folder, the one whose ``model_types`` its ``config.json`` names; for
-    a hub id, the first whose ``hub_markers`` occur in it, else ``sam``."""
+    """The stage 1 that ``source`` holds: the offline default for ``None``; for a registry name of
+    weights, the stage whose ``weights_names`` has it; for a file, the stage whose ``file_suffixes`` it
+    has; for a folder, the one whose ``model_types`` its ``config.json`` names; for a hub id, the first
+    whose ``hub_markers`` occur in it, else ``sam``."""
     if source is None:
         return offline_default()
     specs = list(stage_specs().values())
+    if not exists(source):
+        named = [s.name for s in specs if os.fspath(source).strip().lower() in s.weights_names]
+        if named:
+            return named[0]
     path = Path(os.fspath(source)).expanduser()
     if path.is_file():
         for spec in specs:
@@ -246,7 +266,7 @@ def detect_stage(source: str | os.PathLike | None) -> str:
                 return spec.name
         if path.suffix.lower() == ".onnx":
             raise DisSamError(f"cannot tell which stage 1 the ONNX file {path} holds: pass --stage1 with it "
-                              "(u2netp for a U²-Netp export)")
+                              f"(u2netp for a U²-Netp export; {', '.join(SALIENT_MODELS)})")
         return "sam"  # an official SAM state dict under another suffix; load_sam says if it is not one
     if path.is_dir():
         model_type = read_model_type(path)
@@ -309,7 +329,9 @@ def load_stage1(kind: str | None, source: str | os.PathLike | None = None, devic
         kind: a registry name (:func:`stage_names`), or ``None`` / ``"auto"`` (:func:`detect_stage`).
         source: its weights (a registry name, a file, a Hugging Face folder or hub id); ignored by
             stages that need none (``grabcut``); optional for the bundled ones (``u2netp`` takes an
-            ``.onnx`` file instead of the bundled one).
+            ``.onnx`` file instead of the bundled one); for the salient-object stages (``u2net``,
+            ``isnet-general-use``, ...) their registry name or an ``.onnx`` file (IS-Net also its
+            ``.pth``).
         device: ``"cpu"``, ``"cuda"``, ... (``None``: best available).
         backend, precision: the image encoder's runtime (checked against the spec); ``None``: torch fp32.
     Returns:

@@ -38,7 +38,7 @@ from dissam.checkpoints.sam import build_sam_from_state_dict
 from dissam.checkpoints.state_dict import read_state_dict
 from dissam.choices import MASK_SELECTIONS
 from dissam.errors import CheckpointError, DisSamError
-from dissam.hub.cache import is_offline
+from dissam.hub.cache import hub_local_only
 from dissam.hub.sources import OFFLINE_NOTE, hub_error, is_hub_id, missing_path_error
 from dissam.hub.store import resolve_sam_source
 from dissam.io import ImageLike, read_image
@@ -468,7 +468,7 @@ def load_sam(
     if not is_hub_id(src):
         raise missing_path_error(src, "SAM checkpoint not found", _download_hint(src))
     try:
-        model = _from_pretrained(src, hq, local_files_only=is_offline())
+        model = _from_pretrained(src, hq, local_files_only=hub_local_only())
     except CheckpointError:
         raise
     except Exception as exc:  # hub errors: offline, not cached, unknown repo, HTTP failures

@@ -27,7 +27,7 @@ from transformers import AutoTokenizer
 
 from dissam.boxes import box_from_mask, widen_box
 from dissam.errors import CheckpointError, DisSamError, NoMatchError
-from dissam.hub.cache import is_offline
+from dissam.hub.cache import hub_local_only
 from dissam.io import ImageLike, read_image
 from dissam.stages.base import Instances
 from dissam.stages.hf import load_hf_model
@@ -146,7 +146,7 @@ def load_sam3_text(source: str | os.PathLike, device: str | torch.device | None 
         # transformers 5 would build an empty CLIP tokenizer here and every prompt would read as <unk>
         raise CheckpointError(missing)
     try:
-        offline = os.path.isdir(src) or is_offline()
+        offline = os.path.isdir(src) or hub_local_only()
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
     except Exception as exc:
         raise CheckpointError(f"{missing} ({type(exc).__name__}: {exc})") from exc

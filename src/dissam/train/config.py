@@ -46,6 +46,7 @@ AMP_DTYPES = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}
 """``runtime.amp`` -> the name of the torch dtype the forward passes run at (float32: no autocast)."""
 BACKENDS = ("auto", "gloo", "nccl")
 LR_SCHEDULES = ("constant", "cosine")
+LR_SCALINGS = ("none", "linear", "sqrt")
 MASK_FALLBACKS = (None, "degrade")
 
 
@@ -64,6 +65,11 @@ class DataConfig:
     mask_fallback: str | None = None  # None: every sample needs mask/; "degrade": degraded GT (synthetic data)
     num_workers: int = 0
     valid_batch_size: int = 1
+    # training items as uint8 [R,G,B,mask,box,gt] + flip code, assembled and normalised on the
+    # training device (bit-identical to the float items; only for DisDataset training sets)
+    uint8_items: bool = True
+    ram_cache: bool = False  # keep every training item's uint8 tensors in shared memory after its first read
+    prefetch_factor: int = 2  # batches each DataLoader worker prepares ahead (with num_workers > 0)
 
 
 @dataclass
@@ -72,6 +78,9 @@ class ModelConfig:
     # scratch | isnet:<path to a 3-channel IS-Net .pth> (channel inflation)
     # | refiner:<path to a refiner checkpoint with the same input channels> (fine-tuning)
     init: str = "scratch"
+    # BatchNorm of the refiner while it trains: train (batch statistics, as released) | eval (running
+    # statistics, e.g. fine-tuning with one or two images per GPU)
+    bn_mode: str = "train"
 
 
 @dataclass
@@ -95,11 +104,24 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
-    batch_size: int = 6  # per process; the global batch is batch_size x world size
+    batch_size: int = 6  # per process and accumulation step (ignored when global_batch_size is set)
+    # samples per optimizer step over all processes; 0 = batch_size x processes x accum_steps. When set,
+    # the per-process batch is global_batch_size / (processes x accum_steps), which must divide exactly
+    global_batch_size: int = 0
+    accum_steps: int = 1  # micro-batches whose gradients are summed into one optimizer step
+    # scale every learning rate (lr, min_lr, gt_encoder.lr) with the global batch against
+    # lr_reference_batch: none (as configured) | linear (x G/ref) | sqrt (x sqrt(G/ref))
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 6  # the paper's batch
     # learning-rate schedule over each stage's max_steps: constant (released code) | cosine
     lr_schedule: str = "constant"
     min_lr: float = 0.0  # cosine: the rate reached at the stage's last step
-    warmup_steps: int = 0  # cosine: linear warm-up from 0 over this many steps
+    warmup_steps: int = 0  # linear warm-up from 0 over this many steps, under either schedule
+    # refiner parameters (glob patterns on their names, e.g. "stage1.*") left out of training
+    freeze: list[str] = field(default_factory=list)
+    # learning-rate multipliers of refiner parameter groups: {glob pattern: factor}; the first
+    # matching pattern wins, unmatched parameters keep factor 1
+    lr_mult: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,14 +152,20 @@ class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "none"  # none | bf16 | fp16 (CUDA; fp16 uses a GradScaler)
     compile: bool = False  # torch.compile the refiner
-    deterministic: bool = False  # torch.use_deterministic_algorithms; ~10x slower backward on CPU (docs/training.md)
+    deterministic: bool = False  # torch.use_deterministic_algorithms; ~10x slower backward on CPU
     num_threads: int = 0  # CPU threads for torch (0 = torch's default); 1 is fastest for tiny models
     state_every: int = 100  # steps between resume-state writes (also at each validation and the end)
     log_every: int = 10
     progress: bool = True  # tqdm bar on rank 0
     tensorboard: bool = True  # when the tensorboard package is installed
-    sync_bn: bool = False  # SyncBatchNorm under DDP (the released code has a single process)
+    sync_bn: bool = False  # SyncBatchNorm in the refiner and the GT encoder under DDP (CUDA only)
     backend: str = "auto"  # DDP backend: auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    dist_timeout_s: int = 1800  # collective timeout of the process group
+    # processes the run trains with: 0 = as torchrun starts it; recorded in config.yaml, so a
+    # resume with another count is refused unless this is changed deliberately
+    world_size: int = 0
+    wandb: bool = False  # also log to Weights & Biases (pip install 'dissam[wandb]'; rank 0)
+    wandb_project: str = "dissam"
 
 
 @dataclass
@@ -164,6 +192,8 @@ class TrainConfig:
             ("runtime.backend", self.runtime.backend, BACKENDS),
             ("schedule.select_metric", self.schedule.select_metric, tuple(HIGHER_IS_BETTER)),
             ("optim.lr_schedule", self.optim.lr_schedule, LR_SCHEDULES),
+            ("optim.lr_scaling", self.optim.lr_scaling, LR_SCALINGS),
+            ("model.bn_mode", self.model.bn_mode, BN_MODES),
         ]
         for key, value, allowed in checks:
             if value not in allowed:
@@ -182,14 +212,29 @@ class TrainConfig:
             raise DisSamError(
                 f"model.init={self.model.init!r}: use 'scratch', 'isnet:<path to .pth>' or 'refiner:<path>'"
             )
-        if self.optim.lr_schedule == "cosine":
-            if not self.schedule.max_steps:
-                raise DisSamError("optim.lr_schedule=cosine needs schedule.max_steps (the length of the decay)")
-            if self.optim.min_lr < 0 or self.optim.warmup_steps < 0:
-                raise DisSamError("optim.min_lr and optim.warmup_steps must be >= 0")
-        for key, value in (("optim.batch_size", self.optim.batch_size), ("data.size", self.data.size)):
-            if value < 1:
-                raise DisSamError(f"{key} must be >= 1 (got {value})")
+        if self.optim.lr_schedule == "cosine" and not self.schedule.max_steps:
+            raise DisSamError("optim.lr_schedule=cosine needs schedule.max_steps (the length of the decay)")
+        o, rt = self.optim, self.runtime
+        for key, value, low in (
+            ("optim.batch_size", o.batch_size, 1),
+            ("data.size", self.data.size, 1),
+            ("optim.accum_steps", o.accum_steps, 1),
+            ("optim.lr_reference_batch", o.lr_reference_batch, 1),
+            ("data.prefetch_factor", self.data.prefetch_factor, 1),
+            ("runtime.dist_timeout_s", rt.dist_timeout_s, 1),
+            ("optim.global_batch_size", o.global_batch_size, 0),
+            ("optim.warmup_steps", o.warmup_steps, 0),
+            ("runtime.world_size", rt.world_size, 0),
+        ):
+            if value < low:
+                raise DisSamError(f"{key} must be >= {low} (got {value})")
+        if self.data.ram_cache and not self.data.uint8_items:
+            raise DisSamError("data.ram_cache keeps uint8 items: it needs data.uint8_items=true")
+        if o.min_lr < 0:
+            raise DisSamError(f"optim.min_lr must be >= 0 (got {o.min_lr})")
+        bad_mult = {k: v for k, v in o.lr_mult.items() if v < 0}
+        if bad_mult:
+            raise DisSamError(f"optim.lr_mult: factors must be >= 0 (got {bad_mult}); freeze with optim.freeze")
         if self.data.size % 32:
             raise DisSamError(f"data.size={self.data.size} must be a multiple of 32 (five 2x poolings)")
         return self
@@ -204,7 +249,8 @@ def _type_name(tp) -> str:
 
 
 def _coerce(value: Any, tp, key: str) -> Any:
-    """Check/convert ``value`` to the annotated type ``tp`` (int, float, bool, str, list[X], X | None)."""
+    """Check/convert ``value`` to the annotated type ``tp`` (int, float, bool, str, list[X],
+    dict[str, X], X | None)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -212,6 +258,10 @@ def _coerce(value: Any, tp, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise DisSamError(f"{key}: expected a mapping {{name: value}}, got {value!r}")
+        return {_coerce(k, args[0], f"{key} key"): _coerce(v, args[1], f"{key}[{k!r}]") for k, v in value.items()}
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)

@@ -1,18 +1,24 @@
-"""The training data: datasets built from ``cfg.data`` and the resumable training loader.
+"""The training data: datasets built from ``cfg.data`` and the resumable training loader of float
+items (:mod:`dissam.train.datapath` holds the uint8 path that DisDataset training sets take).
 
 Datasets yield dicts ``{"image": (5,S,S) float32, "label": (1,S,S) float32, "name": str,
 "orig_hw": (H, W), "index": int}`` (:class:`dissam.data.dataset.DisDataset`) and may have
 ``set_epoch(epoch)``. The training order is a function of ``(seed, epoch)`` (a
 ``DistributedSampler``, one shard per process), so a resumed run skips the batches of the
-interrupted epoch it has already seen and continues with the same batches (docs/training.md,
-"Resume").
+interrupted epoch it has already seen and continues with the same batches.
 """
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from dissam.coarse import degrade_mask
+from dissam.data.dataset import DisDataset
+from dissam.data.enrich import read_manifest
+from dissam.data.layout import discover_split
 from dissam.errors import DisSamError
 from dissam.train.config import TrainConfig
 
@@ -25,11 +31,6 @@ def build_datasets(cfg: TrainConfig):
 
     A prompt dropped with probability 1 in training (``data.prompt_dropout``) is dropped in
     validation too; a partial dropout (an augmentation) leaves validation inputs whole."""
-    try:
-        from dissam.data.dataset import DisDataset
-        from dissam.data.layout import discover_split
-    except ImportError as exc:  # pragma: no cover - depends on the installed package state
-        raise DisSamError(f"dissam.data is not available ({exc}); pass datasets to Trainer directly") from exc
     d = cfg.data
     if not d.train:
         raise DisSamError("data.train is empty: list the training split folders (im/, gt/, mask/)")
@@ -37,18 +38,11 @@ def build_datasets(cfg: TrainConfig):
     for folder in d.train:
         samples.extend(discover_split(folder))
     if d.enrich_manifest:
-        try:
-            from dissam.data.enrich import read_manifest
-        except ImportError as exc:
-            raise DisSamError(f"cannot read data.enrich_manifest ({exc})") from exc
         samples.extend(read_manifest(d.enrich_manifest))
     fallback = None
     if d.mask_fallback == "degrade":
-        from dissam.coarse import degrade_mask
 
         def fallback(gt_u8, sample):  # a SAM-like coarse mask from the GT, fixed per sample name
-            import zlib
-
             return degrade_mask(gt_u8, seed=zlib.crc32(sample.name.encode()))
 
     common = {
@@ -87,11 +81,13 @@ def train_loader(
     skip_batches: int,
     rank: int = 0,
     world_size: int = 1,
+    **loader_options,
 ) -> DataLoader:
     """The loader of epoch ``epoch`` for process ``rank`` of ``world_size``: a shuffled
     ``DistributedSampler`` shard seeded by ``(seed, epoch)``, without its first ``skip_batches``
     batches (those a resumed run has already trained on). Calls ``dataset.set_epoch(epoch)`` if the
-    dataset has it (its flips depend on the epoch)."""
+    dataset has it (its flips depend on the epoch). ``loader_options`` go to the DataLoader
+    (``pin_memory``, ``prefetch_factor``, ...)."""
     base = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
     )
@@ -104,4 +100,5 @@ def train_loader(
         sampler=SkipSampler(base, skip_batches * batch_size),
         num_workers=num_workers,
         drop_last=False,
+        **loader_options,
     )

@@ -2,12 +2,13 @@
 
 ``state.pt`` is a dict of tensors and primitives only, so it loads with
 ``torch.load(weights_only=True)``; its keys are part of the run-folder format (files written by
-earlier versions must keep loading, see docs/training.md, "Resume"):
+earlier versions must keep loading):
 
 ``format`` (``"dissam-train-state"``), ``version`` (1), ``config`` (the resolved config as a dict),
 ``stages`` (``{"gt_encoder": StageState dict, "refiner": StageState dict}``), ``refiner``,
 ``opt_refiner``, ``gt_encoder`` and ``opt_gt_encoder`` (state dicts; ``{}`` without a GT encoder),
-``scaler`` (the GradScaler), ``rng`` (:func:`rng_state`) and ``world_size``.
+``scaler`` (the GradScaler), ``rng`` (:func:`rng_state`) and ``world_size``; the trainer adds
+``global_batch`` (files written before it was recorded lack it).
 """
 
 from __future__ import annotations
@@ -154,16 +155,23 @@ def read_state(path: Path) -> dict:
 def restore_state(st: Mapping, stages: dict[str, StageState], objects: Resumable, world_size: int) -> None:
     """Load :func:`read_state`'s dict into ``stages`` (entries replaced) and ``objects`` (in place).
     RNG states are restored only for a single-process run written by a single process: under DDP
-    the data order and flips do not depend on them."""
+    the data order and flips do not depend on them. A state that does not fit the networks or the
+    optimizer's parameter groups raises :class:`DisSamError`."""
     o = objects
     for k, v in st["stages"].items():
         stages[k] = StageState(**v)
-    o.refiner.load_state_dict(st["refiner"])
-    o.opt_refiner.load_state_dict(st["opt_refiner"])
-    if o.gte is not None and st["gt_encoder"]:
-        o.gte.load_state_dict(st["gt_encoder"])
-        if st["opt_gt_encoder"]:
-            o.opt_gte.load_state_dict(st["opt_gt_encoder"])
+    try:
+        o.refiner.load_state_dict(st["refiner"])
+        o.opt_refiner.load_state_dict(st["opt_refiner"])
+        if o.gte is not None and st["gt_encoder"]:
+            o.gte.load_state_dict(st["gt_encoder"])
+            if st["opt_gt_encoder"]:
+                o.opt_gte.load_state_dict(st["opt_gt_encoder"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise DisSamError(
+            f"the training state does not fit this run's networks and optimizer groups ({exc}); "
+            "model.variant, gt_encoder.variant, optim.freeze and optim.lr_mult must stay as they were"
+        ) from exc
     if st["scaler"]:
         o.scaler.load_state_dict(st["scaler"])
     if st.get("world_size", 1) == world_size and world_size == 1:

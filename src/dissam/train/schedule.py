@@ -2,8 +2,7 @@
 learning-rate schedule (a pure function of the step count, so a resumed run follows it exactly).
 
 Stage (a), ``gt_encoder``, takes its numbers from ``cfg.gt_encoder`` (validated on maxF only, no
-epoch budget); stage (b), ``refiner``, from ``cfg.schedule`` and ``cfg.optim``. See
-docs/training.md, "The two stages".
+epoch budget); stage (b), ``refiner``, from ``cfg.schedule`` and ``cfg.optim``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ STAGES = ("gt_encoder", "refiner")
 class StageSchedule:
     """One stage's budgets: ``max_steps`` / ``max_epochs`` (0 = no limit), validation every
     ``valid_every`` steps (0 = never) on ``metrics``, the best model by ``select``, early stop after
-    ``early_stop`` validations without gain (0 = never), and the base learning rate."""
+    ``early_stop`` validations without gain (0 = never), the base learning rate and the cosine
+    schedule's final rate (both scaled by the batch layout's ``lr_factor``)."""
 
     stage: str
     base_lr: float
@@ -34,6 +34,7 @@ class StageSchedule:
     early_stop: int
     metrics: tuple[str, ...]
     select: str
+    min_lr: float = 0.0
 
     @property
     def higher_is_better(self) -> bool:
@@ -59,33 +60,43 @@ class StageSchedule:
         )
 
 
-def stage_schedule(cfg: TrainConfig, stage: str) -> StageSchedule:
-    """The :class:`StageSchedule` of ``stage`` (``"gt_encoder"`` or ``"refiner"``) under ``cfg``."""
+def stage_schedule(cfg: TrainConfig, stage: str, lr_factor: float = 1.0) -> StageSchedule:
+    """The :class:`StageSchedule` of ``stage`` (``"gt_encoder"`` or ``"refiner"``) under ``cfg``, its
+    learning rates (``lr``, ``min_lr``) multiplied by ``lr_factor`` (``optim.lr_scaling``)."""
+
+    def scaled(lr: float) -> float:
+        return lr if lr_factor == 1.0 else lr * lr_factor
+
+    min_lr = scaled(cfg.optim.min_lr)
     if stage == "refiner":
         s = cfg.schedule
         return StageSchedule(
-            stage, cfg.optim.lr, s.max_steps, s.max_epochs, s.valid_every, s.early_stop,
-            tuple(s.valid_metrics), s.select_metric,
+            stage, scaled(cfg.optim.lr), s.max_steps, s.max_epochs, s.valid_every, s.early_stop,
+            tuple(s.valid_metrics), s.select_metric, min_lr,
         )
     if stage == "gt_encoder":
         g = cfg.gt_encoder
-        return StageSchedule(stage, g.lr, g.max_steps, 0, g.valid_every, g.early_stop, ("maxFm",), "maxFm")
+        return StageSchedule(
+            stage, scaled(g.lr), g.max_steps, 0, g.valid_every, g.early_stop, ("maxFm",), "maxFm", min_lr
+        )
     raise DisSamError(f"unknown training stage {stage!r}; known: {', '.join(STAGES)}")
 
 
-def scheduled_lr(optim_cfg, base_lr: float, step: int, max_steps: int) -> float:
+def scheduled_lr(optim_cfg, base_lr: float, step: int, max_steps: int, min_lr: float | None = None) -> float:
     """Learning rate for the optimizer step that follows ``step`` completed steps of a stage.
 
-    ``constant`` (the released code) is ``base_lr`` throughout. ``cosine`` warms up linearly over
-    ``warmup_steps`` and then follows half a cosine from ``base_lr`` down to ``min_lr`` at the stage's
-    last step (``max_steps``); with no step budget it stays at ``base_lr``. Being a pure function of
-    the step count, it resumes exactly.
+    Both schedules first warm up linearly over ``optim_cfg.warmup_steps`` steps (the rate of step
+    ``s < warmup`` is ``base_lr * (s + 1) / warmup``). ``constant`` (the released code, without
+    warm-up) then stays at ``base_lr``. ``cosine`` follows half a cosine from ``base_lr`` down to
+    ``min_lr`` (default ``optim_cfg.min_lr``) at the stage's last step (``max_steps``); with no step
+    budget it stays at ``base_lr``. Being a pure function of the step count, it resumes exactly.
     """
-    if optim_cfg.lr_schedule == "constant" or max_steps <= 0:
-        return base_lr
     warm = optim_cfg.warmup_steps
     if warm and step < warm:
         return base_lr * (step + 1) / warm
+    if optim_cfg.lr_schedule == "constant" or max_steps <= 0:
+        return base_lr
+    low = optim_cfg.min_lr if min_lr is None else min_lr
     span = max(1, max_steps - warm)
     t = min(1.0, max(0.0, (step - warm) / span))
-    return optim_cfg.min_lr + 0.5 * (base_lr - optim_cfg.min_lr) * (1.0 + math.cos(math.pi * t))
+    return low + 0.5 * (base_lr - low) * (1.0 + math.cos(math.pi * t))

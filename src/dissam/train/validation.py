@@ -8,7 +8,11 @@ float32); d1 is resized bilinearly to the original size, min-max normalised, ×2
 
 The ground truth at the original size comes from the dataset's ``gt_u8(index)`` method if it has one,
 else from ``dataset.samples[index].gt`` (a mask file), else from the label itself (when the label is
-already at the original size). See docs/training.md, "Dataset interface".
+already at the original size).
+
+Under torchrun every rank scores every ``world_size``-th item of each set (no padding, so no item
+counts twice), the per-image results are gathered and aggregated in item order on every rank: the
+numbers equal those of one process.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ import torch
 from torch import nn
 
 from dissam.errors import DisSamError
+from dissam.io import read_mask
+from dissam.metrics import MetricSuite
 from dissam.refiner import forward_d1
+from dissam.train.distributed import DistInfo, all_gather_objects
+from dissam.transforms import postprocess, to_authors_png
 
 __all__ = ["authors_u8", "orig_hw_list", "gt_u8", "evaluate_model"]
 
@@ -30,8 +38,6 @@ def authors_u8(d1: torch.Tensor, orig_hw: tuple[int, int]) -> np.ndarray:
     bilinearly (align_corners False) to ``orig_hw = (H, W)``, min-max normalised per image (a constant
     map gives zeros instead of the released NaN), ×255 and truncated to ``uint8``: ``(H, W)``
     (:func:`dissam.transforms.postprocess` then :func:`dissam.transforms.to_authors_png`)."""
-    from dissam.transforms import postprocess, to_authors_png
-
     return to_authors_png(postprocess(d1.detach().float().cpu().reshape(d1.shape[-2:]), orig_hw))
 
 
@@ -55,8 +61,6 @@ def gt_u8(dataset, index: int, label: torch.Tensor, orig_hw: tuple[int, int]) ->
     if samples is not None:
         gt = getattr(samples[index], "gt", None)
         if gt is not None:
-            from dissam.io import read_mask
-
             return read_mask(gt)
     lab = label.reshape(label.shape[-2:])
     if tuple(lab.shape) != tuple(orig_hw):
@@ -77,21 +81,26 @@ def evaluate_model(
     dtype: torch.dtype = torch.float32,
     batch_size: int = 1,
     num_workers: int = 0,
+    dist: DistInfo | None = None,
 ) -> dict[str, float]:
     """Paper metrics of ``model`` on each dataset, averaged over the datasets: ``{metric: value}``.
 
     ``input_key`` is the item field the model reads (``"image"`` ``(5, S, S)`` for the refiner,
     ``"label"`` ``(1, S, S)`` for the GT encoder, as in the released code); ``dtype`` the run's AMP
-    dtype (float32 = no autocast). The model runs in eval mode and is put back in its previous mode."""
-    from dissam.metrics import MetricSuite
-
+    dtype (float32 = no autocast). With ``dist`` of several processes each scores its share of every
+    set and all receive the same numbers (module docstring); every rank must call it. The model runs
+    in eval mode and is put back in its previous mode."""
+    dist = dist or DistInfo()
     was_training = model.training
     model.eval()
     per_set = []
     try:
         for ds in datasets:
-            loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-            suite = MetricSuite(metrics=tuple(metrics))
+            mine = list(range(dist.rank, len(ds), dist.world_size))
+            part = ds if dist.world_size == 1 else torch.utils.data.Subset(ds, mine)
+            loader = torch.utils.data.DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            local = MetricSuite(metrics=tuple(metrics))
+            order = []
             for batch in loader:
                 d1 = forward_d1(model, batch[input_key].to(device), dtype=dtype)
                 n = d1.shape[0]
@@ -99,7 +108,12 @@ def evaluate_model(
                 idx = batch["index"].tolist() if isinstance(batch["index"], torch.Tensor) else list(batch["index"])
                 for b in range(n):
                     gt = gt_u8(ds, int(idx[b]), batch["label"][b], hws[b])
-                    suite.step(authors_u8(d1[b], gt.shape), gt)
+                    local.step(authors_u8(d1[b], gt.shape), gt)
+                    order.append(int(idx[b]))
+            gathered = all_gather_objects(dist, list(zip(order, local.images)))
+            suite = MetricSuite(metrics=tuple(metrics))
+            for _, result in sorted((pair for part in gathered for pair in part), key=lambda p: p[0]):
+                suite.add(result)
             per_set.append(suite.results())
     finally:
         model.train(was_training)

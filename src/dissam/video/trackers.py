@@ -9,7 +9,7 @@ each returning an ``H x W`` bool coarse mask):
   ``max_object_pointers_in_encoder`` object pointers, plus the prompted frame) carries the object.
   transformers' session keeps every streamed frame and every frame's outputs; :meth:`_prune`
   drops what the model can no longer read (older than the memory window), so memory stays bounded
-  on long clips (see docs/video.md for the numbers).
+  on long clips.
 * :class:`StageTracker`: any image stage 1 (SAM, HQ-SAM, SAM 2.1 image, SAM 3 tracker image,
   GrabCut) re-prompted on every frame with the previous frame's mask box, grown by a margin. No
   memory, so it does not recover an object that leaves its box; it needs no video model.
@@ -152,7 +152,7 @@ class SamVideoTracker:
         return total
 
     def state_frames(self) -> int:
-        """Frames whose outputs the session holds now (for the memory notes in docs/video.md)."""
+        """Frames whose outputs the session holds now (for memory measurements)."""
         return sum(len(o["non_cond_frame_outputs"]) + len(o["cond_frame_outputs"])
                    for o in self.session.output_dict_per_obj.values())
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from dissam.benchmark.config import BenchmarkConfig, write_json
-from dissam.benchmark.protocol import HQ_SELECTION, SAM_SELECTION, Item
 from dissam.errors import DatasetError
 from dissam.evaluate import add_test_mean, evaluate_folders
 from dissam.evaluation_tables import format_table, per_image_csv
+from dissam.paper_tables.config import BenchmarkConfig, write_json
+from dissam.paper_tables.protocol import HQ_SELECTION, SAM_SELECTION, Item, gt_folder
 from dissam.utils import atomic_write_bytes, library_versions
 
 __all__ = ["evaluate_run"]
@@ -26,7 +26,8 @@ def evaluate_run(
     failures: Sequence[dict] = (),
     by_split: dict[str, list[Item]] | None = None,
 ) -> dict:
-    """Evaluate ``RUN_DIR/predictions/<column>/<split>`` against ``DATA/<split>/gt`` and write
+    """Evaluate ``RUN_DIR/predictions/<column>/<split>`` against ``DATA/<split>/gt`` (a TOS-Net
+    split: its converted ground truths, :func:`~dissam.paper_tables.protocol.gt_folder`) and write
     ``RUN_DIR/table.{md,csv,json}`` and ``RUN_DIR/per_image/<column>/<split>.csv``.
 
     A (column, split) with a failed image is left out (shown as "-") and named in ``incomplete``.
@@ -41,7 +42,7 @@ def evaluate_run(
             if (col, split) in failed:
                 incomplete.append(f"{col} / {split}")
                 continue
-            gt_dir = Path(cfg.data) / split / "gt"
+            gt_dir = gt_folder(cfg.data, split, run_dir)
             pred_dir = run_dir / "predictions" / col / split
             try:
                 ev = evaluate_folders(

@@ -3,9 +3,12 @@
 * Methods and table columns (:data:`METHODS`, :func:`columns`, :func:`method_name`).
 * The SAM prompt box of a ground truth (:func:`whole_gt_box`, the rule of
   :func:`dissam.data.enrich.prompt_box`) and box jitter (:func:`jitter_box`).
-* The images of a split (:class:`Item`, :func:`split_items`, :func:`discover_splits`).
+* The images of a split (:class:`Item`, :func:`split_items`, :func:`discover_splits`): DIS-5K's layout
+  (``<split>/im``, ``gt``, optional ``mask``) or the TOS-Net layout of COIFT, HRSOD and ThinObject-5K
+  (``<split>/images``, ``masks``, ``list``; one sample per instance, :mod:`dissam.data.tosnet`), whose
+  converted ground truths live in the run folder (:func:`gt_folder`).
 
-See :mod:`dissam.benchmark` for the whole protocol and ``docs/benchmark.md`` for its rationale.
+See :mod:`dissam.paper_tables` for the whole protocol.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import numpy as np
 
 from dissam.data.enrich import prompt_box
 from dissam.data.layout import discover_split
+from dissam.data.tosnet import convert_split, is_tosnet_folder
 from dissam.errors import DatasetError, DisSamError
 
 __all__ = [
     "METHODS", "PROMPTED", "DIS5K_SPLITS", "SAM_SELECTION", "HQ_SELECTION", "MAX_JITTER", "Item",
     "split_items", "discover_splits", "whole_gt_box", "jitter_box", "variant_name", "method_name",
-    "parse_jitters", "columns",
+    "parse_jitters", "columns", "gt_folder",
 ]
 
 METHODS = ("dis-sam", "sam", "hq-sam", "isnet")
@@ -49,24 +53,47 @@ class Item:
     mask: Path | None = None
 
 
-def split_items(root: str | os.PathLike, split: str) -> list[Item]:
+def split_items(root: str | os.PathLike, split: str, run_dir: str | os.PathLike | None = None) -> list[Item]:
     """The images of ``ROOT/<split>/im`` with their ``gt/`` (and ``mask/`` if present), sorted by
-    stem (:func:`dissam.data.layout.discover_split`; an image without ground truth is an error)."""
-    samples = discover_split(Path(root) / split, require_gt=True)
+    stem (:func:`dissam.data.layout.discover_split`; an image without ground truth is an error). A
+    TOS-Net split gives one item per instance, its ground truth converted into
+    :func:`gt_folder` (which needs ``run_dir``)."""
+    folder = Path(root) / split
+    if is_tosnet_folder(folder) and not (folder / "im").is_dir():
+        if run_dir is None:
+            raise DisSamError(f"{folder} has the TOS-Net layout: its ground truths are converted into a run folder")
+        samples = convert_split(folder, gt_folder(root, split, run_dir))
+        return [Item(split, s.name, s.image, s.gt) for s in samples]
+    samples = discover_split(folder, require_gt=True)
     return sorted((Item(split, s.name, s.image, s.gt, s.mask) for s in samples), key=lambda it: it.stem)
 
 
+def gt_folder(root: str | os.PathLike, split: str, run_dir: str | os.PathLike) -> Path:
+    """Where the ground truths of ``split`` are: ``ROOT/<split>/gt``, or for a TOS-Net split the
+    converted per-instance ones in ``RUN_DIR/gt/<split>``."""
+    folder = Path(root) / split
+    if is_tosnet_folder(folder) and not (folder / "im").is_dir():
+        return Path(run_dir) / "gt" / split
+    return folder / "gt"
+
+
+def _is_split(folder: Path) -> bool:
+    return ((folder / "im").is_dir() and (folder / "gt").is_dir()) or is_tosnet_folder(folder)
+
+
 def discover_splits(root: str | os.PathLike, splits: Sequence[str] | None = None) -> list[str]:
-    """``splits`` checked to exist under ``root`` (any folder with ``im/`` and ``gt/``), or by default
-    the DIS-5K evaluation splits (DIS-VD, DIS-TE1..4) present there."""
+    """``splits`` checked to exist under ``root`` (any folder with ``im/`` and ``gt/``, or with the
+    TOS-Net ``images/``, ``masks/`` and ``list/``), or by default the DIS-5K evaluation splits (DIS-VD,
+    DIS-TE1..4) present there."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"data root {root} does not exist")
     if splits:
-        missing = [s for s in splits if not ((root / s / "im").is_dir() and (root / s / "gt").is_dir())]
+        missing = [s for s in splits if not _is_split(root / s)]
         if missing:
             raise DatasetError(
-                f"split(s) {', '.join(missing)} not found under {root} (need <split>/im and <split>/gt)"
+                f"split(s) {', '.join(missing)} not found under {root} (need <split>/im and <split>/gt, or the "
+                "TOS-Net layout <split>/images, masks and list)"
             )
         return list(dict.fromkeys(splits))
     found = [s for s in DIS5K_SPLITS if (root / s / "im").is_dir() and (root / s / "gt").is_dir()]

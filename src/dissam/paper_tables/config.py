@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dissam.benchmark.protocol import METHODS
 from dissam.errors import DisSamError
+from dissam.paper_tables.protocol import METHODS
 from dissam.stages.registry import get_spec
 from dissam.utils import atomic_write_bytes
 

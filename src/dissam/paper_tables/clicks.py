@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dissam.benchmark.protocol import Item, discover_splits, split_items, whole_gt_box
 from dissam.clicks import (
     IOU_AT,
     MAX_CLICKS,
@@ -40,6 +39,7 @@ from dissam.clicks import (
 )
 from dissam.errors import DisSamError
 from dissam.io import read_image, read_mask
+from dissam.paper_tables.protocol import Item, discover_splits, split_items, whole_gt_box
 from dissam.points import make_prompt
 from dissam.utils import atomic_write_bytes
 

@@ -1,7 +1,7 @@
 """``dissam benchmark``: the paper's Tables 1 and 3 end to end, with baselines and box jitter.
 
 For every image of every split (``ROOT/<split>/{im,gt,[mask]}``) the prompt comes from the ground
-truth, exactly as in the paper's protocol (docs/benchmark.md):
+truth, exactly as in the paper's protocol:
 
 * **SAM box** (whole-GT box, :func:`dissam.data.enrich.prompt_box`): GT binarised at ``>= 128``; 8-connected components of at least
   0.4% of the image area survive; one survivor -> its box, several -> the box of the whole binarised
@@ -12,7 +12,7 @@ truth, exactly as in the paper's protocol (docs/benchmark.md):
   cached in ``RUN_DIR/sam-masks/<variant>/<split>/<stem>.png``.
 * **Refiner input** (faithful mode, :func:`dissam.transforms.faithful_sample`): RGB, SAM mask and the
   box map drawn from the resized GT with the authors' quirks.
-* **Saved map** (docs/faithfulness.md): d1 -> bilinear to the original size -> per-image min-max -> x255 -> uint8
+* **Saved map** (as the authors save it): d1 -> bilinear to the original size -> per-image min-max -> x255 -> uint8
   truncation, ``RUN_DIR/predictions/<method>/<split>/<stem>.png``; then :mod:`dissam.evaluate`.
 
 Methods: ``dis-sam``; ``sam`` (the coarse SAM masks x255); ``hq-sam`` (HQ-SAM, same box,
@@ -34,13 +34,13 @@ each rank takes ``items[rank::world_size]`` of the image list sorted by ``(split
 ``MASTER_ADDR``/``MASTER_PORT`` are set, otherwise a file barrier in ``RUN_DIR/shards/<run id>/``)
 and evaluates.
 
-The package: :mod:`~dissam.benchmark.protocol` (methods, prompt boxes, jitter, items),
-:mod:`~dissam.benchmark.config` (settings), :mod:`~dissam.benchmark.runner` (per-image work),
-:mod:`~dissam.benchmark.run` (the loop and sharding), :mod:`~dissam.benchmark.report` (tables).
+The package: :mod:`~dissam.paper_tables.protocol` (methods, prompt boxes, jitter, items),
+:mod:`~dissam.paper_tables.config` (settings), :mod:`~dissam.paper_tables.runner` (per-image work),
+:mod:`~dissam.paper_tables.run` (the loop and sharding), :mod:`~dissam.paper_tables.report` (tables).
 """
 
-from dissam.benchmark.config import BenchmarkConfig, check_settings, resolve_methods
-from dissam.benchmark.protocol import (
+from dissam.paper_tables.config import BenchmarkConfig, check_settings, resolve_methods
+from dissam.paper_tables.protocol import (
     DIS5K_SPLITS,
     HQ_SELECTION,
     MAX_JITTER,
@@ -57,9 +57,9 @@ from dissam.benchmark.protocol import (
     variant_name,
     whole_gt_box,
 )
-from dissam.benchmark.report import evaluate_run
-from dissam.benchmark.run import run_benchmark
-from dissam.benchmark.runner import write_png_fast
+from dissam.paper_tables.report import evaluate_run
+from dissam.paper_tables.run import run_benchmark
+from dissam.paper_tables.runner import write_png_fast
 from dissam.sharding import shard
 
 __all__ = [

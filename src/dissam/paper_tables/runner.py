@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from dissam.benchmark.config import BenchmarkConfig, check_settings, weight_free_stage
-from dissam.benchmark.protocol import (
+from dissam.errors import DatasetError, DisSamError
+from dissam.hub.loading import load_refiner
+from dissam.io import read_image, read_mask
+from dissam.paper_tables.config import BenchmarkConfig, check_settings, weight_free_stage
+from dissam.paper_tables.protocol import (
     HQ_SELECTION,
     PROMPTED,
     SAM_SELECTION,
@@ -25,9 +28,6 @@ from dissam.benchmark.protocol import (
     variant_name,
     whole_gt_box,
 )
-from dissam.errors import DatasetError, DisSamError
-from dissam.hub.loading import load_refiner
-from dissam.io import read_image, read_mask
 from dissam.runtime.runners import make_refiner_runner
 from dissam.sharding import DistEnv, device_for_rank
 from dissam.stages.registry import load_stage1
@@ -43,7 +43,7 @@ from dissam.utils import atomic_write_bytes
 
 __all__ = ["Runner", "FatalError", "write_png_fast", "load_net"]
 
-logger = logging.getLogger("dissam.benchmark")
+logger = logging.getLogger("dissam.paper_tables")
 
 
 class FatalError(DisSamError):
