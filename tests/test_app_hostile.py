@@ -312,6 +312,8 @@ def test_points_are_checked_like_boxes(served):
         (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[30]]]}), 400,
          "points[0][0] must be a point [x, y] or [x, y, label]"),
         (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[30, 40]]}), 400,
+         "points[0] [30, 40] is one point, not a list of clicks", "[[[30, 40]]]"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": ["x"]}), 400,
          "points[0] must be a non-empty list of points"),
         (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": {"x": 1}}), 400,
          "points must be a list with one list of clicks per box"),

@@ -81,10 +81,13 @@ def check_points(raw, where: str, width: int, height: int) -> tuple[np.ndarray, 
     ``-0.5 <= x < width - 0.5`` and ``-0.5 <= y < height - 0.5`` (it rounds to one of its pixels)."""
     if raw == []:
         return None
+    if isinstance(raw, list) and len(raw) in (2, 3) and all(json_input.is_number(v) for v in raw):
+        raise RequestError(f"{where} {json_input.shorten(raw)} is one point, not a list of clicks: points holds one "
+                           f"list of clicks per box, e.g. [[{json_input.shorten(raw)}]]")
     try:
         coords, labels = json_input.points(raw, where)
     except json_input.JsonInputError as exc:
-        raise RequestError(f"{exc} (pixels of the image; label 1 = object, 0 = background)") from None
+        raise RequestError(str(exc)) from None
     for j, (x, y) in enumerate(coords):
         if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
             raise RequestError(f"{where}[{j}] {json_input.shorten(raw[j])} lies outside the {width}x{height} image "
