@@ -15,7 +15,7 @@ for each stage 1 from the whole-GT box, with the built-in refiner. Each stage's 
 cases). Stages with weights (SAM and its kin) are not run here: with no real weights the tests' tiny
 random SAM would measure nothing.
 
-Usage: PYTHONPATH=src python benchmarks/click_noc.py [--stage1 u2netp-auto grabcut] [--synth 12] -o runs/clicks
+Usage: PYTHONPATH=src python benchmarks/click_noc.py [--stage1 u2netp-auto grabcut ...] [--synth 12] -o runs/clicks
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ COLUMNS = ["cases", "NoC@85", "NoC@90", "NoF@90", "IoU@0", "IoU@1", "IoU@3", "Io
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage1", nargs="+", default=["u2netp-auto", "grabcut"])
+    ap.add_argument("--stage1", nargs="+", default=["u2netp-auto"])
     ap.add_argument("--start", choices=("box", "none"), default="box")
     ap.add_argument("--synth", type=int, default=12, help="generated samples (default 12)")
     ap.add_argument("--photos", default=str(ROOT / "examples" / "real_photos.json"))

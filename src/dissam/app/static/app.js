@@ -323,8 +323,9 @@ window.addEventListener("mousemove", (ev) => {
   const d = state.drag;
   if (!d) {
     if (state.image && ev.target === canvas) {
-      const h = hit(imagePoint(ev));
-      canvas.style.cursor = !h ? "crosshair" : h.mode === "move" ? "move" : "nwse-resize";
+      const p = imagePoint(ev);
+      const h = hitPoint(p) ? { mode: "point" } : hit(p);
+      canvas.style.cursor = !h ? "crosshair" : h.mode === "point" ? "grab" : h.mode === "move" ? "move" : "nwse-resize";
     }
     return;
   }
