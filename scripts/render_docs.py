@@ -72,7 +72,7 @@ def lookup(doc: dict, path: str):
 def render_fig(m: re.Match) -> str:
     value = lookup(_load(m["file"]), m["path"])
     text = format(value, m["fmt"] or "g") if not isinstance(value, str) else value
-    return m.group(1) + text + m.group(5)
+    return m.group(1) + text + m.group(6)  # group 5 is the old value (body), 6 the closing comment
 
 
 def option_table(command: str) -> str:
