@@ -322,6 +322,8 @@ def test_points_are_checked_like_boxes(served):
         (post("/api/predict", json={"image_id": iid, "boxes": [None], "points": [[]]}), 400,
          "boxes[0] is null and points[0] is empty"),
         (post("/api/predict", json={"image_id": iid, "points": []}), 400, "boxes and points are both empty"),
+        (post("/api/predict", json={"image_id": iid, "points": [[[5, 5]]] * 17}), 400,
+         "points has 17 objects: at most 16 boxes (objects) per request"),
         (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[200, 40]]]}), 400,
          "points[0][0] [200, 40] lies outside the 200x150 image"),
         (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[-1, 40]]]}), 400,

@@ -67,7 +67,8 @@ def count_objects(boxes: list, points: list | None, limits: Limits) -> int:
         raise RequestError("boxes is empty: draw at least one box" if points is None else
                            "boxes and points are both empty: draw a box or click on the object")
     if n > limits.max_boxes:
-        raise RequestError(f"this request has {n} objects: at most {limits.max_boxes} boxes per request")
+        what = f"boxes has {n} boxes" if boxes else f"points has {n} objects"
+        raise RequestError(f"{what}: at most {limits.max_boxes} boxes (objects) per request")
     if points is not None:
         clicks = sum(len(p) for p in points if isinstance(p, list))
         if clicks > limits.max_points:
