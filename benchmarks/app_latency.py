@@ -12,6 +12,7 @@ SAM has ViT-B sizes with random weights (timing only; see docs/benchmarks.md); t
 built-in dis-sam-compact at its 384² input unless --refiner-variant/--size say otherwise.
 
 Usage: .venv/bin/python benchmarks/app_latency.py [--boxes 4] [--image examples/images/fence_on_bricks.jpg]
+Writes benchmarks/results/app_latency.json (``--out``: elsewhere) with the table ``steps``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+from results_io import markdown_table, save
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--boxes", type=int, default=4)
     ap.add_argument("--image", default=str(ROOT / "examples" / "images" / "fence_on_bricks.jpg"))
     ap.add_argument("--other", default=str(ROOT / "examples" / "images" / "tree_on_coffee.jpg"))
+    ap.add_argument("--out", help="the results file (default benchmarks/results/app_latency.json)")
     args = ap.parse_args()
 
     import torch
@@ -71,15 +74,18 @@ def main() -> None:
     run("image A again, new box", a["image_id"], boxes[args.boxes])
     first = [r["total_ms"] for r in rows if not r["embedding_kept"]]
     later = [r["total_ms"] for r in rows if r["embedding_kept"]]
-    print(f"\nimage {w}x{h}; SAM encoder calls: {stage.encoder_calls} for {len(rows)} boxes on 2 images")
-    print("| step | embedding kept | SAM embedding | decoder | refiner | cut-out | PNG encoding | total |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['step']} | {'yes' if r['embedding_kept'] else 'no'} | {r['embedding_ms']:.0f} ms | "
-              f"{r['decoder_ms']:.0f} ms | {r['refiner_ms']:.0f} ms | {r['cutout_ms']:.0f} ms | "
-              f"{r['encode_ms']:.0f} ms | {r['total_ms']:.0f} ms |")
-    print(f"\nfirst box (median of {len(first)}): {statistics.median(first):.0f} ms; next boxes (median of "
-          f"{len(later)}): {statistics.median(later):.0f} ms; ratio {statistics.median(first) / statistics.median(later):.1f}x")
+    table = [[r["step"], "yes" if r["embedding_kept"] else "no"]
+             + [f"{r[k]:.0f} ms" for k in ("embedding_ms", "decoder_ms", "refiner_ms", "cutout_ms", "encode_ms", "total_ms")]
+             for r in rows]
+    results = {"image_wh": [w, h], "boxes": args.boxes, "encoder_calls": stage.encoder_calls, "rows": rows,
+               "first_box_s": statistics.median(first) / 1000, "first_box_n": len(first),
+               "next_box_s": statistics.median(later) / 1000, "next_box_n": len(later),
+               "ratio": statistics.median(first) / statistics.median(later)}
+    save("app_latency", results, {"steps": markdown_table(
+        ["step", "embedding kept", "SAM embedding", "decoder", "refiner", "cut-out", "PNG encoding", "total"], table,
+        "llrrrrrr")}, out=args.out,
+        notes=f"SAM with ViT-B sizes (random weights), the built-in refiner at 384²; image A {Path(args.image).name}, "
+              f"image B {Path(args.other).name} ({w}x{h}); SAM encoder calls: {stage.encoder_calls} for {len(rows)} boxes")
 
 
 if __name__ == "__main__":

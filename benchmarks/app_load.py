@@ -21,8 +21,13 @@ It reports the answers by status, request latencies, the prober's worst latency,
 resident memory (RSS) after the warm-up, at its peak and after the load, and what the server logged
 (lines per level, tracebacks).
 
+``--malloc-arena-max default 2`` runs the whole load once per value, the server started with glibc's
+``MALLOC_ARENA_MAX`` set to it (``default``: unset), side by side in one run.
+
 Usage: PYTHONPATH=src python benchmarks/app_load.py [--requests 40] [--slow 6] [--vanishing 6] [--rounds 2]
-       [--queue-size 8] [--body-timeout 10] [-- EXTRA dissam app ARGUMENTS]
+       [--queue-size 8] [--body-timeout 10] [--malloc-arena-max default 2] [-- EXTRA dissam app ARGUMENTS]
+Writes benchmarks/results/app_load.json (``--out``: elsewhere) with the table ``load``: one column per
+allocator setting.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from results_io import markdown_table, save
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples" / "images").glob("*.jpg"))
@@ -73,9 +80,56 @@ def main() -> None:
     ap.add_argument("--body-timeout", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=2, help="load rounds (RSS after each)")
     ap.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of the server (default 1)")
+    ap.add_argument("--malloc-arena-max", nargs="+", default=["default"], metavar="N",
+                    help="run the load once per value of the server's MALLOC_ARENA_MAX ('default': unset)")
+    ap.add_argument("--out", help="the results file (default benchmarks/results/app_load.json)")
     ap.add_argument("extra", nargs="*", help="more `dissam app` arguments (after --)")
     args = ap.parse_args()
+    runs = {}
+    for arenas in args.malloc_arena_max:
+        runs[arenas] = run_load(args, None if arenas == "default" else arenas)
+        print(json.dumps(runs[arenas], indent=1), flush=True)
+    columns = ["default allocator" if a == "default" else f"`MALLOC_ARENA_MAX={a}`" for a in runs]
+    save("app_load", {"runs": runs}, {"load": markdown_table(["", *columns], table_rows(args, list(runs.values())))},
+         out=args.out, notes="the built-in models unless extra arguments say otherwise; each column one server process")
 
+
+def table_rows(args, runs: list[dict]) -> list[list]:
+    """The rows of the docs' table: one value per run."""
+    def cells(fn):
+        return [fn(r) for r in runs]
+
+    def answers(r, key):
+        return r["answers"].get(key, 0)
+
+    def logged(r, level):
+        return r["server_log"]["lines_by_level"].get(level, 0)
+
+    other = lambda r: sum(v for k, v in r["answers"].items() if k.startswith("client ") and k != "client 200")  # noqa: E731
+    rounds = "after " + " / after ".join(f"round {k + 1}" for k in range(args.rounds))
+    return [
+        [f"clients answered `200` (of {args.requests} per round, {args.rounds} rounds)", *cells(lambda r: answers(r, "client 200"))],
+        ["other answers to clients (`404` lost image, `500`, ...)", *cells(other)],
+        [f"`503` answers retried by the clients (queue of {args.queue_size} full)", *cells(lambda r: r["retried_503"])],
+        [f"slow uploads: `408` after {args.body_timeout:g} s / `503` (too many bodies being received)",
+         *cells(lambda r: f"{answers(r, 'slow 408')} / {answers(r, 'slow 503')}")],
+        ["vanishing clients: dropped from the queue or stopped (server log: \"went away\")",
+         *cells(lambda r: r["server_log"]["went_away"])],
+        ["hostile: `400` (deep JSON, bomb, EPS) / `413` (JSON body) / `503`",
+         *cells(lambda r: f"{answers(r, 'hostile 400')} / {answers(r, 'hostile 413')} / {answers(r, 'hostile 503')}")],
+        ["`GET /api/info` during the load: median / worst",
+         *cells(lambda r: f"{r['info_probe']['median_ms']:.1f} ms / {r['info_probe']['max_ms']:.0f} ms")],
+        ["wall time per round", *cells(lambda r: ", ".join(f"{w:.0f} s" for w in r["wall_s_per_round"]))],
+        ["server RSS after the warm-up", *cells(lambda r: f"{r['rss_mib']['after_warmup']} MiB")],
+        [f"server RSS {rounds}", *cells(lambda r: " / ".join(str(v) for v in r["rss_mib"]["after_each_round"]) + " MiB")],
+        ["server RSS peak", *cells(lambda r: f"{r['rss_mib']['peak']} MiB")],
+        ["server log: ERROR lines / tracebacks", *cells(lambda r: f"{logged(r, 'ERROR')} / {r['server_log']['tracebacks']}")],
+        ["server log: INFO / WARNING lines", *cells(lambda r: f"{logged(r, 'INFO')} / {logged(r, 'WARNING')}")],
+    ]
+
+
+def run_load(args, malloc_arena_max: str | None) -> dict:
+    """One server process under the whole load (all rounds): its answers, latencies, memory and log."""
     import httpx
     import psutil
     from PIL import Image
@@ -84,6 +138,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.mkdtemp(prefix="dissam_app_load_")) / "server.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(args.threads)}
+    env.pop("MALLOC_ARENA_MAX", None)
+    if malloc_arena_max is not None:
+        env["MALLOC_ARENA_MAX"] = malloc_arena_max
     cmd = [sys.executable, "-m", "dissam", "app", "--port", str(port), "--queue-size", str(args.queue_size),
            "--body-timeout", str(args.body_timeout), *args.extra]
     with open(log_path, "w") as log_file:
@@ -265,7 +322,8 @@ def main() -> None:
         "limits": info["limits"],
     }
     summary["server_log"]["path"] = str(log_path)
-    print(json.dumps(summary, indent=1))
+    summary["env"] = "default" if malloc_arena_max is None else f"MALLOC_ARENA_MAX={malloc_arena_max}"
+    return summary
 
 
 if __name__ == "__main__":

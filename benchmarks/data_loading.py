@@ -26,7 +26,10 @@ Writes N random-content JPEG images (H x W) with GT and mask PNGs to a temporary
 Usage::
 
     .venv/bin/python benchmarks/data_loading.py --n 16 --epochs 3 --workers 2 --batch 2 --repeat 2
-    .venv/bin/python benchmarks/data_loading.py --mode items --n 8
+    .venv/bin/python benchmarks/data_loading.py --mode items --n 16 --repeat 3
+
+Writes benchmarks/results/data_loading_loader.json or data_loading_items.json (``--out``: elsewhere)
+with the table ``loader`` or ``items``.
 """
 
 from __future__ import annotations
@@ -44,12 +47,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from results_io import markdown_table, save
 
 from dissam.data.dataset import DisDataset, assemble_u8
 from dissam.data.layout import discover_split
 from dissam.io import write_png
 
 VARIANTS = ("before", "after, CPU run", "after", "after+ram")
+VARIANT_LABELS = {"before": "before (float items, loader rebuilt each epoch)",
+                  "after, CPU run": "after, CPU run (the workers assemble)",
+                  "after": "after, GPU run (uint8 batches as delivered)", "after+ram": "after + `data.ram_cache`"}
+ITEM_PASSES = {
+    "before_cache": "before: float item from the cache (box map, assembly and flip in the worker)",
+    "no_cache": "float item, no cache (decode + three resizes)",
+    "cache_fill": "float item, cache first pass (the same + an atomic write)",
+    "cache_read": "now: float item from the cache (the box map is cached)",
+    "u8_read": "now: uint8 item from the cache (what a worker returns for a GPU run)",
+    "u8_assembly": "assembly of a uint8 item: flip, normalise, label (a GPU's part; here on one core)",
+}
 
 
 def write_split(root: Path, n: int, h: int, w: int) -> Path:
@@ -66,37 +81,47 @@ def write_split(root: Path, n: int, h: int, w: int) -> Path:
     return root
 
 
-def items_mode(a, split: Path, tmp: Path) -> None:
-    torch.set_num_threads(a.threads)
+def item_passes(a, split: Path, cache: Path) -> dict[str, float]:
+    """Seconds per item of each pass of ``ITEM_PASSES`` over the split, with a fresh ``cache``."""
     samples = discover_split(split, require_masks=True)
-    rows = []
-    for label, cache in (
-        ("float item, no cache", None),
-        ("float item, cache: first pass (fill)", tmp / "c"),
-        ("float item, cache: second pass (read)", tmp / "c"),
-    ):
-        ds = DisDataset(samples, size=a.size, cache_dir=cache, augment=True)
+    sec = {}
+    for key, cache_dir in (("no_cache", None), ("cache_fill", cache), ("cache_read", cache)):
+        ds = DisDataset(samples, size=a.size, cache_dir=cache_dir, augment=True)
         t = time.perf_counter()
         for i in range(len(ds)):
             ds[i]
-        rows.append((label, (time.perf_counter() - t) / len(ds)))
-    ds = DisDataset(samples, size=a.size, cache_dir=tmp / "c", augment=True)
+        sec[key] = (time.perf_counter() - t) / len(ds)
+    ds = DisDataset(samples, size=a.size, cache_dir=cache, augment=True)
     t = time.perf_counter()
     raws = [ds.raw_item(i) for i in range(len(ds))]
-    rows.append(("uint8 item from the cache (what a worker returns)", (time.perf_counter() - t) / len(ds)))
+    sec["u8_read"] = (time.perf_counter() - t) / len(ds)
     t = time.perf_counter()
     for r in raws:
         assemble_u8(r["u8"][None], [r["flip"]], r["drop"][None])
-    rows.append(("assembly of a uint8 item (flip, normalise, label; the device's part)", (time.perf_counter() - t) / len(ds)))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {a.n} images {a.hw[0]}x{a.hw[1]} -> {a.size}^2")
-    before = before_dataset_class(a.before_ref)(samples, size=a.size, cache_dir=tmp / "c", augment=True)
+    sec["u8_assembly"] = (time.perf_counter() - t) / len(ds)
+    before = before_dataset_class(a.before_ref)(samples, size=a.size, cache_dir=cache, augment=True)
     t = time.perf_counter()
     for i in range(len(before)):
         before[i]
-    rows.insert(0, ("before: float item, cache read (the code of --before-ref)", (time.perf_counter() - t) / len(before)))
-    print("| pass | ms per item |\n|---|---|")
-    for label, sec in rows:
-        print(f"| {label} | {sec * 1000:.0f} |")
+    sec["before_cache"] = (time.perf_counter() - t) / len(before)
+    return sec
+
+
+def items_mode(a, split: Path, tmp: Path) -> None:
+    torch.set_num_threads(a.threads)
+    runs = [item_passes(a, split, tmp / f"c{k}") for k in range(a.repeat)]
+    ms = {key: [1000 * r[key] for r in runs] for key in ITEM_PASSES}
+    med = {key: statistics.median(v) for key, v in ms.items()}
+    rows = [[label, f"{med[key]:.0f}" + (f" ({', '.join(f'{v:.0f}' for v in ms[key])})" if a.repeat > 1 else "")]
+            for key, label in ITEM_PASSES.items()]
+    results = {"n": a.n, "hw": list(a.hw), "size": a.size, "threads": a.threads, "repeat": a.repeat,
+               "before_ref": a.before_ref, "ms_per_item": ms, "median_ms": med,
+               "worker_saving_gpu_run": med["before_cache"] / med["u8_read"],
+               "worker_saving_cpu_run": med["before_cache"] / med["cache_read"]}
+    runs_note = f"the median of {a.repeat} runs, the runs in brackets" if a.repeat > 1 else "one run"
+    save("data_loading_items", results, {"items": markdown_table(["pass", "ms per item"], rows)}, out=a.out,
+         notes=f"{a.n} JPEG images {a.hw[1]}x{a.hw[0]} with GT and mask PNGs -> {a.size}², one process, "
+               f"{a.threads} torch thread(s), {runs_note}; before = DisDataset of commit {a.before_ref}")
 
 
 def before_dataset_class(ref: str):
@@ -177,24 +202,29 @@ def loader_mode(a, split: Path, tmp: Path) -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             results[v].append(json.loads(out.strip().splitlines()[-1]))
     n = a.n
-    print(f"torch {torch.__version__}, {a.n} images {a.hw[0]}x{a.hw[1]} -> {a.size}^2, {a.epochs} epochs, "
-          f"{a.workers} workers, batch {a.batch}, main process {a.threads} thread(s), median of {a.repeat} "
-          "interleaved runs")
-    print("| variant | epoch 0 items/s (decode, resize, cache fill) | later epochs items/s | "
-          "assembly of a uint8 item in the main process, ms | peak RSS main MiB | "
-          "peak RSS largest worker MiB |\n|---|---|---|---|---|---|")
-    rate = {}
+    table, summary = [], {}
     for v in VARIANTS:
         rs = results[v]
         first = statistics.median(n / r["epoch_s"][0] for r in rs)
-        rate[v] = statistics.median(n * (a.epochs - 1) / sum(r["epoch_s"][1:]) for r in rs)
+        later = statistics.median(n * (a.epochs - 1) / sum(r["epoch_s"][1:]) for r in rs)
         asm = statistics.median(1000 * r["assembly_s"][0] for r in rs)
         rss_m = max(r["rss_main_mb"] for r in rs)
         rss_w = max(r["rss_worker_mb"] for r in rs)
-        asm_txt = f"{asm:.1f}" if asm else "– (in the workers)"
-        print(f"| {v} | {first:.2f} | {rate[v]:.2f} | {asm_txt} | {rss_m:.0f} | {rss_w:.0f} |")
-    for v in VARIANTS[1:]:
-        print(f"later epochs, {v} / before: {rate[v] / rate['before']:.1f}x")
+        summary[v] = {"epoch0_items_per_s": first, "later_items_per_s": later, "assembly_ms": asm,
+                      "rss_main_mb": rss_m, "rss_worker_mb": rss_w, "runs": rs}
+        table.append([VARIANT_LABELS[v], f"{first:.2f}", f"{later:.2f}", f"{asm:.1f}" if asm else "– (in the workers)",
+                      f"{rss_m:.0f}", f"{rss_w:.0f}"])
+    speedups = {v.replace(", ", "_").replace(" ", "_").replace("+", "_"):
+                summary[v]["later_items_per_s"] / summary["before"]["later_items_per_s"] for v in VARIANTS[1:]}
+    header = ["variant", "epoch 0 items/s (decode, resize, cache fill)", "later epochs items/s",
+              "assembly of a uint8 item in the main process, ms", "peak RSS main MiB", "peak RSS largest worker MiB"]
+    save("data_loading_loader", {"n": n, "hw": list(a.hw), "size": a.size, "epochs": a.epochs, "workers": a.workers,
+                                 "batch": a.batch, "repeat": a.repeat, "threads": a.threads,
+                                 "before_ref": a.before_ref, "variants": summary, "later_speedup_vs_before": speedups},
+         {"loader": markdown_table(header, table)}, out=a.out,
+         notes=f"{n} JPEG images {a.hw[1]}x{a.hw[0]} with GT and mask PNGs -> {a.size}², {a.epochs} epochs, "
+               f"{a.workers} workers, batch {a.batch}, disk cache, flips on; main process {a.threads} thread(s); "
+               f"each variant in its own process, median of {a.repeat} interleaved rounds")
 
 
 def main() -> None:
@@ -211,6 +241,7 @@ def main() -> None:
     # small op at OpenMP barriers whenever one of them is preempted
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--before-ref", default="be74b1e", help="the commit whose DisDataset is 'before'")
+    ap.add_argument("--out", help="the results file (default benchmarks/results/data_loading_MODE.json)")
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in a subprocess
     ap.add_argument("--split", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)

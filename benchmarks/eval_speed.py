@@ -7,14 +7,14 @@ identical. Then times a cold versus a warm HCE skeleton cache on the first ``--c
 synthetic pairs.
 
     .venv/bin/python benchmarks/eval_speed.py --pairs 200 --workers 2
+
+Writes benchmarks/results/eval_speed.json (``--json``: elsewhere) with the table ``eval_speed``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from results_io import markdown_table, save
 
 from dissam.evaluate import evaluate_folders
 from dissam.utils import library_versions
@@ -85,7 +86,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=200, help="synthetic full-size pairs (default 200)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache-pairs", type=int, default=20, help="pairs for the skeleton-cache timing")
-    ap.add_argument("--json", help="write the timings here")
+    ap.add_argument("--json", help="the results file (default benchmarks/results/eval_speed.json)")
     args = ap.parse_args()
 
     rows: list[tuple] = []
@@ -100,6 +101,7 @@ def main() -> int:
         mp = (
             np.mean([cv2.imread(str(p), 0).size for p in sorted((tmp / "synth" / "gt").iterdir())[:20]]) / 1e6
         )
+        first = len(rows)
         synth = compare(
             f"synthetic ({args.pairs} pairs, ~{mp:.1f} MP)", tmp / "synth" / "pred", tmp / "synth" / "gt",
             args.workers, rows,
@@ -120,15 +122,22 @@ def main() -> int:
         print(f"skeleton cache: cold {cold:.1f} s, warm {warm:.1f} s", flush=True)
 
     v = library_versions()
-    print()
-    print(f"python {platform.python_version()}, opencv {v['opencv']}, scikit-image {v['scikit-image']}, "
-          f"pysodmetrics {v['pysodmetrics']}, {os.cpu_count()} CPUs")  # fmt: skip
-    print("| set | images | workers | wall time (s) | s / image |")
-    print("|---|---:|---:|---:|---:|")
-    for label, n, w, t, per in rows:
-        print(f"| {label} | {n} | {w} | {t:.1f} | {per:.2f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "versions": v}, indent=1))
+    serial, parallel = rows[first][3], rows[first + 1][3]
+    per_image = rows[first][4]
+    results = {
+        "pairs": args.pairs, "workers": args.workers, "mean_megapixels": float(mp), "versions": v,
+        "rows": [dict(zip(("set", "images", "workers", "wall_s", "s_per_image"), r, strict=True)) for r in rows],
+        "serial_s_per_image": per_image,
+        "parallel_speedup": serial / parallel,
+        "cache_cold_s_per_image": cold / k, "cache_warm_s_per_image": warm / k, "cache_speedup": cold / warm,
+        # what one DIS-VD pass (470 images) would take at these rates
+        "dis_vd_serial_min": 470 * per_image / 60, "dis_vd_warm_cache_min": 470 * warm / k / 60,
+    }
+    table = markdown_table(["set", "images", "workers", "wall time (s)", "s / image"],
+                           [[label, n, w, f"{t:.1f}", f"{per:.2f}"] for label, n, w, t, per in rows])
+    save("eval_speed", results, {"eval_speed": table}, out=args.json,
+         notes=f"python {sys.version.split()[0]}, opencv {v['opencv']}, scikit-image {v['scikit-image']}, "
+               f"pysodmetrics {v['pysodmetrics']}; serial and parallel results asserted identical")
     return 0
 
 

@@ -11,7 +11,8 @@ SAM encoder, the parity fixtures' tiny SAM (tests/fixtures/sam; untrained): embe
 cosine, and coarse-mask IoU for the fixture boxes, for bf16 and ONNX int8 against fp32.
 
 Usage:  PYTHONPATH=src python benchmarks/precision_accuracy.py [--n 24] [--threads 2] [--out results.json]
-Prints Markdown tables.
+Writes benchmarks/results/precision_accuracy.json (``--out``: elsewhere) with the Markdown tables the
+docs show: ``refiner``, ``fixture`` (with ``--fixture-n`` > 0) and ``sam``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from results_io import markdown_table, save  # noqa: E402  (a sibling module, not a package)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -127,13 +130,51 @@ def evaluate_sam(tmp: Path) -> dict:
     return res
 
 
+PATHS = {"torch fp32": "torch_fp32", "torch fp32 channels_last": "torch_fp32_cl",
+         "torch bf16 channels_last": "torch_bf16_cl", "ORT fp32": "ort_fp32"}
+SAM_PATHS = {"torch bf16": "torch_bf16", "ORT fp32": "ort_fp32", "ORT int8": "ort_int8"}
+LABELS = {"torch_fp32": "torch fp32", "torch_fp32_cl": "torch fp32 `channels_last`",
+          "torch_bf16_cl": "torch bf16 `channels_last`", "ort_fp32": "ORT fp32", "torch_bf16": "torch bf16",
+          "ort_int8": "ORT dynamic int8"}
+
+
+def _diff(v: float) -> str:
+    return "0" if v == 0 else f"{v:.1e}"
+
+
+def _iou_pair(mean: float, low: float) -> str:
+    return "1 / 1" if mean == low == 1.0 else f"{mean:.4f} / {low:.4f}"
+
+
+def refiner_table(results: dict, keys: list[str]) -> str:
+    """The paths of ``results[key]`` for each key; the metric columns only where metrics were computed."""
+    metrics = all("metrics" in r for key in keys for r in results[key]["paths"].values())
+    rows = []
+    for key in keys:
+        block = results[key]
+        for path, r in block["paths"].items():
+            row = [LABELS[path], block["size"], _diff(r["max_abs_diff"]), _iou_pair(r["mask_iou_mean"], r["mask_iou_min"])]
+            if metrics:
+                row += [f"{r['metrics'][k]:.4f}" for k in ("maxFm", "MAE", "Smeasure", "mIoU")]
+            rows.append(row)
+    header = ["refiner path", "size", "max abs diff vs fp32", "mask IoU vs fp32, mean / min"]
+    return markdown_table(header + (["maxF", "MAE", "S", "mIoU"] if metrics else []), rows)
+
+
+def sam_table(sam: dict) -> str:
+    rows = [[LABELS[k], f"{r['emb_max_abs_diff']:.2g}" if r["emb_max_abs_diff"] >= 1e-3 else _diff(r["emb_max_abs_diff"]),
+             f"{r['emb_cosine']:.5f}", f"{r['low_res_mask_iou_min']:.4f}"] for k, r in sam.items() if k != "torch_fp32"]
+    return markdown_table(["SAM encoder path", "embedding max abs diff", "cosine vs fp32",
+                           "low-res mask IoU vs fp32 (min over boxes)"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=24, help="test images (default 24)")
     ap.add_argument("--fixture-n", type=int, default=3, help="images for the full fixture-weight refiner at 1024²")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", help="an existing `dissam synth --masks degrade` folder (default: generate one)")
-    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--out", help="the results file (default benchmarks/results/precision_accuracy.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from dissam.hub.loading import load_refiner
@@ -147,38 +188,27 @@ def main() -> None:
     if not args.data:
         subprocess.run([sys.executable, "-m", "dissam", "synth", str(data), "-n", str(args.n), "--seed", "11",
                         "--masks", "degrade", "--no-progress"], check=True)
-    results: dict = {"threads": args.threads, "n": args.n, "torch": torch.__version__}
+    results: dict = {"threads": args.threads, "n": args.n, "fixture_n": args.fixture_n, "torch": torch.__version__}
+
+    def refiner_block(ref, size: int, n: int, metrics: bool) -> dict:
+        paths = evaluate_refiner(ref, size, data, n, tmp, metrics=metrics)
+        return {"size": size, "images": n, "paths": {PATHS[k]: v for k, v in paths.items()}}
+
     builtin = load_refiner(BUILTIN_REFINER)
-    results["builtin_native"] = evaluate_refiner(builtin, builtin.input_size, data, args.n, tmp, metrics=True)
-    results["builtin_native"]["size"] = builtin.input_size
-    results["builtin_1024"] = evaluate_refiner(builtin, 1024, data, args.n, tmp, metrics=True)
-    manifest = json.loads((ROOT / "tests" / "fixtures" / "isnet" / "manifest.json").read_text())
-    net = ISNetDIS(in_ch=5).eval()
-    net.load_state_dict(isnet_fixture_state_dict(manifest["isnet_dis_in5"]["state_dict"]))
-    keys = ["builtin_native", "builtin_1024"]
+    results["builtin_native"] = refiner_block(builtin, builtin.input_size, args.n, True)
+    results["builtin_1024"] = refiner_block(builtin, 1024, args.n, True)
+    tables = {"refiner": refiner_table(results, ["builtin_native", "builtin_1024"])}
     if args.fixture_n > 0:
-        results["fixture_isnet_1024"] = evaluate_refiner(Refiner.from_module(net), 1024, data, args.fixture_n, tmp,
-                                                         metrics=False)
-        keys.append("fixture_isnet_1024")
-    results["sam_fixture"] = evaluate_sam(tmp)
-    for key in keys:
-        print(f"\n### refiner, {key} ({args.n if key.startswith('builtin') else args.fixture_n} images)\n")
-        print("| path | max abs diff vs fp32 | mask IoU vs fp32 (mean / min) | maxF | MAE | S | mIoU | s/img |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for name, r in results[key].items():
-            if not isinstance(r, dict):
-                continue
-            m = r.get("metrics", {})
-            f = lambda k, m=m: f"{m[k]:.4f}" if k in m else "–"  # noqa: E731
-            print(f"| {name} | {r['max_abs_diff']:.2e} | {r['mask_iou_mean']:.5f} / {r['mask_iou_min']:.5f} | "
-                  f"{f('maxFm')} | {f('MAE')} | {f('Smeasure')} | {f('mIoU')} | {r['median_s']:.3f} |")
-    print("\n### SAM encoder, parity-fixture tiny SAM (untrained)\n")
-    print("| path | embedding max abs diff | cosine | low-res mask IoU (min over boxes) |")
-    print("|---|---:|---:|---:|")
-    for name, r in results["sam_fixture"].items():
-        print(f"| {name} | {r['emb_max_abs_diff']:.2e} | {r['emb_cosine']:.6f} | {r['low_res_mask_iou_min']:.5f} |")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+        manifest = json.loads((ROOT / "tests" / "fixtures" / "isnet" / "manifest.json").read_text())
+        net = ISNetDIS(in_ch=5).eval()
+        net.load_state_dict(isnet_fixture_state_dict(manifest["isnet_dis_in5"]["state_dict"]))
+        results["fixture_isnet_1024"] = refiner_block(Refiner.from_module(net), 1024, args.fixture_n, False)
+        tables["fixture"] = refiner_table(results, ["fixture_isnet_1024"])
+    results["sam_fixture"] = {{**SAM_PATHS, "torch fp32": "torch_fp32"}[k]: v for k, v in evaluate_sam(tmp).items()}
+    tables["sam"] = sam_table(results["sam_fixture"])
+    save("precision_accuracy", results, tables, out=args.out,
+         notes=f"refiner: dis-sam-compact (trained) on {args.n} images of `dissam synth --seed 11 --masks degrade`; "
+               "SAM: the parity fixtures' tiny SAM (untrained)")
 
 
 if __name__ == "__main__":

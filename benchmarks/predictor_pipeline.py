@@ -9,6 +9,7 @@ Each mode runs in a fresh subprocess so the peak RSS is its own. SAM has ViT-B s
 weights (timing only); the refiner is the full DIS-SAM ISNetDIS(in_ch=5) at 1024² unless --variant.
 
 Usage: .venv/bin/python benchmarks/predictor_pipeline.py [--boxes 4] [--variant dis-sam] [--size 1024]
+Writes benchmarks/results/predictor_pipeline.json (``--out``: elsewhere) with the table ``pipelines``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 
 import numpy as np
+from results_io import markdown_table, save
 
 
 def _sam_vit_b():
@@ -80,7 +82,8 @@ def main() -> None:
     ap.add_argument("--boxes", type=int, default=4)
     ap.add_argument("--variant", default="dis-sam")
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--child")
+    ap.add_argument("--out", help="the results file (default benchmarks/results/predictor_pipeline.json)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(_child(a.child, a.boxes, a.variant, a.size)))
@@ -91,13 +94,20 @@ def main() -> None:
                               "--size", str(a.size)], check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]
-    print(f"one 768x1024 image, {a.boxes} boxes, SAM ViT-B (random weights) + refiner {a.variant} at {a.size}²\n")
-    print("| pipeline | wall time (s) | SAM encoder passes | peak RSS (MB) | speed-up | memory ratio |")
-    print("|---|---|---|---|---|---|")
+    table = []
     for r in rows:
-        print(f"| {r['mode']} | {r['seconds']:.1f} | {r['encoder_calls']} | {r['peak_rss_mb']:.0f} | "
-              f"{base['seconds'] / r['seconds']:.2f}x | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |")
-    print(f"\nchecksums of the soft maps (equal up to float32 noise): {[round(r['checksum'], 2) for r in rows]}")
+        r["speedup"] = base["seconds"] / r["seconds"]
+        r["memory_ratio"] = r["peak_rss_mb"] / base["peak_rss_mb"]
+        bold = "**" if r is not base else ""
+        table.append([r["mode"], f"{r['seconds']:.1f}", r["encoder_calls"], f"{r['peak_rss_mb']:.0f}",
+                      f"{bold}{r['speedup']:.2f}×{bold}", f"{bold}{r['memory_ratio']:.2f}×{bold}"])
+    pixels = a.boxes * 768 * 1024
+    results = {"boxes": a.boxes, "variant": a.variant, "size": a.size, "pipelines": {r["mode"]: r for r in rows},
+               "pixels": pixels, "checksum_diff_per_pixel": abs(rows[0]["checksum"] - rows[1]["checksum"]) / pixels}
+    save("predictor_pipeline", results, {"pipelines": markdown_table(
+        ["pipeline", "wall time (s)", "SAM encoder passes", "peak RSS (MB)", "speed-up", "memory"], table)},
+        out=a.out, notes=f"one 768x1024 image, {a.boxes} boxes, SAM ViT-B sizes (random weights) + refiner "
+                         f"{a.variant} at {a.size}², 2 threads, each pipeline in its own process")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ per-stage seconds per image that the Ray engine reports, and whether every run w
 as the local engine.
 
     PYTHONPATH=src python benchmarks/ray_engine.py --images 24 --rounds 2 --out /tmp/ray_bench
+
+Writes benchmarks/results/ray_engine.json (``--json``: elsewhere) with the tables ``engines`` and
+``cpu_stages`` (the CPU stage costs are measured after the engines); ``--cpu-stages-only`` writes
+benchmarks/results/ray_engine_cpu_stages.json with ``cpu_stages`` alone.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import markdown_table, save
 
 CONFIGS = {  # name -> (extra flags, extra environment)
     "local, 1 thread": ([], {"OMP_NUM_THREADS": "1"}),
@@ -55,6 +60,15 @@ BASE = {"local, 1 thread": "local, 1 thread", "ray, 1 actor x 1 CPU": "local, 1 
         "ray, 1 actor x 2 CPUs": "local, 2 threads"}
 """Each run is compared (time and bytes) with the local run of the same torch threads per model:
 float results depend on the thread count, not on the engine."""
+LABELS = {"local, 1 thread": "local, 1 thread (`OMP_NUM_THREADS=1`)",
+          "ray, 1 actor x 1 CPU": "ray, 1 actor × 1 CPU (the defaults)",
+          "ray, 2 actors x 1 CPU": "ray, 2 actors × 1 CPU (one per core)",
+          "local, 2 threads": "local, 2 threads (its default here)",
+          "ray, 1 actor x 2 CPUs": "ray, 1 actor × 2 CPUs, reading with 0 CPUs"}
+STAGE_LABELS = {"decode JPEG": "decode a JPEG (reading task)",
+                "encode mask PNG": "encode the mask PNG (per box, actor)",
+                "encode soft PNG": "encode the 8-bit soft map PNG (`--soft`, per box, actor)",
+                "cut-out (fg estimation) + PNG": "cut-out with foreground estimation + PNG (`--rgba`, per box, actor)"}
 
 
 def make_images(folder: Path, n: int) -> Path:
@@ -154,17 +168,38 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
+def cpu_stage_table(costs: dict[str, float]) -> str:
+    def ms(sec: float) -> str:
+        return f"{sec:.1f} s" if sec >= 10 else f"{sec * 1000:.0f} ms" if sec >= 0.1 else f"{sec * 1000:.1f} ms"
+
+    rows = [[label, ms(costs[f"{key} 640x480"]), ms(costs[f"{key} 12MP"])] for key, label in STAGE_LABELS.items()]
+    return markdown_table(["step", "640×480", "12 MP (4000×3000)"], rows)
+
+
+SHORT = {"decode JPEG": "decode", "encode mask PNG": "mask_png", "encode soft PNG": "soft_png",
+         "cut-out (fg estimation) + PNG": "cutout"}
+
+
+def cpu_stage_summary(costs: dict[str, float]) -> dict:
+    """The costs, also under plain keys (``decode_12mp``, ``cutout_640x480``...) that the docs can name."""
+    by_key = {f"{SHORT[name]}_{'12mp' if size == '12MP' else size}": sec
+              for name in SHORT for size in ("640x480", "12MP") for sec in [costs[f"{name} {size}"]]}
+    return {"seconds": costs, "by_key": by_key,
+            "decode_mask_soft_12mp_s": by_key["decode_12mp"] + by_key["mask_png_12mp"] + by_key["soft_png_12mp"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default="/tmp/dissam_ray_bench")
-    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--json", default=None, help="the results file (default benchmarks/results/ray_engine.json)")
     ap.add_argument("--cpu-stages-only", action="store_true", help="only the CPU stage costs (cpu_stage_costs)")
     args = ap.parse_args()
     if args.cpu_stages_only:
-        for name, sec in cpu_stage_costs().items():
-            print(f"{name}: {sec * 1000:.1f} ms")
+        costs = cpu_stage_costs()
+        save("ray_engine_cpu_stages", cpu_stage_summary(costs), {"cpu_stages": cpu_stage_table(costs)}, out=args.json,
+             notes="one thread, best of 3")
         return
     root = Path(args.out)
     shutil.rmtree(root, ignore_errors=True)
@@ -179,6 +214,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import dissam.predictor"], env=env, check=True)
     python_start = time.perf_counter() - t0  # interpreter + torch + dissam imports, before any work
     results: dict[str, dict] = {}
+    every_run: list[dict] = []
     for r in range(args.rounds):
         for name, (extra, extra_env) in CONFIGS.items():
             out = root / f"out_{re.sub('[^a-z0-9]+', '_', name)}_{r}"
@@ -195,22 +231,35 @@ def main() -> None:
             rec["out"] = str(out)
             rec["same_bytes_as_local"] = outputs(out) == outputs(Path(results.get(BASE[name], rec)["out"]))
             print(f"round {r} {name}: {json.dumps(rec)}", flush=True)
+            every_run.append({"name": name, **rec})
             if name not in results or rec["job_s"] < results[name]["job_s"]:
                 results[name] = rec
-    print(f"\n{args.images} images, 640x480, {sum(len(v) for v in json.loads(prompts.read_text()).values())} boxes; "
-          f"python start-up {python_start:.1f} s; fastest of {args.rounds} round(s)\n")
-    print("| run | job (s) | vs local | wall incl. start-up (s) | vs local | peak RSS, tree (MiB) | same bytes as local |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    boxes = sum(len(v) for v in json.loads(prompts.read_text()).values())
+    rows = []
     for name, rec in results.items():
         base = results[BASE[name]]
-        print(f"| {name} | {rec['job_s']:.1f} | {rec['job_s'] / base['job_s']:.2f}x | {rec['wall_s']:.1f} | "
-              f"{rec['wall_s'] / base['wall_s']:.2f}x | {rec['peak_rss_mib']:.0f} | {rec['same_bytes_as_local']} |")
-    for name, rec in results.items():
-        if "stages" in rec:
-            print(f"{name}: Ray start-up {rec['startup_s']:.1f} s; per image, summed over workers: {rec['stages']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"images": args.images, "python_start_s": python_start,
-                                               "results": results}, indent=1))
+        rec["job_vs_local"] = rec["job_s"] / base["job_s"]
+        rec["wall_vs_local"] = rec["wall_s"] / base["wall_s"]
+        rows.append([LABELS[name], f"{rec['job_s']:.1f}", f"{rec['job_vs_local']:.2f}×", f"{rec['wall_s']:.1f}",
+                     f"{rec['wall_vs_local']:.2f}×", f"{rec['peak_rss_mib']:,.0f}",
+                     "(reference)" if BASE[name] == name else "yes" if rec["same_bytes_as_local"] else "**no**"])
+    startups = [r["startup_s"] for r in every_run if "startup_s" in r]
+    costs = cpu_stage_costs()
+    summary = {
+        "images": args.images, "boxes": boxes, "rounds": args.rounds, "python_start_s": python_start,
+        "results": results, "every_run": every_run,
+        "ray_startup_s": {"min": min(startups), "max": max(startups)} if startups else None,
+        # per image, summed over the workers, as the Ray engine with its defaults reports them
+        "stages_ray_defaults": results["ray, 1 actor x 1 CPU"].get("stages"),
+        "ray_services_rss_mib": results["ray, 1 actor x 1 CPU"]["peak_rss_mib"] - results["local, 1 thread"]["peak_rss_mib"],
+        "second_actor_rss_mib": results["ray, 2 actors x 1 CPU"]["peak_rss_mib"] - results["ray, 1 actor x 1 CPU"]["peak_rss_mib"],
+        "cpu_stages": cpu_stage_summary(costs),
+    }
+    header = ["run", "job (s)", "vs local", "wall incl. start-up (s)", "vs local", "peak RSS, tree (MiB)",
+              "same bytes as local"]
+    save("ray_engine", summary, {"engines": markdown_table(header, rows, "lrrrrrl"), "cpu_stages": cpu_stage_table(costs)},
+         out=args.json, notes=f"{args.images} images, 640x480, {boxes} boxes; python start-up {python_start:.1f} s; "
+                              f"fastest of {args.rounds} round(s); CPU stage costs: one thread, best of 3")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Modes (each in a fresh subprocess so peak RSS is per mode):
   inference_cl   fp32, torch.inference_mode(), channels_last memory format
 
 Usage:  .venv/bin/python benchmarks/refiner_forward.py [--size 1024] [--repeats 3] [--variant dis-sam]
-Prints a Markdown table (median seconds per forward, peak RSS) and ratios against "authors".
+Writes benchmarks/results/refiner_forward.json (``--out``: elsewhere) with the table ``modes``
+(median seconds per forward, peak RSS, ratios against "authors").
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import subprocess
 import sys
 import time
 
+from results_io import markdown_table, save
+
 MODES = ("authors", "inference", "inference_cl")
+LABELS = {"authors": "authors (fp32, eval mode, autograd on: their `valid()` has no `no_grad`)",
+          "inference": "`torch.inference_mode()`", "inference_cl": "`inference_mode` + `channels_last`"}
 
 
 def _child(mode: str, size: int, repeats: int, variant: str, threads: int) -> dict:
@@ -55,6 +60,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variant", default="dis-sam")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="the results file (default benchmarks/results/refiner_forward.json)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -69,15 +75,20 @@ def main() -> None:
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]
-    print(f"refiner {args.variant}, input 1x{5}x{args.size}x{args.size}, {args.threads} threads, "
-          f"median of {args.repeats} after 1 warm-up\n")
-    print("| mode | s / forward | peak RSS (MB) | speed-up vs authors | memory vs authors |")
-    print("|---|---|---|---|---|")
+    table = []
     for r in rows:
-        print(f"| {r['mode']} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {base['seconds'] / r['seconds']:.2f}x "
-              f"| {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |")
-    sums = {r["mode"]: r["checksum"] for r in rows}
-    print(f"\noutput checksums (must agree to float32 noise): {sums}")
+        r["speedup_vs_authors"] = base["seconds"] / r["seconds"]
+        r["memory_vs_authors"] = r["peak_rss_mb"] / base["peak_rss_mb"]
+        table.append([LABELS[r["mode"]], f"{r['seconds']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                      f"{r['speedup_vs_authors']:.2f}×", f"{r['memory_vs_authors']:.2f}×"])
+    results = {"variant": args.variant, "size": args.size, "threads": args.threads, "repeats": args.repeats,
+               "modes": {r["mode"]: r for r in rows},
+               "memory_saved_mb": base["peak_rss_mb"] - rows[1]["peak_rss_mb"],
+               "checksum_spread": max(r["checksum"] for r in rows) - min(r["checksum"] for r in rows)}
+    save("refiner_forward", results, {"modes": markdown_table(
+        ["mode", "s / forward", "peak RSS (MB)", "speed vs authors", "memory vs authors"], table)}, out=args.out,
+        notes=f"refiner {args.variant} (random weights), one 1x5x{args.size}x{args.size} input, {args.threads} threads, "
+              f"each mode in its own process, median of {args.repeats} after one warm-up")
 
 
 if __name__ == "__main__":

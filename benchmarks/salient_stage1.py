@@ -33,6 +33,9 @@ and of the built-in refiner's output on it (as benchmarks/real_photo_check.py sc
 Usage:
   PYTHONPATH=src .venv/bin/python benchmarks/salient_stage1.py --u2net u2net.onnx [--images 3] [--json out.json]
   PYTHONPATH=src .venv/bin/python benchmarks/salient_stage1.py accuracy --u2net u2net.onnx [--isnet FILE]
+
+Writes benchmarks/results/salient_stage1_speed.json (table ``speed``) or salient_stage1_accuracy.json
+(table ``accuracy``); ``--json``: elsewhere.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_photo_check import load_gt, load_photo, table  # noqa: E402
+from real_photo_check import load_gt, load_photo  # noqa: E402
+from results_io import markdown_table, save  # noqa: E402
 
 SPEED_STAGES = ("u2netp", "u2netp-auto", "u2net", "isnet-onnx", "isnet-pth", "birefnet-T-bb", "birefnet-L-bb",
                 "sam-vit-b", "sam-vit-l")
@@ -180,20 +184,30 @@ def speed(args) -> list[dict]:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(f"  {rows[-1]}", file=sys.stderr, flush=True)
-    speed_table(rows)
+    cpu = {r["stage"]: r["cpu_s"] for r in rows}
+    ref = cpu.get("sam-vit-l")
+    result = {"images": args.images, "rows": rows,
+              "by_stage": {r["stage"]: {**r, "cpu_vs_sam_vit_l": ref / r["cpu_s"] if ref else None,
+                                        "rss_loaded_mb": r["peak_rss_mb"] - r["rss_before_mb"]} for r in rows}}
+    if "isnet-pth" in cpu and "isnet-onnx" in cpu:  # the same network through torch and ONNX Runtime
+        result["isnet_pth_over_onnx_cpu"] = cpu["isnet-pth"] / cpu["isnet-onnx"]
+    save("salient_stage1_speed", result, {"speed": speed_table(rows)}, out=args.json,
+         notes=f"{args.images} boxes (the first photographs of examples/real_photos.json), one warm-up box; each "
+               "stage in its own process; CPU seconds are of all threads")
     return rows
 
 
-def speed_table(rows: list[dict]) -> None:
+def speed_table(rows: list[dict]) -> str:
     """The Markdown table of the speed rows; the ratio is of CPU seconds (a shared machine's load
     stretches wall time, not the work done)."""
     ref = next((r["cpu_s"] for r in rows if r["stage"] == "sam-vit-l"), None)
-    table(["stage 1", "weights", "CPU s / box", "s / box (wall)", "CPU time vs SAM ViT-L", "peak RSS (MB)",
-           "peak RSS - before loading (MB)", "load (s)"],
-          [[r["stage"], "real" if r["stage"] in ("u2netp", "u2netp-auto", "u2net") else "random",
-            f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}", f"{ref / r['cpu_s']:.1f}x less" if ref else "-",
-            f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f}", f"{r['load_s']:.1f}"]
-           for r in rows])
+    return markdown_table(
+        ["stage 1", "weights", "CPU s / box", "s / box (wall)", "CPU time vs SAM ViT-L", "peak RSS (MB)",
+         "peak RSS - before loading (MB)", "load (s)"],
+        [[r["stage"], "real" if r["stage"] in ("u2netp", "u2netp-auto", "u2net") else "random",
+          f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}", f"{ref / r['cpu_s']:.1f}× less" if ref else "-",
+          f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f}", f"{r['load_s']:.1f}"]
+         for r in rows], "llrrrrrr")
 
 
 def accuracy(args) -> dict:
@@ -239,8 +253,14 @@ def accuracy(args) -> dict:
         rows.append([kind, f"{set_name} ({m['n']})", f"{m['s1_iou']:.3f} -> {m['ref_iou']:.3f}",
                      f"{m['s1_biou']:.3f} -> {m['ref_biou']:.3f}", f"{m['s1_mae']:.4f} -> {m['ref_mae']:.4f}",
                      f"{m['s1_hce']:.0f} -> {m['ref_hce']:.0f}"])
-    table(["stage 1", "set", "IoU stage 1 -> refined", "boundary IoU", "MAE", "HCE"], rows)
-    print(f"(built-in refiner; HCE with OpenCV {cv2.__version__})")
+    by_stage: dict = {}
+    for key, m in out.items():  # {stage: {set: scores}}: paths without "/" for the docs' figures
+        kind, set_name = key.split("/")
+        by_stage.setdefault(kind, {})[set_name] = m
+    save("salient_stage1_accuracy", {"sets": out, "by_stage": by_stage, "opencv": cv2.__version__},
+         {"accuracy": markdown_table(["stage 1", "set", "IoU stage 1 -> refined", "boundary IoU", "MAE", "HCE"], rows,
+                                     "llrrrr")}, out=args.json,
+         notes=f"stage-1 mask -> after the built-in refiner; HCE with OpenCV {cv2.__version__}")
     return out
 
 
@@ -253,14 +273,14 @@ def main() -> None:
     ap.add_argument("--isnet", help="isnet-general-use .onnx or .pth (accuracy)")
     ap.add_argument("--birefnet", help="BiRefNet-general-epoch_244.onnx (accuracy)")
     ap.add_argument("--birefnet-lite", help="BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx (accuracy)")
-    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--json", help="the results file (default benchmarks/results/salient_stage1_MODE.json)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     ap.add_argument("--prepare-isnet", help=argparse.SUPPRESS)
-    ap.add_argument("--table", metavar="JSON", help="print the speed table of an earlier run's --json")
+    ap.add_argument("--table", metavar="JSON", help="print the speed table of an earlier run's results file")
     args = ap.parse_args()
     if args.table:
-        speed_table(json.loads(Path(args.table).read_text()))
+        print(speed_table(json.loads(Path(args.table).read_text())["results"]["rows"]))
         return
     if args.prepare_isnet:
         prepare_isnet(Path(args.prepare_isnet))
@@ -269,10 +289,8 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args)))
         return
     t = time.perf_counter()
-    result = speed(args) if args.mode == "speed" else accuracy(args)
+    speed(args) if args.mode == "speed" else accuracy(args)
     print(f"\n({time.perf_counter() - t:.0f} s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

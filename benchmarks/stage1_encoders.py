@@ -19,6 +19,9 @@ Usage:
   PYTHONPATH=src python benchmarks/stage1_encoders.py            # all encoders, CPU
   PYTHONPATH=src python benchmarks/stage1_encoders.py --quick    # ViT-B and SAM 2.1 tiny, one timed run
   PYTHONPATH=src python benchmarks/stage1_encoders.py --device cuda --dtype bf16 --runs 10
+
+Writes benchmarks/results/stage1_encoders.json (CPU, fp32; other devices and dtypes
+stage1_encoders_DEVICE_DTYPE.json; ``--out``: elsewhere) with the table ``encoders``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ import subprocess
 import sys
 import time
 
+from results_io import markdown_table, save
+
 ENCODERS = ("sam-vit-b", "sam-vit-l", "sam2.1-tiny", "sam2.1-large", "sam3")
+LABELS = {"sam-vit-l": "sam-vit-l (the paper's stage 1)", "sam3": "sam3 (tracker/detector vision encoder)"}
 QUICK = ("sam-vit-b", "sam2.1-tiny")
 
 
@@ -102,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=2, help="timed calls per encoder after one warm-up (default 2)")
     ap.add_argument("--only", nargs="+", choices=ENCODERS, help="a subset of the encoders")
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}, one timed call each")
+    ap.add_argument("--out", help="the results file (default benchmarks/results/stage1_encoders.json on the CPU)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -125,15 +132,26 @@ def main(argv=None) -> int:
 
     med = {r["name"]: statistics.median(r["times"]) for r in results}
     ref = "sam-vit-l" if "sam-vit-l" in med else results[0]["name"]
-    print(f"\n{args.device}, {args.dtype}, median of {runs} timed call(s) after one warm-up; "
-          f"each encoder in its own process\n")
-    mem = "peak GPU MiB" if args.device.startswith("cuda") else "peak RSS MiB"
-    print(f"| encoder | input | parameters | s / image | speed vs {ref} | {mem} |")
-    print("|---|---|---|---|---|---|")
+    cuda = args.device.startswith("cuda")
+    mem = "peak GPU MiB" if cuda else "peak RSS MiB"
+    table, encoders = [], {}
     for r in results:
-        m = r["gpu_mib"] if args.device.startswith("cuda") else r["rss_mib"]
-        print(f"| {r['name']} | {r['side']}² | {r['params'] / 1e6:.1f} M | {med[r['name']]:.3f} | "
-              f"{med[ref] / med[r['name']]:.2f}× | {m:.0f} |")
+        m = r["gpu_mib"] if cuda else r["rss_mib"]
+        s = med[r["name"]]
+        # keyed without dots ("sam2_1-tiny"), so that the docs can name a figure by its path
+        encoders[r["name"].replace(".", "_")] = {**r, "median_s": s, "speed_vs_ref": med[ref] / s, "memory_mib": m}
+        table.append([LABELS.get(r["name"], r["name"]), f"{r['side']}²", f"{r['params'] / 1e6:.1f} M", f"{s:.1f}" if s >= 1 else f"{s:.3f}",
+                      f"{med[ref] / s:.2f}×", f"{m:.0f}"])
+    summary = {"device": args.device, "dtype": args.dtype, "runs": runs, "reference": ref, "encoders": encoders}
+    if "sam-vit-b" in med and "sam2.1-tiny" in med:  # what the docs say of the small SAM 2.1
+        summary["tiny_vs_vit_b"] = med["sam-vit-b"] / med["sam2.1-tiny"]
+        summary["tiny_memory_vs_vit_b"] = encoders["sam2_1-tiny"]["memory_mib"] / encoders["sam-vit-b"]["memory_mib"]
+    name = "stage1_encoders" if (args.device, args.dtype) == ("cpu", "fp32") else \
+        f"stage1_encoders_{args.device.split(':')[0]}_{args.dtype}"
+    save(name, summary, {"encoders": markdown_table(["encoder", "input", "parameters", "s / image",
+                                                      f"speed vs {ref}", mem], table, "lllrrr")}, out=args.out,
+         notes=f"{args.device}, {args.dtype}, median of {runs} timed call(s) after one warm-up; each encoder in its "
+               "own process; transformers' default full-size configs, random weights")
     return 0
 
 

@@ -5,7 +5,10 @@ full-size GrabCut's.
 The image is a photo-like generated sample (``dissam synth --style photo``, scikit-image's photo bank)
 upscaled to about ``--megapixels`` MP; one box, the target's.
 
-Usage: PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stage1_large_image.py [--megapixels 3]
+Usage: PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/stage1_large_image.py [--megapixels 3]
+
+Writes benchmarks/results/stage1_large_image.json (``--out``: elsewhere) with the table ``stages``
+and, under ``results``, the seconds, ratios and IoUs per stage 1.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import time
 
 import cv2
 import numpy as np
+from results_io import markdown_table, save
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--megapixels", type=float, default=3.0)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--out", help="the results file (default benchmarks/results/stage1_large_image.json)")
     args = ap.parse_args()
 
     from dissam.coarse import grabcut_mask, mask_iou
@@ -56,13 +61,19 @@ def main() -> None:
             best = min(best, time.perf_counter() - t)
         times[name] = best
     ref = masks["grabcut, full size"]
-    print(f"image {big.shape[1]}x{big.shape[0]} ({big.shape[0] * big.shape[1] / 1e6:.1f} MP), best of {args.reps}")
-    print("| stage 1 | seconds | vs full-size GrabCut | IoU with full-size GrabCut |")
-    print("|---|---:|---:|---:|")
-    for name in runs:
-        print(f"| {name} | {times[name]:.2f} | {times[name] / times['grabcut, full size']:.3f}x "
-              f"| {mask_iou(masks[name], ref):.3f} |")
-
+    labels = {"grabcut, full size": "GrabCut, full size", "grabcut, copy of <= 1024 px": "GrabCut, copy of ≤ 1024 px",
+              "u2netp": "U²-Netp", "u2netp-grabcut": "U²-Netp + GrabCut (`--stage1 u2netp-grabcut`)",
+              "u2netp-auto": "U²-Netp auto (`u2netp-auto`, the offline default)"}
+    results = {"image_wh": [big.shape[1], big.shape[0]], "reps": args.reps, "stages": {
+        name: {"s": times[name], "vs_full_grabcut": times[name] / times["grabcut, full size"],
+               "iou_vs_full_grabcut": float(mask_iou(masks[name], ref))} for name in runs}}
+    results["auto_over_u2netp"] = times["u2netp-auto"] / times["u2netp"]
+    rows = [[labels[name], f"{r['s']:.2f}", f"{r['vs_full_grabcut']:.3f}×", f"{r['iou_vs_full_grabcut']:.3f}"]
+            for name, r in results["stages"].items()]
+    table = markdown_table(["stage 1", "seconds", "vs full-size GrabCut", "IoU with full-size GrabCut's mask"], rows)
+    save("stage1_large_image", results, {"stages": table}, out=args.out,
+         notes=f"image {big.shape[1]}x{big.shape[0]} ({big.shape[0] * big.shape[1] / 1e6:.1f} MP), one box, "
+               f"best of {args.reps}")
 
 if __name__ == "__main__":
     main()

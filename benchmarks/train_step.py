@@ -9,6 +9,8 @@ one AdamW step, fp32. Differences measured:
 
     .venv/bin/python benchmarks/train_step.py --size 1024 --batch 1 2 --reps 1
 
+Writes benchmarks/results/train_step.json (``--out``: elsewhere) with the table ``steps``.
+
 ``--memory-table``: the memory and speed of the trainer's own refiner step (dissam.train.objectives
 .refiner_loss: refiner + frozen GT encoder in train-mode BN, side + feature + ORTHO losses, one
 backward, one AdamW step) for each batch x AMP dtype, each in its own process: peak memory
@@ -31,6 +33,7 @@ import time
 from contextlib import nullcontext
 
 import torch
+from results_io import markdown_table, save
 
 from dissam.losses import OrthoRegularizer, feature_loss, side_loss
 from dissam.models.isnet import build_refiner
@@ -141,6 +144,7 @@ def main() -> None:
     ap.add_argument("--memory-table", action="store_true", help="the trainer step's memory and speed per batch x AMP")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=["none", "bf16", "fp16"])
+    ap.add_argument("--out", help="the results file of the default mode (default benchmarks/results/train_step.json)")
     ap.add_argument("--cell-batch", type=int, help=argparse.SUPPRESS)  # one cell, in a subprocess
     ap.add_argument("--cell-amp", default="none", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -157,9 +161,7 @@ def main() -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=4e-5, weight_decay=0)
     ours = make_step(net, gte, opt, OrthoRegularizer(net, "all_nonbias", 1e-8))
     theirs = make_step(net, gte, opt, lambda: authors_ortho(net))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, size {args.size}, reps {args.reps}")
-    print("| batch | ours s/step | authors s/step | ratio authors/ours | ORTHO ours s | ORTHO authors s |")
-    print("|---|---|---|---|---|---|")
+    steps, table = {}, []
     for b in args.batch:
         x = torch.randn(b, 5, args.size, args.size)
         y = (torch.rand(b, 1, args.size, args.size) > 0.5).float()
@@ -168,7 +170,12 @@ def main() -> None:
         reg = OrthoRegularizer(net, "all_nonbias", 1e-8)
         o_ours = timed(lambda reg=reg: reg().backward(), 2)
         o_theirs = timed(lambda: authors_ortho(net).backward(), 2)
-        print(f"| {b} | {t_ours:.2f} | {t_theirs:.2f} | {t_theirs / t_ours:.3f} | {o_ours:.3f} | {o_theirs:.3f} |")
+        steps[str(b)] = {"ours_s": t_ours, "authors_s": t_theirs, "authors_over_ours": t_theirs / t_ours,
+                         "ortho_ours_s": o_ours, "ortho_authors_s": o_theirs,
+                         "ortho_saving": 1 - o_ours / o_theirs, "ortho_share_of_step": o_ours / t_ours}
+        table.append([b, f"{t_ours:.2f}", f"{t_theirs:.2f}", f"{t_theirs / t_ours:.2f}", f"{o_ours:.3f}",
+                      f"{o_theirs:.3f}"])
+        print(f"batch {b}: {steps[str(b)]}", flush=True)
     net.eval()
     x = torch.randn(1, 5, args.size, args.size)
 
@@ -178,8 +185,12 @@ def main() -> None:
 
     t_vo = timed(valid_ours, args.reps)
     t_vt = timed(lambda: net(x), args.reps)
-    print(f"validation forward (batch 1): ours (inference_mode) {t_vo:.2f} s, authors (grad graph) {t_vt:.2f} s, ratio {t_vt / t_vo:.3f}")
-
+    results = {"size": args.size, "reps": args.reps, "variant": args.variant, "threads": torch.get_num_threads(),
+               "batches": steps, "validation": {"ours_s": t_vo, "authors_s": t_vt, "speedup": t_vt / t_vo}}
+    save("train_step", results, {"steps": markdown_table(
+        ["batch", "ours s/step", "authors s/step", "authors/ours", "ORTHO ours (s)", "ORTHO authors (s)"], table,
+        "r" * 6)}, out=args.out,
+        notes=f"refiner {args.variant} + GT encoder, fp32, {args.size}², one warm-up + {args.reps} timed step(s) each")
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ does not depend on the weights), streams ``--frames`` frames through
 own process) and prints the bytes the session holds after each frame and the process's peak RSS.
 
 Usage: PYTHONPATH=src python benchmarks/video_memory.py [--frames 24] [--device cpu]
+Writes benchmarks/results/video_memory.json (``--out``: elsewhere) with the table ``session``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import json
 import subprocess
 import sys
+
+from results_io import markdown_table, save
 
 
 def worker(prune: bool, frames: int, device: str) -> dict:
@@ -44,6 +47,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", help="the results file (default benchmarks/results/video_memory.json)")
     ap.add_argument("--worker", choices=["prune", "keep"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -60,15 +64,17 @@ def main(argv=None) -> int:
     keep, prune = res["keep"]["bytes"], res["prune"]["bytes"]
     mib = 2**20
     per_frame = (keep[-1] - keep[1]) / max(1, len(keep) - 2) / mib
-    print(f"SAM 2.1 tiny sizes (1024² input), {args.frames} frames of 640x360, memory window "
-          f"{res['prune']['window']} frames\n")
-    print("| session state after frame | transformers (keep all) MiB | dissam (pruned) MiB |")
-    print("|---|---|---|")
-    for i in sorted({0, 1, 4, 8, 16, args.frames - 1} & set(range(args.frames))):
-        print(f"| {i} | {keep[i] / mib:.1f} | {prune[i] / mib:.1f} |")
-    print(f"| peak RSS of the process | {res['keep']['rss_mib']:.0f} | {res['prune']['rss_mib']:.0f} |")
-    print(f"\ngrowth per frame without pruning: {per_frame:.1f} MiB "
-          f"(≈ {per_frame * 1000 / 1024:.1f} GiB per 1,000 frames)")
+    rows = [[i, f"{keep[i] / mib:.1f}", f"{prune[i] / mib:.1f}"]
+            for i in sorted({0, 1, 4, 8, 16, args.frames - 1} & set(range(args.frames)))]
+    rows.append(["peak RSS of the process", f"{res['keep']['rss_mib']:.0f}", f"{res['prune']['rss_mib']:.0f}"])
+    results = {"frames": args.frames, "device": args.device, "window": res["prune"]["window"],
+               "keep_mib": [b / mib for b in keep], "prune_mib": [b / mib for b in prune],
+               "rss_mib": {"keep": res["keep"]["rss_mib"], "prune": res["prune"]["rss_mib"]},
+               "growth_mib_per_frame": per_frame, "growth_gib_per_1000_frames": per_frame * 1000 / 1024}
+    save("video_memory", results, {"session": markdown_table(
+        ["session state after frame", "transformers (keep all) MiB", "dissam (pruned) MiB"], rows)}, out=args.out,
+        notes=f"Sam2VideoModel with SAM 2.1 tiny sizes (random weights), {args.frames} frames of 640x360, each mode "
+              f"in its own process; memory window {res['prune']['window']} frames")
     return 0
 
 

@@ -19,6 +19,9 @@ after exact motion compensation (GT: 1.000), and flicker: mean |change| of the s
 levels) after compensation, inside the GT dilated by 5 px.
 
 Usage: PYTHONPATH=src python benchmarks/video_stability.py [--quick] [--frames 16] [--out runs/video_stability]
+       [--json benchmarks/results/video_stability.json]
+Writes the results file (``--json``; by default benchmarks/results/video_stability.json, ``--quick``
+writes none unless asked) with the table ``stability`` that docs/video.md shows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import markdown_table, save
 
 
 class GTTracker:
@@ -54,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", nargs="+", default=["tree", "fence", "wheel", "insect"])
     ap.add_argument("--out", default="runs/video_stability")
     ap.add_argument("--quick", action="store_true", help="2 clips of 6 frames (a smoke run)")
+    ap.add_argument("--json", help="the results file (default benchmarks/results/video_stability.json; "
+                                   "none for --quick unless given)")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.kinds = 6, args.kinds[:2]
@@ -107,18 +113,34 @@ def main(argv=None) -> int:
                     r["fl_c"].append(flicker(prev[0], c, d, band))
                     r["fl_r"].append(flicker(prev[1], a, d, band))
                 prev = (c, a, m)
-    print(f"clips: {len(args.kinds)} ({', '.join(args.kinds)}), {args.frames} frames of {args.size[1]}x{args.size[0]}, "
-          f"refiner: built-in dis-sam-compact at {predictor.size}²\n")
-    print("| stage 1 | maxF coarse | maxF refined | HCE coarse | HCE refined | IoU(t,t+1) coarse | "
-          "IoU(t,t+1) refined | flicker coarse | flicker refined | s/frame (CPU, whole pipeline) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    header = ["stage 1", "maxF coarse", "maxF refined", "HCE coarse", "HCE refined", "IoU(t,t+1) coarse",
+              "IoU(t,t+1) refined", "flicker coarse", "flicker refined", "s / frame, CPU"]
+    results, table = {}, []
     for name, r in rows.items():
         c, f = r["coarse"].results(), r["refined"].results()
-        print(f"| {name} | {c['maxFm']:.3f} | {f['maxFm']:.3f} | {c['HCE']:.0f} | {f['HCE']:.0f} | "
-              f"{np.mean(r['iou_c']):.3f} | {np.mean(r['iou_r']):.3f} | {np.mean(r['fl_c']):.1f} | "
-              f"{np.mean(r['fl_r']):.1f} | {np.mean(r['s']) if r['s'] else float('nan'):.2f} |")
-    gt_iou = np.mean([v for r in rows.values() for v in r["iou_gt"]])
-    print(f"\nGT IoU(t,t+1) after compensation: {gt_iou:.3f} (1.000 = the compensation is exact)")
+        res = {"maxF_coarse": c["maxFm"], "maxF_refined": f["maxFm"], "hce_coarse": c["HCE"], "hce_refined": f["HCE"],
+               "iou_coarse": float(np.mean(r["iou_c"])), "iou_refined": float(np.mean(r["iou_r"])),
+               "flicker_coarse": float(np.mean(r["fl_c"])), "flicker_refined": float(np.mean(r["fl_r"])),
+               "s_per_frame": float(np.mean(r["s"])) if r["s"] else None}
+        res["maxF_gain"] = res["maxF_refined"] - res["maxF_coarse"]
+        res["hce_change"] = res["hce_refined"] - res["hce_coarse"]
+        results[name.replace("-", "_")] = res
+        table.append([name, f"{res['maxF_coarse']:.3f}", f"{res['maxF_refined']:.3f}", f"{res['hce_coarse']:.0f}",
+                      f"{res['hce_refined']:.0f}", f"{res['iou_coarse']:.3f}", f"{res['iou_refined']:.3f}",
+                      f"{res['flicker_coarse']:.1f}", f"{res['flicker_refined']:.1f}",
+                      "–" if res["s_per_frame"] is None else f"{res['s_per_frame']:.2f}"])
+    gt_iou = float(np.mean([v for r in rows.values() for v in r["iou_gt"]]))
+    setup = (f"clips: {len(args.kinds)} ({', '.join(args.kinds)}), {args.frames} frames of {args.size[1]}x{args.size[0]}, "
+             f"refiner: built-in dis-sam-compact at {predictor.size}²; GT IoU(t,t+1) after compensation: {gt_iou:.3f} "
+             "(1.000 = the compensation is exact)")
+    summary = {"clips": args.kinds, "frames": args.frames, "size_hw": list(args.size), "refiner_size": predictor.size,
+               "gt_iou": gt_iou, "stage1": results}
+    print(setup + "\n")
+    if args.json or not args.quick:
+        save("video_stability", summary, {"stability": markdown_table(header, table, "l" + "r" * 9)}, notes=setup,
+             out=args.json)
+    else:
+        print(markdown_table(header, table))
     return 0
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 FIGURES = re.compile(r"(<!-- figures: (?P<file>[^#\s]+)#(?P<table>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
-FIG = re.compile(r"(<!-- fig: (?P<file>[^#\s]+)#(?P<path>[\w.\[\]-]+)(?::(?P<fmt>[^ ]+))? -->)(?P<body>.*?)(<!-- /fig -->)")
+FIG = re.compile(r"(<!-- fig: (?P<file>[^#\s]+)#(?P<path>[\w.\[\]-]+)(?::(?P<fmt>[^ ]+))? -->)(?P<body>.*?)(?P<end><!-- /fig -->)")
 OPTIONS = re.compile(r"(<!-- options: (?P<command>[\w-]+) -->\n)(?P<body>.*?)(<!-- /options -->)", re.S)
 MODELS = re.compile(r"(<!-- models -->\n)(?P<body>.*?)(<!-- /models -->)", re.S)
 STAGES = re.compile(r"(<!-- stages -->\n)(?P<body>.*?)(<!-- /stages -->)", re.S)
@@ -46,7 +46,7 @@ def provenance(doc: dict) -> str:
     load = f", load {load} at start" if load is not None else ""
     dirty = " + uncommitted changes" if doc.get("dirty") else ""
     return (f"*Measured with `{doc['command']}` on {where}{load}, {doc['date']}, "
-            f"commit {doc.get('commit')}{dirty}.*\n")
+            f"commit {doc.get('commit') or 'not recorded'}{dirty}.*\n")
 
 
 def render_figures(m: re.Match) -> str:
@@ -72,7 +72,7 @@ def lookup(doc: dict, path: str):
 def render_fig(m: re.Match) -> str:
     value = lookup(_load(m["file"]), m["path"])
     text = format(value, m["fmt"] or "g") if not isinstance(value, str) else value
-    return m.group(1) + text + m.group(6)  # group 5 is the old value (body), 6 the closing comment
+    return m.group(1) + text + m["end"]
 
 
 def option_table(command: str) -> str:
