@@ -130,7 +130,7 @@ def main() -> None:
              f"{args.threads} torch thread(s); per click = median over the clicks; sam = random ViT-B weights "
              "(timing only, its IoU means nothing)")
     save("app_click_latency", {"rows": rows, "clicks": args.clicks, "threads": args.threads},
-         {"per_click": table + f"\n\n{notes}."}, notes=notes, out=args.out)
+         {"per_click": table}, notes=notes, out=args.out)
 
 
 if __name__ == "__main__":

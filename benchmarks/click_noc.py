@@ -109,7 +109,7 @@ def main() -> None:
     notes = (f"start: {args.start} (the whole-GT box), at most 20 clicks, the built-in refiner at its own size; "
              "IoU@0 is the box alone; NoF@90: cases that never reach 0.90")
     save("click_noc", {"cases": counts, "start": args.start, "by_data": results},
-         {"noc": table + f"\n\n{notes}."}, notes=notes, out=args.results)
+         {"noc": table}, notes=notes, out=args.results)
 
 
 if __name__ == "__main__":
