@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -225,3 +226,74 @@ def test_a_page_of_another_origin_cannot_post(browser, tiny_sam_path, tiny_refin
             context.close()
         finally:
             other.shutdown()
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_clicks_correct_the_mask_and_undo_restores_it(browser):
+    """On an example with the offline default (U²-Netp auto + the built-in refiner): a box, then a
+    shift-click (a negative point) in the middle of the mask makes the mask smaller, undo brings the
+    first mask back, redo the corrected one; a right-click adds another negative point, a click on a
+    marker deletes it, and the image is embedded once."""
+    pytest.importorskip("onnxruntime")
+    from playwright.sync_api import expect
+
+    from dissam.app.server import create_app
+    from dissam.predictor import DisSamPredictor
+
+    name = "photo_coffee"
+    box = json.loads((EXAMPLES / "prompts.json").read_text())[f"{name}.jpg"][0]
+    predictor = DisSamPredictor.from_pretrained(stage1="u2netp-auto", size=256)
+    reference = DisSamPredictor.from_pretrained(stage1="u2netp-auto", size=256)
+    reference.set_image(EXAMPLES / "images" / f"{name}.jpg")
+    h, w = reference.image.shape[:2]
+    app = create_app(predictor, examples={name: EXAMPLES / "images" / f"{name}.jpg"})
+    with LoopbackServer(app) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(url + "/")
+        page.select_option("#example", name)
+        expect(page.locator("#status")).to_contain_text(f"{w}×{h} image loaded")
+        canvas = page.locator("#canvas").bounding_box()
+        scale = w / canvas["width"]
+
+        def at(px, py):
+            return canvas["x"] + px / scale, canvas["y"] + py / scale
+
+        _drag(page, at(box[0], box[1]), at(box[2], box[3]))
+        page.click("#run")
+        result = page.locator("#result-0")
+        expect(result).to_have_attribute("data-pixels", re.compile(r"^\d+$"))
+        sent = [int(v) for v in json.loads(result.get_attribute("data-box"))]
+        first = reference.predict(box=sent)
+        before = int(first.mask.sum())
+        assert int(result.get_attribute("data-pixels")) == before
+        import cv2
+
+        depth = cv2.distanceTransform(first.mask.astype(np.uint8), cv2.DIST_L2, 5)
+        y, x = (int(v) for v in np.unravel_index(int(np.argmax(depth)), depth.shape))  # the mask's deepest pixel
+        page.keyboard.down("Shift")
+        page.mouse.click(*at(x, y))
+        page.keyboard.up("Shift")
+        expect(page.locator("#boxes li")).to_contain_text(["0+ 1−"])
+        expect(result).not_to_have_attribute("data-pixels", str(before))  # updated without pressing Segment
+        after = int(result.get_attribute("data-pixels"))
+        fixed = reference.predict(box=sent, point_coords=[[x, y]], point_labels=[0])
+        assert after == int(fixed.mask.sum()) and after < before, (before, after)
+        page.click("#undo")
+        expect(result).to_have_attribute("data-pixels", str(before))
+        expect(page.locator("#boxes li")).not_to_contain_text(["−"])
+        page.keyboard.press("Control+Shift+Z")
+        expect(result).to_have_attribute("data-pixels", str(after))
+        # a right-click is a negative point too; a click on a marker deletes it
+        corner = at(sent[0] + 20, sent[3] - 20)
+        page.mouse.click(*corner, button="right")
+        expect(page.locator("#boxes li")).to_contain_text(["0+ 2−"])
+        expect(page.locator("#run")).to_be_enabled()
+        page.mouse.click(*corner)
+        expect(page.locator("#boxes li")).to_contain_text(["0+ 1−"])
+        expect(page.locator("#run")).to_be_enabled()
+        expect(result).to_have_attribute("data-pixels", str(after))
+        assert app.state.service.embeddings_computed == 1
+        context.close()

@@ -286,6 +286,71 @@ def test_malformed_requests_are_4xx_with_a_message(served):
     still_healthy(served)
 
 
+def test_points_are_checked_like_boxes(served):
+    """The ``points`` field: every kind of bad click is a 400 naming points[i][j][k] and quoting it,
+    counted before it is read; good clicks run (with a box, and alone) and echo back."""
+    iid = _upload(served, served.image).json()["image_id"]
+    post = served.http.post
+    big_int = "9" * 400
+
+    def jpost(text: str):
+        return post("/api/predict", content=text.encode(), headers={"content-type": "application/json"})
+
+    box = [20, 20, 120, 110]
+    cases = [
+        (jpost(f'{{"image_id": "{iid}", "boxes": [{box}], "points": [[[NaN, 40]]]}}'), 400,
+         "points[0][0][0] = NaN is not a finite number"),
+        (jpost(f'{{"image_id": "{iid}", "boxes": [{box}], "points": [[[30, {big_int}]]]}}'), 400,
+         "points[0][0][1] = 9999", "400 digits"),
+        (jpost(f'{{"image_id": "{iid}", "boxes": [{box}], "points": [[[1e400, 40]]]}}'), 400, "points[0][0][0] = 1e400"),
+        (jpost(f'{{"image_id": "{iid}", "boxes": [{box}], "points": [[[30, 40, Infinity]]]}}'), 400,
+         "points[0][0][2] must be 1 (object) or 0 (background), not Infinity"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[30, 40, 2]]]}), 400,
+         "points[0][0][2] must be 1 (object) or 0 (background), not 2"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[True, 40]]]}), 400,
+         "points[0][0][0] must be a number, not true/false"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[30]]]}), 400,
+         "points[0][0] must be a point [x, y] or [x, y, label]"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[30, 40]]}), 400,
+         "points[0] [30, 40] is one point, not a list of clicks", "[[[30, 40]]]"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": ["x"]}), 400,
+         "points[0] must be a non-empty list of points"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": {"x": 1}}), 400,
+         "points must be a list with one list of clicks per box"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[], [[5, 5]]]}), 400,
+         "points has 2 entries for 1 boxes"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [None], "points": [[]]}), 400,
+         "boxes[0] is null and points[0] is empty"),
+        (post("/api/predict", json={"image_id": iid, "points": []}), 400, "boxes and points are both empty"),
+        (post("/api/predict", json={"image_id": iid, "points": [[[5, 5]]] * 17}), 400,
+         "points has 17 objects: at most 16 boxes (objects) per request"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[200, 40]]]}), 400,
+         "points[0][0] [200, 40] lies outside the 200x150 image"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[-1, 40]]]}), 400,
+         "lies outside the 200x150 image"),
+        (post("/api/predict", json={"image_id": iid, "boxes": [box], "points": [[[5, 5]] * 65]}), 400,
+         "points has 65 clicks: at most 64 per request"),
+        (post("/api/predict", data={"image_id": iid, "boxes": json.dumps([box]), "points": "[[[5, 5]"}), 400,
+         "points must be JSON"),
+        (jpost('{"image_id": "' + iid + '", "points": ' + "[" * 20 + "]" * 20 + "}"), 400,
+         "nested deeper than 8 levels"),
+    ]
+    for k, (r, status, *needles) in enumerate(cases):
+        try:
+            refused(r, status, *needles)
+        except AssertionError as exc:
+            raise AssertionError(f"case {k}: {exc}") from None
+    ok = post("/api/predict", json={"image_id": iid, "boxes": [box, None],
+                                    "points": [[[60, 60], [100, 90, 0]], [[150, 120]]]})
+    assert ok.status_code == 200, ok.text
+    first, second = ok.json()["results"]
+    assert first["points"] == [[60, 60, 1], [100, 90, 0]] and first["box"][:2] == [20, 20]
+    assert second["points"] == [[150, 120, 1]] and len(second["box"]) == 4
+    form = post("/api/predict", data={"image_id": iid, "boxes": json.dumps([box]), "points": "[[[60, 60]]]"})
+    assert form.status_code == 200 and form.json()["results"][0]["points"] == [[60, 60, 1]]
+    still_healthy(served)
+
+
 # ---------------------------------------------------------------------- 4. Host and Origin
 def test_host_and_origin_are_checked(served, tiny_sam_path, tiny_refiner):
     http, iid = served.http, _upload(served, served.image).json()["image_id"]

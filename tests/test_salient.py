@@ -242,3 +242,42 @@ def test_clear_errors(tiny_isnet, isnet_onnx, probe_onnx, tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(DisSamError, match="pip install onnxruntime"):
         load_stage1("isnet-general-use", onnx)
+
+
+def _scene(rng):
+    """200 x 260 dark noise with a red square (60:140, 40:120), an orange disc at (200, 100) r=30 and a
+    blue arm (80:120, 120:160) on the square: the probe network (the red channel) sees the square and
+    the disc, not the arm."""
+    img = np.clip(np.full((200, 260, 3), 40, np.int16) + rng.integers(-8, 8, (200, 260, 3)), 0, 255).astype(np.uint8)
+    img[60:140, 40:120] = (220, 40, 40)
+    img[80:120, 120:160] = (40, 40, 220)
+    yy, xx = np.ogrid[:200, :260]
+    img[(yy - 100) ** 2 + (xx - 200) ** 2 <= 30 ** 2] = (230, 150, 30)
+    return img
+
+
+def test_clicks_are_seeds_for_the_salient_stages(probe_onnx):
+    """Points on a salient-object stage 1: a negative click removes the second red thing the network
+    took, a positive click adds the part it missed; a box alone is the box-only mask."""
+    from dissam.errors import PointError
+    from dissam.points import make_prompt
+
+    stage = SalientStage(PROBE, probe_onnx, min_component=0)
+    stage.set_image(_scene(np.random.default_rng(0)))
+    box = np.array([30.0, 50, 239, 150])
+    before = stage.coarse_masks(box[None])[0]
+    assert before[60:140, 40:120].mean() > 0.95 and before[85:115, 185:215].mean() > 0.95  # square and disc
+    assert before[80:120, 125:160].mean() < 0.05  # the blue arm is missed
+    np.testing.assert_array_equal(stage.prompt_masks([make_prompt(box)]).masks[0], before)
+    out = stage.prompt_masks([make_prompt(box, [[200, 100]], [0])])
+    after = out.masks[0]
+    assert out.low_res_logits == [None] and len(stage.last_maps) == 1
+    assert after[60:140, 40:120].mean() > 0.95 and after[70:131, 170:231].sum() == 0  # the disc is gone
+    added = stage.prompt_masks([make_prompt(box, [[140, 100], [200, 100]], [1, 0])]).masks[0]
+    assert added[80:120, 125:160].mean() > 0.95 and added[60:140, 40:120].mean() > 0.95
+    assert added[70:131, 170:231].sum() == 0
+    # clicks alone: the working box is the clicks' box, grown; a mask_input is refused with a reason
+    alone = stage.prompt_masks([make_prompt(None, [[80, 100]], [1])]).masks[0]
+    assert alone[60:140, 40:120].mean() > 0.95
+    with pytest.raises(PointError, match="takes no mask_input"):
+        stage.prompt_masks([make_prompt(box, [[80, 100]], [1], mask_input=np.zeros((1, 8, 8)))])

@@ -18,6 +18,7 @@ _EXPORTS = {
     # inference
     "DisSamPredictor": "dissam.predictor",
     "Prediction": "dissam.prediction",
+    "Prompt": "dissam.points",
     "GrabCutStage": "dissam.stages.grabcut",
     "Refiner": "dissam.refiner",
     "load_refiner": "dissam.hub.loading",
@@ -50,6 +51,7 @@ _EXPORTS = {
     "OfflineError": "dissam.errors",
     "TrainingError": "dissam.errors",
     "NoMatchError": "dissam.errors",
+    "PointError": "dissam.errors",
 }
 
 __all__ = [
@@ -66,7 +68,9 @@ __all__ = [
     "MetricSuite",
     "NoMatchError",
     "OfflineError",
+    "PointError",
     "Prediction",
+    "Prompt",
     "Refiner",
     "RefinerConfig",
     "SamStage",

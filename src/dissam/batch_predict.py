@@ -43,6 +43,7 @@ import numpy as np
 
 from dissam.errors import DisSamError
 from dissam.io import read_image, write_png
+from dissam.points import Prompt
 from dissam.sharding import dist_env, shard
 from dissam.utils import atomic_write_bytes, remove_stale_temp_files
 from dissam.visualize import cutout, overlay
@@ -120,6 +121,16 @@ class _Item:
     boxes: np.ndarray | None = None
     key: str = ""
     error: str | None = None
+    prompts: list | None = None  # point prompts (dissam.points.Prompt), when the image has clicks
+
+
+def _split_prompts(found) -> tuple[np.ndarray, list | None]:
+    """What ``boxes_for`` returned -> ``(N x 4 boxes, None)``, or for a list of
+    :class:`~dissam.points.Prompt` ``(their boxes, NaN where a prompt has none; the prompts)``."""
+    if isinstance(found, list) and found and all(isinstance(p, Prompt) for p in found):
+        boxes = [p.box if p.box is not None else np.full(4, np.nan) for p in found]
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), found
+    return np.asarray(found, dtype=np.float64).reshape(-1, 4), None
 
 
 def marker_name(stem: str) -> str:
@@ -156,11 +167,15 @@ def _is_done(out: Path, stem: str, key: str) -> bool:
     return marker_is_current(raw, key, lambda f: (out / f).is_file())
 
 
-def item_key(settings: dict, boxes: np.ndarray, options: OutputOptions) -> str:
+def item_key(settings: dict, boxes: np.ndarray, options: OutputOptions, prompts: list | None = None) -> str:
     """The key of an image's outputs: a hash of everything that decides them (``settings``: weights
-    and flags; the ``(N, 4)`` XYXY boxes, rounded to 1e-4 px; the output kinds)."""
-    blob = json.dumps({"settings": settings, "boxes": np.round(boxes, 4).tolist(), "outputs": options.suffixes()},
-                      sort_keys=True)
+    and flags; the ``(N, 4)`` XYXY boxes, rounded to 1e-4 px; the output kinds; with ``prompts``
+    (:class:`~dissam.points.Prompt` objects), their clicks too)."""
+    content = {"settings": settings, "boxes": np.round(boxes, 4).tolist(), "outputs": options.suffixes()}
+    if prompts is not None:  # only then: the keys of box-only images stay what they were
+        content["points"] = [None if p.point_coords is None else
+                             [np.round(p.point_coords, 4).tolist(), p.point_labels.tolist()] for p in prompts]
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -183,8 +198,9 @@ def predict_images(
         predictor_factory: builds the :class:`~dissam.predictor.DisSamPredictor` (called once, after
             the shard is known to have work: a rank with nothing to do loads no model).
         images: all images of the job (every rank passes the same list; sorted by path for sharding).
-        boxes_for: ``(path, (H, W)) -> (N, 4)`` XYXY boxes for an image (raise :class:`DisSamError`
-            for an image without boxes: it is reported and the others continue).
+        boxes_for: ``(path, (H, W)) -> (N, 4)`` XYXY boxes for an image, or a list of
+            :class:`~dissam.points.Prompt` (boxes XYXY, clicks) when it has point prompts (raise
+            :class:`DisSamError` for an image without prompts: it is reported and the others continue).
         settings: what decides the outputs besides the boxes (weights, flags), for the done markers.
         overwrite: redo images that an earlier run finished.
         env: a :class:`dissam.sharding.DistEnv` (default: from the environment).
@@ -221,8 +237,8 @@ def predict_images(
                 item = _Item(path)
                 try:
                     item.image = read_image(path)
-                    item.boxes = np.asarray(boxes_for(path, item.image.shape[:2]), dtype=np.float64).reshape(-1, 4)
-                    item.key = item_key(settings, item.boxes, options)
+                    item.boxes, item.prompts = _split_prompts(boxes_for(path, item.image.shape[:2]))
+                    item.key = item_key(settings, item.boxes, options, item.prompts)
                     if not overwrite and _is_done(out, path.stem, item.key):
                         item.image = None  # finished by an earlier run
                 except Exception as exc:  # any unreadable input is that image's failure, not the job's
@@ -272,7 +288,8 @@ def predict_images(
                 predictor = predictor_factory()
             try:
                 predictor.set_image(item.image)
-                preds = predictor.predict(boxes=item.boxes, box_format="xyxy")
+                preds = (predictor.predict(prompts=item.prompts) if item.prompts is not None
+                         else predictor.predict(boxes=item.boxes, box_format="xyxy"))
             except (DisSamError, ValueError) as exc:
                 summary.failures.append((str(item.path), str(exc)))
                 log.error("%s: %s", item.path, exc)

@@ -11,6 +11,11 @@ MASK_SELECTIONS = ("first", "best", "single")
 """Which SAM mask feeds the refiner: ``first`` of the three multimask outputs (the authors' choice),
 the ``best`` by predicted IoU, or the ``single`` output of ``multimask_output=False``."""
 
+POINT_SELECTIONS = ("auto",) + MASK_SELECTIONS
+"""Which mask feeds the refiner for a prompt with points or a ``mask_input``: ``auto`` follows SAM's
+own advice (the best of the three multimask outputs for a single point alone, the single output for
+anything more), or one of :data:`MASK_SELECTIONS` for every such prompt."""
+
 BOX_FORMATS = ("xyxy", "xywh")
 """Box prompt formats: corners ``(x0, y0, x1, y1)`` or corner and size ``(x, y, w, h)``, pixels."""
 

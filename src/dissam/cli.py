@@ -27,6 +27,7 @@ COMMANDS = {
     "train": "dissam.commands.train",
     "synth": "dissam.commands.synth",
     "benchmark": "dissam.commands.benchmark",
+    "clicks": "dissam.commands.clicks",
     "models": "dissam.commands.models",
     "convert": "dissam.commands.convert",
     "export": "dissam.commands.export",

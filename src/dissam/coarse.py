@@ -75,7 +75,7 @@ with random centres drawn from that generator, which every OpenCV call that draw
 
 
 def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = None,
-                 init: np.ndarray | None = None) -> np.ndarray:
+                 init: np.ndarray | None = None, seeds: np.ndarray | None = None) -> np.ndarray:
     """OpenCV GrabCut segmentation of ``image`` (``HxWx3`` uint8 RGB) inside ``box`` (XYXY inclusive).
 
     Pixels outside the box are background; the result is the definite plus probable foreground.
@@ -89,6 +89,9 @@ def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = 
     ``init``: a first guess, ``HxW`` bool (another stage 1's mask): GrabCut's colour models start
     from it (probable foreground where it is set inside the box, probable background elsewhere in
     the box) instead of from the whole box; a guess that is empty in the box or fills it is ignored.
+    ``seeds``: hard labels from point prompts, ``HxW`` int8 (:func:`dissam.points.seed_labels`: 1 sure
+    foreground, 0 sure background, -1 free): GrabCut keeps them fixed (``GC_FGD`` / ``GC_BGD``) and the
+    result obeys them inside the box.
     Returns ``HxW`` uint8 in {0, 255}, zero outside the box.
     """
     image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
@@ -99,6 +102,10 @@ def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = 
         init = np.asarray(init).astype(bool)
         if init.shape != (h, w):
             raise ValueError(f"init mask {init.shape} and image {(h, w)} differ in size")
+    if seeds is not None:
+        seeds = np.asarray(seeds, np.int8)
+        if seeds.shape != (h, w):
+            raise ValueError(f"seed map {seeds.shape} and image {(h, w)} differ in size")
     if max_side is not None and max(h, w) > max_side:
         scale = max_side / max(h, w)
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
@@ -107,41 +114,62 @@ def grabcut_mask(image: np.ndarray, box, iters: int = 5, max_side: int | None = 
         small_box = np.array([b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy])
         small_init = None if init is None else cv2.resize(
             init.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA) > 0
+        small_seeds = None if seeds is None else cv2.resize(
+            seeds, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
         m = grabcut_mask(small, np.clip(small_box, 0, [small.shape[1] - 1, small.shape[0] - 1] * 2), iters,
-                         init=small_init)
+                         init=small_init, seeds=small_seeds)
         up = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) >= 128
         x0, y0, x1, y1 = (int(round(v)) for v in b)
         out = np.zeros((h, w), np.uint8)
         out[y0 : y1 + 1, x0 : x1 + 1] = up[y0 : y1 + 1, x0 : x1 + 1] * np.uint8(255)
-        return out
+        return _obey_seeds(out, seeds, (x0, y0, x1, y1))
     x0, y0, x1, y1 = (int(round(v)) for v in validate_boxes(box, (h, w))[0])
     out = np.zeros((h, w), np.uint8)
     rect = (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
     # a first guess that is neither empty nor the whole box gives both colour models samples
     seeded = init is not None and 0 < init[y0 : y1 + 1, x0 : x1 + 1].sum() < rect[2] * rect[3]
-    if rect[2] < 2 or rect[3] < 2 or (rect[2] >= w and rect[3] >= h and not seeded):
+    background_seed = seeds is not None and bool((seeds[y0 : y1 + 1, x0 : x1 + 1] == 0).any())
+    if rect[2] < 2 or rect[3] < 2 or (rect[2] >= w and rect[3] >= h and not seeded and not background_seed):
         out[y0 : y1 + 1, x0 : x1 + 1] = 255
-        return out
+        return _obey_seeds(out, seeds, (x0, y0, x1, y1))
     mask = np.zeros((h, w), np.uint8)  # GC_BGD: outside the box
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[..., ::-1])
     if seeded:
         mask[y0 : y1 + 1, x0 : x1 + 1] = np.where(init[y0 : y1 + 1, x0 : x1 + 1], cv2.GC_PR_FGD, cv2.GC_PR_BGD)
+    elif seeds is not None:  # what GC_INIT_WITH_RECT would set, so that the seeds can be added to it
+        mask[y0 : y1 + 1, x0 : x1 + 1] = cv2.GC_PR_FGD
+    if seeds is not None:
+        mask[seeds == 1] = cv2.GC_FGD
+        mask[seeds == 0] = cv2.GC_BGD
     try:
         cv2.setRNGSeed(GRABCUT_SEED)
-        if seeded:
+        if seeded or seeds is not None:
             cv2.grabCut(bgr, mask, None, bgd, fgd, int(iters), cv2.GC_INIT_WITH_MASK)
         else:
             cv2.grabCut(bgr, mask, rect, bgd, fgd, int(iters), cv2.GC_INIT_WITH_RECT)
     except cv2.error:
         out[y0 : y1 + 1, x0 : x1 + 1] = 255
-        return out
+        return _obey_seeds(out, seeds, (x0, y0, x1, y1))
     fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
     out[fg] = 255
     out[:y0] = 0
     out[y1 + 1 :] = 0
     out[:, :x0] = 0
     out[:, x1 + 1 :] = 0
+    return _obey_seeds(out, seeds, (x0, y0, x1, y1))
+
+
+def _obey_seeds(out: np.ndarray, seeds: np.ndarray | None, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``out`` (uint8 {0, 255}) with the seeds' sure foreground set inside ``box`` and their sure
+    background cleared."""
+    if seeds is None:
+        return out
+    x0, y0, x1, y1 = box
+    inside = np.zeros(out.shape, bool)
+    inside[y0 : y1 + 1, x0 : x1 + 1] = True
+    out[(seeds == 1) & inside] = 255
+    out[seeds == 0] = 0
     return out
 
 

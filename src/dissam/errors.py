@@ -20,6 +20,11 @@ class BoxError(DisSamError, ValueError):
     """A box prompt is malformed, inverted, empty or entirely outside the image."""
 
 
+class PointError(DisSamError, ValueError):
+    """A point prompt is malformed (not ``N x 2``, labels other than 0/1, outside the image) or is
+    given to a stage 1 that cannot take points."""
+
+
 class DatasetError(DisSamError):
     """A dataset folder is missing files or has files that do not pair up."""
 

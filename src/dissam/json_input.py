@@ -11,8 +11,8 @@ Used by the prompts files of ``dissam predict`` (:mod:`dissam.prompts`) and by t
 * every message names the place as the caller wrote it (``boxes[0][2]``, ``prompts.json["cat"][1]``)
   and quotes the value as sent, shortened.
 
-The value readers (:func:`number`, :func:`box`) are where a new kind of prompt (points, say) gets its
-reader once, for both the prompts files and the app.
+The value readers (:func:`number`, :func:`box`, :func:`point`, :func:`points`) are where a kind of
+prompt gets its reader once, for both the prompts files and the app.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from dissam.errors import DisSamError
 
 MAX_DEPTH = 32
 """Default nesting limit: a prompts file or request needs 4 levels (object, list, entry, box)."""
+
+MAX_POINTS = 1000
+"""The most clicks (points) one object may have, in a prompts file, on the command line or in a request."""
 
 MAX_INT_DIGITS = 20
 """Integers with more digits than this are :class:`Unusable` (no coordinate or setting needs them)."""
@@ -156,3 +159,32 @@ def box(value: Any, where: str) -> list[float]:
 def looks_like_box(value: Any) -> bool:
     """Four numbers in a list: one bare box where a list of boxes was expected."""
     return isinstance(value, (list, tuple)) and len(value) == 4 and all(is_number(v) for v in value)
+
+
+def label(value: Any, where: str) -> int:
+    """A point label, ``1`` (on the object) or ``0`` (not on the object), else a :class:`JsonInputError`."""
+    if not is_number(value) or isinstance(value, Unusable) or value not in (0, 1):
+        raise JsonInputError(f"{where} must be 1 (object) or 0 (background), not {shorten(value)}")
+    return int(value)
+
+
+def point(value: Any, where: str) -> tuple[float, float, int]:
+    """``[x, y]`` (label 1) or ``[x, y, label]`` -> ``(x, y, label)`` with finite x, y and a label of 1
+    or 0, else a :class:`JsonInputError` naming ``where`` and quoting the value as sent."""
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise JsonInputError(f"{where} must be a point [x, y] or [x, y, label] (label 1 = object, "
+                             f"0 = background), not {shorten(value)}")
+    x, y = (number(v, f"{where}[{i}]") for i, v in enumerate(value[:2]))
+    return x, y, (label(value[2], f"{where}[2]") if len(value) == 3 else 1)
+
+
+def points(value: Any, where: str, max_points: int = MAX_POINTS) -> tuple[list[list[float]], list[int]]:
+    """A non-empty list of at most ``max_points`` points (:func:`point`) -> ``(coords, labels)``:
+    ``P x 2`` ``[x, y]`` floats and ``P`` labels."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise JsonInputError(f"{where} must be a non-empty list of points [x, y] or [x, y, label], "
+                             f"not {shorten(value)}")
+    if len(value) > max_points:
+        raise JsonInputError(f"{where} has {len(value)} points; at most {max_points} per object")
+    read = [point(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return [[x, y] for x, y, _ in read], [lab for _, _, lab in read]

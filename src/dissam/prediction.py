@@ -22,13 +22,18 @@ class Prediction:
         soft: float32 ``H x W`` refined probability map in [0, 1] (refiner d1, original size).
         mask: bool ``H x W`` binary mask (``soft > threshold`` or Otsu).
         coarse: bool ``H x W`` coarse mask that was fed to the refiner (stage 1's, or the one given).
-        box: float64 ``(4,)`` XYXY box after clipping to the image.
+        box: float64 ``(4,)`` XYXY box the refiner was given, after clipping to the image (with point
+            prompts and no box: the corrected coarse mask's tight box).
+        low_res_logits: float32 ``1 x h x w`` low-resolution logits of stage 1's chosen mask (SAM-like
+            stages, prompts given as points / ``prompts=``): pass them as the next call's
+            ``mask_input`` to iterate; ``None`` otherwise.
     """
 
     soft: np.ndarray
     mask: np.ndarray
     coarse: np.ndarray
     box: np.ndarray
+    low_res_logits: np.ndarray | None = None
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The two-stage DIS-SAM predictor: an image and boxes in, hair-fine masks out.
 
 Mirrors ``segment_anything.SamPredictor``: ``set_image`` once (stage 1's image embedding is computed
-once and kept), then ``predict`` for one box or ``N`` boxes. For ``N`` boxes there is one image
+once and kept), then ``predict`` for one box or ``N`` boxes, or with point prompts (clicks on the
+object, label 1, and on what is not, label 0; :mod:`dissam.predictor_points`) for one object or, with
+``prompts=``, for several. For ``N`` boxes there is one image
 embedding, one batched stage-1 call and one batched refiner call (in chunks of
 ``refiner_batch_size``).
 
@@ -29,15 +31,19 @@ import torch
 from torch import nn
 
 from dissam.boxes import BoxFormat, validate_boxes
-from dissam.choices import MASK_SELECTIONS
-from dissam.errors import DisSamError, NoMatchError
+from dissam.choices import MASK_SELECTIONS, POINT_SELECTIONS
+from dissam.errors import DisSamError, NoMatchError, PointError
 from dissam.hub.loading import load_refiner
 from dissam.hub.registry import get_preset
 from dissam.io import ImageLike, read_image, read_mask
+from dissam.points import Prompt, make_prompt
 from dissam.prediction import Prediction, TextPrediction
+from dissam.predictor_points import as_prompts, predict_prompts
+from dissam.predictor_points import prompt_masks as _prompt_masks
+from dissam.predictor_points import refiner_boxes as _refiner_boxes
 from dissam.refiner import Refiner, merge_edits
 from dissam.runtime.runners import default_backend, make_refiner_runner, resolve_runtime
-from dissam.stages.base import Stage1, TextStage
+from dissam.stages.base import PointStage, PromptMasks, Stage1, TextStage
 from dissam.stages.grabcut import GrabCutStage
 from dissam.stages.registry import (
     REFINE_ONLY,
@@ -120,6 +126,10 @@ class DisSamPredictor:
         zoom: ``None`` (default, the paper's path: the refiner sees the whole image) or a margin: each
             box is refined on a crop of the box widened by ``zoom`` x its size on each side, at the
             refiner's resolution, and pasted back (:mod:`dissam.zoom`; for small objects in big images).
+        point_selection: which SAM-like mask feeds the refiner for a prompt with clicks or a
+            ``mask_input``: ``"auto"`` (SAM's advice: the best of three for one click alone, the
+            single output otherwise; :func:`dissam.points.resolve_selection`) or one of
+            ``mask_selection``'s values. Box-only prompts keep ``mask_selection``.
     """
 
     def __init__(self, sam_stage: Stage1 | None, refiner: Refiner | nn.Module, *, size: int | None = None,
@@ -127,7 +137,8 @@ class DisSamPredictor:
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  refiner_batch_size: int = 4, backend: str | None = None, precision: str | None = None,
                  edit_threshold: float | str | None = "auto", text_stage: TextStage | None = None,
-                 stage1_source: str | os.PathLike | None = None, zoom: float | None = None):
+                 stage1_source: str | os.PathLike | None = None, zoom: float | None = None,
+                 point_selection: str = "auto"):
         self.zoom = None if zoom is None else check_margin(zoom)
         if not isinstance(refiner, Refiner):
             refiner = Refiner.from_module(refiner)
@@ -138,6 +149,9 @@ class DisSamPredictor:
             )
         if mask_selection not in MASK_SELECTIONS:
             raise ValueError(f"mask_selection must be one of {', '.join(MASK_SELECTIONS)}, not {mask_selection!r}")
+        if point_selection not in POINT_SELECTIONS:
+            raise ValueError(f"point_selection must be one of {', '.join(POINT_SELECTIONS)}, not {point_selection!r}")
+        self.point_selection = point_selection
         self.device = resolve_device(device) if device is not None else refiner.device
         self.sam_stage = sam_stage
         self.refiner = refiner.to(self.device).eval()
@@ -293,6 +307,25 @@ class DisSamPredictor:
         return np.asarray(self.sam_stage.coarse_masks(boxes, selection=self.mask_selection), dtype=bool)
 
     @property
+    def accepts_points(self) -> bool:
+        """Whether stage 1 takes point prompts (:class:`~dissam.stages.base.PointStage`)."""
+        return isinstance(self.sam_stage, PointStage)
+
+    def prompt_masks(self, prompts: Sequence[Prompt | dict], box_format: BoxFormat = "xyxy") -> PromptMasks:
+        """Stage 1 for one :class:`~dissam.points.Prompt` (or dict) per object on the kept embedding:
+        coarse masks and, from SAM-like stages, each chosen mask's low-resolution logits (the next
+        click's ``mask_input``). With :meth:`refiner_boxes` and :meth:`refine` this is :meth:`predict`
+        in steps, for a caller that times the decoder and the refiner apart (the app)."""
+        return _prompt_masks(self, as_prompts(prompts, self.image.shape[:2], box_format))
+
+    def refiner_boxes(self, prompts: Sequence[Prompt | dict], coarse: np.ndarray,
+                      box_format: BoxFormat = "xyxy") -> np.ndarray:
+        """``N x 4`` boxes the refiner is given with the corrected ``N x H x W`` coarse masks
+        (:func:`dissam.points.refiner_box`)."""
+        hw = self.image.shape[:2]
+        return _refiner_boxes(as_prompts(prompts, hw, box_format), np.asarray(coarse, bool), hw)
+
+    @property
     def refiner_runner(self):
         """The refiner's backend (:mod:`dissam.runtime.runners`), made on first use: an ONNX export
         happens at most once per weights (cached)."""
@@ -333,16 +366,38 @@ class DisSamPredictor:
         return soft > float(threshold)
 
     def predict(self, box: Sequence[float] | np.ndarray | None = None, *, boxes: np.ndarray | None = None,
-                coarse_mask: ImageLike | np.ndarray | None = None,
-                box_format: BoxFormat = "xyxy") -> Prediction | list[Prediction]:
-        """Segment the object in ``box`` (one ``(4,)`` box -> :class:`Prediction`) or in each of
-        ``boxes`` (``N x 4`` -> list of :class:`Prediction`, one batched pass).
+                coarse_mask: ImageLike | np.ndarray | None = None, box_format: BoxFormat = "xyxy",
+                point_coords=None, point_labels=None, mask_input=None,
+                prompts: Sequence[Prompt | dict] | None = None) -> Prediction | list[Prediction]:
+        """Segment one object or several.
 
-        ``coarse_mask`` (``H x W`` or ``N x H x W``; bool, 0/1 or 0..255, or an image path) skips stage 1
-        and refines the given mask(s) instead (refine-only mode).
+        * ``box`` (``(4,)`` XYXY pixels) -> :class:`Prediction`; ``boxes`` (``N x 4``) -> a list, one
+          batched pass. ``coarse_mask`` (``H x W`` or ``N x H x W``; bool, 0/1 or 0..255, or an image
+          path) skips stage 1 and refines the given mask(s) instead (refine-only mode).
+        * Points, SAM's conventions: ``point_coords`` (``P x 2`` ``(x, y)`` pixels) and ``point_labels``
+          (``(P,)``, 1 = object, 0 = background), with or without ``box``, and optionally
+          ``mask_input`` (``1 x h x w``, the ``low_res_logits`` of this object's previous
+          :class:`Prediction`) -> :class:`Prediction`.
+        * Several objects with their own points: ``prompts`` = a list of :class:`~dissam.points.Prompt`
+          (or dicts with keys ``box``, ``point_coords``, ``point_labels``, ``mask_input``) -> a list.
+
+        With points the refiner sees the corrected coarse mask and the box; without a box, the
+        corrected mask's tight box (:func:`dissam.points.refiner_box`).
         """
+        has_points = point_coords is not None or point_labels is not None or mask_input is not None
+        if prompts is not None or has_points:
+            if boxes is not None or (prompts is not None and (box is not None or has_points)):
+                raise DisSamError("pass one object's box / point_coords / point_labels / mask_input, or boxes=N x 4, "
+                                  "or prompts=[...] (one per object), not a mix")
+            if coarse_mask is not None:
+                raise PointError("point prompts correct stage 1's mask; with coarse_mask there is no stage 1 to "
+                                 "correct (refine a given mask with a box alone)")
+            if prompts is not None:
+                return predict_prompts(self, prompts, box_format)
+            return predict_prompts(self, [make_prompt(box, point_coords, point_labels, mask_input)], box_format)[0]
         if (box is None) == (boxes is None):
-            raise DisSamError("pass exactly one of box=(x0, y0, x1, y1) or boxes=N x 4")
+            raise DisSamError("pass exactly one of box=(x0, y0, x1, y1), boxes=N x 4, point_coords + point_labels "
+                              "(with or without box) or prompts=[...]")
         single = box is not None
         h, w = self.image.shape[:2]
         bx = validate_boxes(box if single else boxes, (h, w), box_format)

@@ -11,10 +11,11 @@ the client sent it (``boxes[1][2]``, ``value``) and quotes the value as sent.
   ``multipart/form-data`` (at most ``MAX_FIELDS`` parts, one file, text fields of at most
   ``MAX_FIELD_BYTES``) or ``application/x-www-form-urlencoded``.
 * :func:`read_fields`: each field through its reader in :data:`PREDICT_FIELDS` or
-  :data:`IMAGE_FIELDS`; unknown fields are refused, naming the known ones. A new field (points, say)
-  is one reader and one entry in the table.
-* :func:`check_boxes` (box geometry against the decoded image, in the caller's numbers) and
-  :func:`check_cost` (the per-request budget, pixels x boxes).
+  :data:`IMAGE_FIELDS`; unknown fields are refused, naming the known ones. A new field is one reader
+  and one entry in the table.
+* :func:`check_boxes` (box geometry against the decoded image, in the caller's numbers),
+  :func:`dissam.app.prompts.check_prompts` (boxes with clicks, the ``points`` field) and
+  :func:`check_cost` (the per-request budget, pixels x objects).
 
 Coordinates: boxes are XYXY pixels of the decoded image (EXIF orientation applied), ``(x1, y1)``
 inclusive.
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dissam import json_input
+from dissam.app.prompts import check_box, read_points
 from dissam.app.service import (
     THRESHOLD_MODES,
     CostTooHigh,
@@ -312,13 +314,19 @@ def _example(raw, form: bool) -> str:
     return raw
 
 
+def _points(raw, form: bool) -> list:
+    return read_points(raw, form, MAX_JSON_DEPTH)
+
+
 @dataclass(frozen=True)
 class PredictRequest:
-    """The fields of ``POST /api/predict`` (defaults as documented); ``boxes`` as sent (not yet
-    checked against the image: :func:`check_boxes`)."""
+    """The fields of ``POST /api/predict`` (defaults as documented); ``boxes`` and ``points`` as
+    sent (not yet checked against the image: :func:`check_boxes`,
+    :func:`dissam.app.prompts.check_prompts`); ``points`` is ``None`` when not sent."""
 
     image_id: str | None = None
     boxes: list = field(default_factory=list)
+    points: list | None = None
     threshold: str = "soft"
     value: float = 0.5
     fg_estimation: bool = True
@@ -331,8 +339,8 @@ class ImageRequest:
     example: str | None = None
 
 
-PREDICT_FIELDS = {"image_id": _image_id, "boxes": _boxes, "threshold": _threshold, "value": _value,
-                  "fg_estimation": _flag}
+PREDICT_FIELDS = {"image_id": _image_id, "boxes": _boxes, "points": _points, "threshold": _threshold,
+                  "value": _value, "fg_estimation": _flag}
 """Field name -> reader ``(raw, from_form) -> value`` for ``POST /api/predict`` (besides the file)."""
 IMAGE_FIELDS = {"example": _example}
 
@@ -348,10 +356,6 @@ def read_fields(body: Body, readers: dict, into):
 
 
 # ---------------------------------------------------------------------- boxes and cost
-def _fmt_box(raw) -> str:
-    return json_input.shorten(raw)
-
-
 def count_boxes(boxes: list, limits: Limits) -> int:
     """How many boxes; refuses none and more than ``limits.max_boxes`` before looking at any."""
     if len(boxes) == 0:
@@ -365,26 +369,7 @@ def check_boxes(boxes: list, width: int, height: int, limits: Limits) -> np.ndar
     """The sent ``boxes`` checked against a ``width x height`` image and clipped to it: ``N x 4``
     float64 XYXY. Messages quote each box as sent (``boxes[1] [599, 10, 900, 300]``)."""
     count_boxes(boxes, limits)
-    out = np.empty((len(boxes), 4), dtype=np.float64)
-    for i, raw in enumerate(boxes):
-        where = f"boxes[{i}]"
-        try:
-            x0, y0, x1, y1 = json_input.box(raw, where)
-        except json_input.JsonInputError as exc:
-            raise RequestError(f"{exc} (XYXY pixels of the image)") from None
-        sent = _fmt_box(raw)
-        if x1 <= x0 or y1 <= y0:
-            raise RequestError(f"{where} {sent} is inverted or empty: a box is [x0, y0, x1, y1], two corners, with "
-                               "x1 > x0 and y1 > y0 (not a width and a height)")
-        if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
-            raise RequestError(f"{where} {sent} lies entirely outside the {width}x{height} image")
-        c = [min(max(x0, 0.0), width - 1.0), min(max(y0, 0.0), height - 1.0),
-             min(max(x1, 0.0), width - 1.0), min(max(y1, 0.0), height - 1.0)]
-        if c[2] <= c[0] or c[3] <= c[1]:
-            raise RequestError(f"{where} {sent} only touches the edge of the {width}x{height} image (pixels x "
-                               f"0..{width - 1}, y 0..{height - 1}): it has no area inside it")
-        out[i] = c
-    return out
+    return np.stack([check_box(raw, f"boxes[{i}]", width, height) for i, raw in enumerate(boxes)])
 
 
 def check_cost(width: int, height: int, n_boxes: int, limits: Limits) -> None:

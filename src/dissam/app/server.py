@@ -40,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dissam.app import requests as rq
+from dissam.app.prompts import check_prompts, count_objects
 from dissam.app.security import OriginGuard, OriginPolicy, SecurityHeaders, content_security_policy
 from dissam.app.service import Abandoned, Busy, Limits, SegmentationService, upload_size
 from dissam.app.worker import Worker
@@ -154,7 +155,14 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
         body = await read(request)
         req = rq.read_fields(body, rq.PREDICT_FIELDS, rq.PredictRequest())
         options = {"threshold": req.threshold, "value": req.value, "fg_estimation": req.fg_estimation}
-        n = rq.count_boxes(req.boxes, limits)
+        n = count_objects(req.boxes, req.points, limits)
+
+        def objects(w: int, h: int) -> dict:
+            """The boxes, or with clicks the prompts, checked against the image (service.predict's args)."""
+            if req.points is None:
+                return {"boxes": rq.check_boxes(req.boxes, w, h, limits)}
+            return {"boxes": None, "prompts": check_prompts(req.boxes, req.points, w, h, limits)}
+
         if body.image is not None:  # one request: the image and the boxes
             data = body.image
 
@@ -168,8 +176,8 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
             def one_shot(cancel):
                 try:
                     up = service.add_image(data, preview=False, hold=True, image_id=image_id)
-                    boxes = rq.check_boxes(req.boxes, up["width"], up["height"], limits)
-                    return service.predict(image_id, boxes, cancel=cancel, **options)
+                    checked = objects(up["width"], up["height"])
+                    return service.predict(image_id, cancel=cancel, **checked, **options)
                 finally:
                     service.release(image_id)
 
@@ -180,14 +188,14 @@ def create_app(predictor, *, limits: Limits | None = None, models: dict | None =
         w, h = service.hold(image_id)  # from here until the job ends, the image cannot be evicted
         try:
             rq.check_cost(w, h, n, limits)
-            boxes = rq.check_boxes(req.boxes, w, h, limits)
+            checked = objects(w, h)
         except BaseException:
             service.release(image_id)
             raise
 
         def two_step(cancel):
             try:
-                return service.predict(image_id, boxes, cancel=cancel, **options)
+                return service.predict(image_id, cancel=cancel, **checked, **options)
             finally:
                 service.release(image_id)
 

@@ -34,7 +34,9 @@ from dissam.boxes import validate_boxes
 from dissam.errors import DisSamError, ImageReadError
 from dissam.image_formats import TooManyPixels, UnsupportedFormat, open_image, peek_size
 from dissam.io import read_image
+from dissam.points import Prompt
 from dissam.predictor import BUILTIN_REFINER
+from dissam.predictor_points import as_prompts
 from dissam.stages.registry import stage_specs
 from dissam.visualize import cutout, overlay
 
@@ -81,7 +83,8 @@ class Limits:
         max_upload_bytes: largest request body (the upload with its form fields).
         max_pixels: largest decoded image, width x height (decompression bombs stop here, before
             any pixel is decoded).
-        max_boxes: boxes per request.
+        max_boxes: boxes per request (objects: a box, clicks or both).
+        max_points: clicks (point prompts) per request, all objects together.
         max_cost: the most pixels x boxes one predict request may cost (its time and memory grow with
             both: a soft map, a mask, a cut-out and PNGs at full size per box); over it the answer is
             413 with the numbers. The default, 64 million, is 5 boxes on a 12 MP photograph or 1 box
@@ -98,6 +101,7 @@ class Limits:
     max_upload_bytes: int = 32 * 2**20
     max_pixels: int = 40_000_000
     max_boxes: int = 16
+    max_points: int = 64
     max_cost: int = 64_000_000
     queue_size: int = 8
     cached_images: int = 4
@@ -338,8 +342,15 @@ class SegmentationService:
     # ------------------------------------------------------------------ prediction
     def predict(self, image_id: str, boxes, threshold: str = "soft", value: float = 0.5,
                 fg_estimation: bool = True, outputs: tuple[str, ...] = ("mask", "soft", "coarse", "overlay", "cutout"),
-                cancel: threading.Event | None = None) -> dict:
-        """Segment ``boxes`` (``N x 4`` XYXY pixels of the decoded image) on a kept image.
+                cancel: threading.Event | None = None, prompts: list[Prompt] | None = None) -> dict:
+        """Segment ``boxes`` (``N x 4`` XYXY pixels of the decoded image) on a kept image, or, with
+        ``prompts`` (one :class:`~dissam.points.Prompt` per object: a box and/or clicks; ``boxes`` is
+        then ignored), the objects they give.
+
+        With clicks, stage 1 runs its point path on the kept image state (for SAM-like stages the
+        prompt encoder and mask decoder on the kept embedding; for the weight-free stages the clicks
+        as seeds) and the refiner gets the corrected coarse mask with :func:`dissam.points.refiner_box`;
+        each result's ``box`` is then that box and ``points`` echoes the clicks.
 
         ``threshold``: ``"soft"`` (mask ``soft > 0.5``, cut-out alpha = the soft map), ``"binary"``
         (mask ``soft > value``, alpha = mask) or ``"otsu"`` (Otsu's threshold, alpha = mask).
@@ -362,12 +373,17 @@ class SegmentationService:
         self._activate(image_id)
         p = self.predictor
         h, w = p.image.shape[:2]
-        arr = np.asarray(boxes, dtype=np.float64) if not isinstance(boxes, np.ndarray) else boxes
-        if arr.size == 0:
-            raise RequestError("draw at least one box")
-        if arr.reshape(-1).size // 4 > self.limits.max_boxes:
-            raise RequestError(f"at most {self.limits.max_boxes} boxes per request")
-        bx = validate_boxes(arr, (h, w))
+        if prompts is not None:
+            if not 0 < len(prompts) <= self.limits.max_boxes:
+                raise RequestError(f"give 1 to {self.limits.max_boxes} objects (a box, clicks or both) per request")
+            prompts = as_prompts(prompts, (h, w))
+        else:
+            arr = np.asarray(boxes, dtype=np.float64) if not isinstance(boxes, np.ndarray) else boxes
+            if arr.size == 0:
+                raise RequestError("draw at least one box")
+            if arr.reshape(-1).size // 4 > self.limits.max_boxes:
+                raise RequestError(f"at most {self.limits.max_boxes} boxes per request")
+            bx = validate_boxes(arr, (h, w))
         timings: dict[str, float] = {}
 
         def lap(name: str, t0: float) -> float:
@@ -380,7 +396,11 @@ class SegmentationService:
         self.embeddings_computed += int(ran)
         t = lap("embedding_ms", t)
         check_cancel("after the image embedding")
-        coarse = p.coarse_masks(bx)
+        if prompts is None:
+            coarse = p.coarse_masks(bx)
+        else:  # stage 1's point path on the kept state; the refiner's boxes follow the corrected masks
+            coarse = p.prompt_masks(prompts).masks
+            bx = p.refiner_boxes(prompts, coarse)
         t = lap("decoder_ms", t)
         # the refiner in its own batches (what DisSamPredictor.refine does in one call), so that an
         # abandoned request stops between them
@@ -398,6 +418,10 @@ class SegmentationService:
         for i in range(len(bx)):
             check_cancel(f"after the outputs of {i} of {len(bx)} boxes")
             item: dict = {"box": [float(v) for v in bx[i]]}
+            if prompts is not None:
+                clicks = prompts[i]
+                item["points"] = [] if not clicks.has_points else [
+                    [float(x), float(y), int(lab)] for (x, y), lab in zip(clicks.point_coords, clicks.point_labels)]
             pngs: dict[str, np.ndarray] = {}
             if "mask" in outputs:
                 pngs["mask"] = masks[i].astype(np.uint8) * 255

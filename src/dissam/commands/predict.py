@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dissam.choices import BOX_FORMATS, MASK_SELECTIONS
+from dissam.choices import BOX_FORMATS, MASK_SELECTIONS, POINT_SELECTIONS
 from dissam.commands.engine_flags import add_engine_arguments, ray_options_from_args
 from dissam.commands.weights import (
     add_runtime_arguments,
@@ -35,6 +35,12 @@ STEM_bicycle_0.png.
 Boxes: --box x0,y0,x1,y1 (repeatable, for every image) and/or --prompts prompts.json with boxes per
 image (schema: docs/prompts.md; rembg-style rectangle entries are accepted). Coordinates are
 pixels of the image as displayed (EXIF orientation applied), XYXY by default.
+
+Clicks: --point X,Y (on the object) or --point X,Y,0 (not on the object), repeatable; they go with
+the one --box, or make a prompt of clicks alone without --box. Per image and per object in the
+prompts file: {"box": [x0, y0, x1, y1], "points": [[x, y], [x, y, 0]]} or {"points": [...]}
+(docs/clicks.md). SAM-like stages take the clicks in their prompt encoder; GrabCut and U²-Netp take
+them as sure-foreground / sure-background discs.
 
 Without --refiner the built-in refiner is used; without --sam the bundled U²-Netp stage 1 (--stage1
 u2netp-auto: GrabCut's edges where they separate the object's colours better, GrabCut where U²-Netp
@@ -81,7 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5, help="--text: minimum SAM 3 score (default 0.5)")
     p.add_argument("--max-instances", type=int, default=10, help="--text: at most this many per phrase (default 10)")
     p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="a box prompt (repeatable)")
-    p.add_argument("--prompts", help="JSON file with boxes per image")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y[,L]",
+                   help="a click: label 1 (default) on the object, 0 not on it; with the one --box, or alone "
+                        "(repeatable)")
+    p.add_argument("--prompts", help="JSON file with boxes (and clicks) per image")
     p.add_argument("--box-format", choices=BOX_FORMATS, default="xyxy")
     p.add_argument("--full-image-box", action="store_true", help="use the whole image as the box when none is given")
     p.add_argument("--rgba", action="store_true", help="write RGBA cut-outs")
@@ -98,6 +107,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "none: the raw refined map); docs/builtin-model.md")
     p.add_argument("--mask-selection", choices=MASK_SELECTIONS, default="first",
                    help="which SAM mask feeds the refiner (authors: first of the 3 multimask outputs)")
+    p.add_argument("--point-selection", choices=POINT_SELECTIONS, default="auto",
+                   help="which SAM mask feeds the refiner for prompts with clicks (auto: the best of 3 for one "
+                        "click alone, the single output otherwise)")
     p.add_argument("--size", type=int, default=None, help="refiner input size (default: from the checkpoint, else 1024)")
     p.add_argument("--zoom", type=float, nargs="?", const=0.25, default=None, metavar="MARGIN",
                    help="refine a crop around each box (the box widened by MARGIN x its size on each side, "
@@ -117,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
     from dissam.sharding import device_for_rank, dist_env
 
     cli_boxes = [parse_box(b) for b in args.box]
+    cli_prompts = _cli_prompts(cli_boxes, args.point)
     prompts = _load_prompts_anywhere(args.prompts) if args.prompts else None
+    with_points = bool(args.point) or any(p.has_points for entries in (prompts or {}).values() for p in entries)
     images = expand_inputs(args.images)
     threshold: float | str = "otsu" if args.threshold.lower() == "otsu" else float(args.threshold)
     precision = precision_from_args(args)
@@ -131,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
             from dissam.errors import DisSamError
 
             raise DisSamError("--text runs on the local engine only")
-        return _run_text(args, [Path(p) for p in images], cli_boxes, prompts, common, options)
-    box_source = BoxSource(prompts, cli_boxes, args.full_image_box, args.box_format)
+        return _run_text(args, [Path(p) for p in images], cli_boxes + args.point, prompts, common, options)
     settings = {
         "model": args.model, "sam": args.sam, "refiner": args.refiner, "coarse": args.coarse or "sam", "stage1": args.stage1,
         "size": args.size, "threshold": str(threshold), "mask_selection": args.mask_selection,
@@ -140,10 +153,17 @@ def run(args: argparse.Namespace) -> int:
         "fg_estimation": not args.no_fg_estimation, "edit_threshold": args.edit_threshold,
         **({"zoom": args.zoom} if args.zoom is not None else {}),  # absent when off: earlier runs' markers hold
     }
+    if with_points:  # only then, so that box-only runs keep their done markers
+        common["point_selection"] = settings["point_selection"] = args.point_selection
+    box_source = BoxSource(_boxes_only(prompts), cli_boxes, args.full_image_box, args.box_format)
+    from dissam.errors import DisSamError
+
     if args.engine == "ray":
+        if with_points:
+            raise DisSamError("clicks (--point, \"points\" in --prompts) run on the local engine only; drop "
+                              "--engine ray or the clicks")
         return _run_ray(args, images, box_source, common, options, settings)
     from dissam.engines.storage import is_uri
-    from dissam.errors import DisSamError
 
     if any(is_uri(x) for x in [*images, args.out]):
         raise DisSamError("URIs (s3://, gs://, ...) for images or -o need --engine ray; the local engine reads and "
@@ -155,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         return predictor_from_args(args, device=str(device), **common)
 
     def boxes_for(path: Path, hw: tuple[int, int]):
+        if with_points:
+            return _prompts_for(path, hw, prompts, cli_prompts, args)
         return box_source.boxes(str(path), hw)
 
     summary = predict_images(build, [Path(p) for p in images], args.out, boxes_for, options=options,
@@ -171,18 +193,46 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_prompts_anywhere(location: str) -> dict:
-    """:func:`dissam.prompts.load_prompts` for a path or a URI (read through the engine's storage)."""
+    """:func:`dissam.prompts.load_prompt_file` (boxes and clicks) for a path or a URI (read through the
+    engine's storage) -> ``{key: [Prompt, ...]}``."""
     from dissam.engines.storage import is_uri, read_uri_bytes
-    from dissam.prompts import load_prompts
+    from dissam.prompts import load_prompt_file
 
     if not is_uri(location):
-        return load_prompts(location)
+        return load_prompt_file(location)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(location).name
         local.write_bytes(read_uri_bytes(location))
-        return load_prompts(local)
+        return load_prompt_file(local)
+
+
+def _boxes_only(prompts: dict | None) -> dict | None:
+    """``{key: [Prompt, ...]}`` -> ``{key: [box, ...]}`` for the box-only path (a job with clicks
+    goes through :func:`_prompts_for` instead)."""
+    if prompts is None:
+        return None
+    return {k: [p.box.tolist() for p in entries if p.box is not None] for k, entries in prompts.items()}
+
+
+def _prompts_for(path: Path, hw: tuple[int, int], prompts: dict | None, cli_prompts: list, args) -> list:
+    """An image's prompts when the job has clicks: :class:`~dissam.points.Prompt` objects with XYXY
+    boxes (or none) and the clicks as given; the whole image's box with ``--full-image-box`` when the
+    image has no prompt."""
+    from dissam.boxes import as_boxes
+    from dissam.engines.inputs import whole_image_box
+    from dissam.errors import DisSamError
+    from dissam.points import Prompt
+    from dissam.prompts import prompts_for_image
+
+    found = prompts_for_image(path, prompts, cli_prompts)
+    if not found:
+        if not args.full_image_box:
+            raise DisSamError("no box given for this image (use --box, --point, --prompts or --full-image-box)")
+        return [Prompt(whole_image_box(hw)[0])]
+    return [Prompt(None if p.box is None else as_boxes(p.box, args.box_format)[0], p.point_coords, p.point_labels)
+            for p in found]
 
 
 def _run_ray(args: argparse.Namespace, images: list[str], box_source, common: dict, options, settings: dict) -> int:
@@ -213,7 +263,7 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     from dissam.text_prompts import text_predictor
 
     if cli_boxes or prompts or args.full_image_box:
-        raise DisSamError("give either --text or boxes (--box/--prompts/--full-image-box), not both")
+        raise DisSamError("give either --text or boxes / clicks (--box/--point/--prompts/--full-image-box), not both")
     if not args.sam:
         raise DisSamError("--text needs SAM 3 weights: --sam facebook/sam3 (or a local copy)")
     predictor = text_predictor(args.sam, refiner=args.refiner, device=args.device, **common)
@@ -238,6 +288,23 @@ def _run_text(args: argparse.Namespace, images: list[Path], cli_boxes, prompts, 
     for p, msg in failures:
         print(f"  failed: {p}: {msg}")
     return 1 if failures else 0
+
+
+def _cli_prompts(cli_boxes: list[list[float]], point_texts: list[str]) -> list:
+    """``--box`` and ``--point`` -> one :class:`~dissam.points.Prompt` per box, the clicks going with the
+    one box (or making a prompt of their own without ``--box``)."""
+    from dissam.errors import PointError
+    from dissam.points import make_prompt
+    from dissam.prompts import parse_point
+
+    if not point_texts:
+        return [make_prompt(box=b) for b in cli_boxes]
+    if len(cli_boxes) > 1:
+        raise PointError(f"--point goes with one --box, but {len(cli_boxes)} were given; give several objects' "
+                         "clicks in a --prompts file ({\"box\": [...], \"points\": [[x, y], [x, y, 0]]} per object)")
+    points = [parse_point(t) for t in point_texts]
+    return [make_prompt(box=cli_boxes[0] if cli_boxes else None, point_coords=[p[:2] for p in points],
+                        point_labels=[p[2] for p in points])]
 
 
 def parse_edit_threshold(text: str) -> float | str | None:

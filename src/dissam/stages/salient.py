@@ -22,6 +22,14 @@ them. Per box:
 5. **mask**: ``map >= threshold`` (0.5), zeroed outside the box (``clip_to_box``), then only the
    8-connected components of at least ``min_component`` (0.1) of the largest one's area are kept:
    specks of salient background in the margin go, a second large part of the object stays.
+6. **clicks** (:meth:`SalientStage.prompt_masks`): points are hard seeds, as for GrabCut and U²-Netp:
+   discs of :func:`dissam.points.seed_radius` pixels (1 % of the image's longer side) marked sure
+   foreground (label 1) or sure background (label 0). Steps 1-5 run on the working box
+   (:func:`dissam.points.working_box`: the box grown to hold every positive click, or the clicks'
+   own box without one), step 5 also keeps every component a positive click touches, and
+   :func:`dissam.seeds.correct_with_seeds` then applies each click to the region it is on (a
+   negative click removes the part it is on, a positive one adds the part it is on). The network is
+   not re-run per click with any click input: it takes none.
 
 Coordinates: boxes are XYXY pixels of the original (EXIF-rotated) image, ``(x1, y1)`` inclusive;
 masks are ``N x H x W`` bool at the original size. After :meth:`SalientStage.coarse_masks`,
@@ -32,6 +40,7 @@ resolution): what a prompt that refines a box's mask (clicks as seeds) works on,
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +53,9 @@ from dissam.hub.registry import find_entry
 from dissam.hub.sources import missing_path_error
 from dissam.hub.store import fetch
 from dissam.models.isnet import ISNetDIS
-from dissam.stages.base import ImageKeepingStage
+from dissam.points import Prompt
+from dissam.seeds import correct_with_seeds, positive_components
+from dissam.stages.base import ImageKeepingStage, PromptMasks, seeded_prompts
 from dissam.stages.salient_models import SALIENT_MODELS, SalientModel
 
 __all__ = ["CropMap", "SalientStage", "crop_window", "preprocess", "load_stage", "TORCH_SUFFIXES"]
@@ -233,8 +244,9 @@ class SalientStage(ImageKeepingStage):
         crop)."""
         return self.crop_map(box).full(self._require_image().shape[:2])
 
-    def _mask(self, box) -> np.ndarray:
-        """Step 5 for one box (its :class:`CropMap` is appended to ``last_maps``)."""
+    def _mask(self, box, seeds: np.ndarray | None = None) -> np.ndarray:
+        """Step 5 for one box (its :class:`CropMap` is appended to ``last_maps``); with ``seeds``
+        (``H x W`` int8, :func:`dissam.points.seed_labels`) the components positive clicks touch stay."""
         cm = self.crop_map(box)
         self.last_maps.append(cm)
         mask = cm.full(self._require_image().shape[:2]) >= self.threshold
@@ -243,15 +255,18 @@ class SalientStage(ImageKeepingStage):
             keep = np.zeros_like(mask)
             keep[max(0, y0):max(0, y1 + 1), max(0, x0):max(0, x1 + 1)] = True
             mask &= keep
-        return self._largest_components(mask)
+        return self._largest_components(mask, seeds)
 
-    def _largest_components(self, mask: np.ndarray) -> np.ndarray:
-        """``mask``'s 8-connected components of at least ``min_component`` of the largest one's area."""
+    def _largest_components(self, mask: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+        """``mask``'s 8-connected components of at least ``min_component`` of the largest one's area,
+        and those a positive seed touches (a click on a small part keeps it)."""
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         if n <= 2:
             return mask
         areas = stats[1:, cv2.CC_STAT_AREA]
         kept = 1 + np.flatnonzero(areas >= self.min_component * areas.max())
+        if seeds is not None:
+            kept = np.union1d(kept, positive_components(labels, seeds))
         return np.isin(labels, kept)
 
     def _begin(self, boxes) -> tuple[np.ndarray, tuple[int, int]]:
@@ -266,6 +281,20 @@ class SalientStage(ImageKeepingStage):
         if len(boxes) == 0:
             return np.zeros((0, h, w), dtype=bool)
         return np.stack([self._mask(b) for b in boxes])
+
+    def prompt_masks(self, prompts: Sequence[Prompt], selection: str | Sequence[str] = "first") -> PromptMasks:
+        """One mask per :class:`~dissam.points.Prompt` (:class:`~dissam.stages.base.PointStage`): a box
+        alone as :meth:`coarse_masks`; with clicks, step 6 of the module docstring. No low-resolution
+        logits (``None``; a ``mask_input`` is refused); ``selection`` is ignored."""
+        image = self._require_image()
+        self.last_maps = []
+        masks = []
+        for p, seeds, box, radius in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
+            mask = self._mask(box, seeds)
+            if seeds is not None:
+                mask = correct_with_seeds(image, mask, box, seeds, p.point_coords, p.point_labels, radius)
+            masks.append(mask)
+        return PromptMasks(np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), bool), [None] * len(masks))
 
 
 def resolve_weights(source: str | os.PathLike | None, model: SalientModel) -> Path:

@@ -4,8 +4,10 @@
   our own key map, :mod:`dissam.checkpoints.sam`, sizes inferred from the tensors), a local
   Hugging Face folder (``SamModel`` or ``SamHQModel``), or a hub id.
 * :class:`SamStage` mirrors ``segment_anything.SamPredictor``: ``set_image`` once (the image
-  embedding is kept), then ``predict`` / ``predict_batch`` / ``coarse_masks`` many times. The numpy
-  layer validates and converts; :meth:`SamStage.predict_torch` is the batched torch layer.
+  embedding is kept), then ``predict`` / ``predict_batch`` / ``coarse_masks`` / ``prompt_masks`` many
+  times, with boxes, points (``point_coords`` ``P x 2`` ``(x, y)`` pixels, ``point_labels`` 1 object /
+  0 background, transformed like boxes) and the previous low-resolution logits (``mask_input``). The
+  numpy layer validates and converts; :meth:`SamStage.predict_torch` is the batched torch layer.
 
 Pre- and post-processing are done here (PIL/numpy/torch), exactly as the official predictor does
 them, not by ``SamProcessor``: longest side resized to 1024 with PIL bilinear
@@ -21,7 +23,7 @@ Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dissam.boxes import validate_boxes
 from dissam.checkpoints.sam import build_sam_from_state_dict
 from dissam.checkpoints.state_dict import read_state_dict, tensor_versions
 from dissam.choices import MASK_SELECTIONS
@@ -40,7 +41,10 @@ from dissam.hub.cache import hub_local_only
 from dissam.hub.sources import OFFLINE_NOTE, hub_error, is_hub_id, missing_path_error
 from dissam.hub.store import resolve_sam_source
 from dissam.io import ImageLike, read_image
+from dissam.points import Prompt
 from dissam.runtime.runners import make_sam_decoder_runner, make_sam_encoder_runner, resolve_runtime
+from dissam.stages.base import PromptMasks
+from dissam.stages.prompting import decode_prompts, prepare_batch, single_prompt
 from dissam.stages.sam_info import SamInfo, check_hq, folder_info, official_info
 from dissam.utils import resolve_device
 
@@ -233,39 +237,73 @@ class SamStage:
     def transform_boxes(self, boxes: np.ndarray) -> np.ndarray:
         """Original-image XYXY boxes ``(N, 4)`` -> boxes in the 1024 input frame (official
         ``ResizeLongestSide.apply_boxes``: x * W'/W, y * H'/H)."""
+        return self.transform_coords(np.asarray(boxes, np.float64).reshape(-1, 2, 2)).reshape(-1, 4)
+
+    def transform_coords(self, coords: np.ndarray) -> np.ndarray:
+        """Original-image ``(..., 2)`` ``(x, y)`` points -> points in the 1024 input frame (official
+        ``ResizeLongestSide.apply_coords``: x * W'/W, y * H'/H, the boxes' rule)."""
         h, w = self.original_size
         nh, nw = self.input_size
-        out = np.asarray(boxes, np.float64).reshape(-1, 2, 2).copy()
+        out = np.asarray(coords, np.float64).copy()
         out[..., 0] = out[..., 0] * (nw / w)
         out[..., 1] = out[..., 1] * (nh / h)
-        return out.reshape(-1, 4)
+        return out
 
     # ----------------------------------------------------------------- torch layer
     def predict_torch(
-        self, boxes: torch.Tensor, multimask_output: bool = True
+        self, boxes: torch.Tensor | None = None, multimask_output: bool = True, *,
+        point_coords: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder for ``N`` boxes of the current image in one call.
+        """Decoder for ``N`` prompts of the current image (``SamPredictor.predict_torch``).
 
         Args:
-            boxes: ``(N, 4)`` float XYXY boxes already in the 1024 input frame.
-            multimask_output: three masks per box (mask tokens 1..3) or one (token 0).
+            boxes: ``(N, 4)`` float XYXY boxes already in the 1024 input frame, or ``None``.
+            multimask_output: three masks per prompt (mask tokens 1..3) or one (token 0).
+            point_coords: ``(N, P, 2)`` float ``(x, y)`` points in the 1024 input frame, or ``None``.
+            point_labels: ``(N, P)`` int labels (1 object, 0 background), with ``point_coords``.
+            mask_input: ``(N, 1, 256, 256)`` float low-resolution logits of previous predictions, or
+                ``None``.
         Returns:
             ``low_res_logits`` ``(N, C, 256, 256)`` and ``iou_predictions`` ``(N, C)``, C = 3 or 1.
+
+        The prompt encoder gets the points, labels, box and mask exactly as the official predictor
+        passes them (points without a box get SAM's padding point). ``N`` prompts are one decoder call;
+        with ``mask_input``, one call per prompt (``transformers`` takes a dense mask prompt per image,
+        not per prompt).
         """
         self._require_image()
-        if self.decoder_runner is not None and multimask_output:
+        if boxes is None and point_coords is None:
+            raise DisSamError("predict_torch needs boxes, points or both")
+        if self.decoder_runner is not None and multimask_output and point_coords is None and mask_input is None:
+            # the exported decoder graph takes boxes only; clicks and mask prompts build the torch decoder
             return self.decoder_runner(self.image_embedding, self._intermediate, boxes)
         kwargs: dict[str, Any] = {}
         if self.is_hq:
             kwargs = {"intermediate_embeddings": self._intermediate, "hq_token_only": False}
-        with torch.inference_mode():
-            out = self.model(
-                image_embeddings=self.image_embedding,
-                input_boxes=boxes.to(self.device, torch.float32)[None],
-                multimask_output=multimask_output,
-                **kwargs,
-            )
-        return out.pred_masks[0], out.iou_scores[0]
+
+        def decode(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            def take(t, dtype):
+                return None if t is None else t[sl].to(self.device, dtype)
+
+            with torch.inference_mode():
+                points, labels = take(point_coords, torch.float32), take(point_labels, torch.int64)
+                box_t = take(boxes, torch.float32)
+                out = self.model(
+                    image_embeddings=self.image_embedding,
+                    input_points=None if points is None else points[None],
+                    input_labels=None if labels is None else labels[None],
+                    input_boxes=None if box_t is None else box_t[None],
+                    input_masks=take(mask_input, torch.float32),
+                    multimask_output=multimask_output,
+                    **kwargs,
+                )
+            return out.pred_masks[0], out.iou_scores[0]
+
+        if mask_input is None:
+            return decode(slice(None))
+        parts = [decode(slice(i, i + 1)) for i in range(len(mask_input))]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def postprocess_masks(self, low_res: torch.Tensor) -> torch.Tensor:
         """``(N, C, 256, 256)`` logits -> ``(N, C, H, W)`` logits at the original size (bilinear to
@@ -279,55 +317,65 @@ class SamStage:
             return F.interpolate(x, self.original_size, mode="bilinear", align_corners=False)
 
     # ----------------------------------------------------------------- numpy layer
-    def predict_batch(
-        self, boxes, multimask_output: bool = True, return_logits: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Masks for ``N`` boxes of the current image with a single decoder call.
+    def _empty(self, multimask_output: bool, return_logits: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c, (h, w) = (3 if multimask_output else 1), self.original_size
+        dtype = np.float32 if return_logits else bool
+        return np.zeros((0, c, h, w), dtype), np.zeros((0, c), np.float32), np.zeros((0, c, 256, 256), np.float32)
 
-        Args:
-            boxes: ``(N, 4)`` (or ``(4,)``) XYXY pixels of the original image; clipped to the image,
-                inverted/empty/outside boxes raise :class:`~dissam.errors.BoxError`.
-            multimask_output: 3 masks per box (True) or SAM's single-output token (False).
-            return_logits: return float32 logits instead of ``logit > 0`` booleans.
-        Returns:
-            ``masks`` ``(N, C, H, W)`` bool (or float32 logits), ``iou_predictions`` ``(N, C)`` float32,
-            ``low_res_logits`` ``(N, C, 256, 256)`` float32.
-        """
-        self._require_image()
-        valid = validate_boxes(boxes, self.original_size)
-        if len(valid) == 0:  # nothing to decode: empty arrays of the documented shapes
-            c, (h, w) = (3 if multimask_output else 1), self.original_size
-            dtype = np.float32 if return_logits else bool
-            return (
-                np.zeros((0, c, h, w), dtype),
-                np.zeros((0, c), np.float32),
-                np.zeros((0, c, 256, 256), np.float32),
-            )
-        scaled = torch.as_tensor(self.transform_boxes(valid), dtype=torch.float32)
-        low_res, iou = self.predict_torch(scaled, multimask_output)
+    def _finish(self, low_res: torch.Tensor, iou: torch.Tensor, return_logits: bool):
         masks = self.postprocess_masks(low_res)
         if not return_logits:
             masks = masks > MASK_THRESHOLD
         return masks.cpu().numpy(), iou.float().cpu().numpy(), low_res.float().cpu().numpy()
 
-    def predict(
-        self, box=None, multimask_output: bool = True, return_logits: bool = False
+    def predict_batch(
+        self, boxes=None, multimask_output: bool = True, return_logits: bool = False, *,
+        point_coords=None, point_labels=None, mask_input=None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``SamPredictor.predict`` with a single box prompt.
+        """Masks for ``N`` prompts of the current image with a single decoder call.
 
         Args:
-            box: ``(4,)`` XYXY pixels of the original image (required: only box prompts are supported).
+            boxes: ``(N, 4)`` (or ``(4,)``) XYXY pixels of the original image; clipped to the image,
+                inverted/empty/outside boxes raise :class:`~dissam.errors.BoxError`. ``None``: points only.
+            multimask_output: 3 masks per prompt (True) or SAM's single-output token (False).
+            return_logits: return float32 logits instead of ``logit > 0`` booleans.
+            point_coords: ``(N, P, 2)`` ``(x, y)`` pixels of the original image (the same ``P`` for every
+                prompt), or ``None``.
+            point_labels: ``(N, P)``: 1 = object, 0 = background.
+            mask_input: ``(N, 1, 256, 256)`` low-resolution logits of previous predictions, or ``None``.
+        Returns:
+            ``masks`` ``(N, C, H, W)`` bool (or float32 logits), ``iou_predictions`` ``(N, C)`` float32,
+            ``low_res_logits`` ``(N, C, 256, 256)`` float32.
+        """
+        self._require_image()
+        n, box_t, pts_t, labels_t, mask_t = prepare_batch(self, boxes, point_coords, point_labels, mask_input,
+                                                          (256, 256))
+        if n == 0:  # nothing to decode: empty arrays of the documented shapes
+            return self._empty(multimask_output, return_logits)
+        low_res, iou = self.predict_torch(box_t, multimask_output, point_coords=pts_t, point_labels=labels_t,
+                                          mask_input=mask_t)
+        return self._finish(low_res, iou, return_logits)
+
+    def predict(
+        self, box=None, multimask_output: bool = True, return_logits: bool = False, *,
+        point_coords=None, point_labels=None, mask_input=None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``SamPredictor.predict``: one object's prompt, a box and/or points and/or a previous mask.
+
+        Args:
+            box: ``(4,)`` XYXY pixels of the original image, or ``None``.
+            point_coords: ``P x 2`` ``(x, y)`` pixels of the original image, or ``None``.
+            point_labels: ``(P,)``: 1 = object, 0 = background.
+            mask_input: ``1 x 256 x 256`` low-resolution logits from a previous call (its third return
+                value, one mask of it), the official way to iterate.
         Returns:
             ``masks`` ``(C, H, W)`` bool (or float32 logits), ``iou_predictions`` ``(C,)``,
             ``low_res_logits`` ``(C, 256, 256)``; C = 3 with ``multimask_output`` else 1.
         """
         self._require_image()
-        if box is None:
-            raise DisSamError("predict needs a box prompt (x0, y0, x1, y1); point prompts are not supported")
-        arr = np.asarray(box, dtype=np.float64)
-        if arr.size != 4:
-            raise DisSamError(f"predict takes one box of 4 numbers, got shape {arr.shape}; use predict_batch")
-        masks, iou, low = self.predict_batch(arr.reshape(1, 4), multimask_output, return_logits)
+        boxes, coords, labels, masks_in = single_prompt(box, point_coords, point_labels, mask_input)
+        masks, iou, low = self.predict_batch(boxes, multimask_output, return_logits, point_coords=coords,
+                                             point_labels=labels, mask_input=masks_in)
         return masks[0], iou[0], low[0]
 
     def coarse_masks(self, boxes, selection: Selection = "first") -> np.ndarray:
@@ -349,6 +397,19 @@ class SamStage:
         else:
             idx = np.zeros(len(masks), dtype=np.int64)
         return masks[np.arange(len(masks)), idx]
+
+    def prompt_masks(self, prompts: Sequence[Prompt], selection: str | Sequence[str] = "first") -> PromptMasks:
+        """One coarse mask per :class:`~dissam.points.Prompt` (box and/or points and/or ``mask_input``;
+        :class:`~dissam.stages.base.PointStage`), with the chosen mask's ``1 x 256 x 256`` logits.
+
+        Prompts with the same kind of prompt (box or not, number of points, mask or not, one or three
+        outputs) share one decoder call."""
+        self._require_image()
+
+        def decode(boxes, multimask, coords, labels, masks):
+            return self.predict_batch(boxes, multimask, point_coords=coords, point_labels=labels, mask_input=masks)
+
+        return decode_prompts(decode, prompts, selection, self.original_size)
 
     # ----------------------------------------------------------------- saving
     def save_pretrained(self, folder: str | os.PathLike) -> Path:

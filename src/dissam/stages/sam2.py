@@ -1,4 +1,4 @@
-"""SAM 2.1 (and the SAM 3 tracker, which shares its prompt interface) as stage 1: box prompt -> coarse mask.
+"""SAM 2.1 (and the SAM 3 tracker, which shares its prompt interface) as stage 1: box and point prompts -> coarse mask.
 
 Both are ``transformers`` models with the same prompt interface (``Sam2Model`` for SAM 2 / 2.1,
 Hiera tiny to large; ``Sam3TrackerModel``, the promptable tracker half of SAM 3). Pre- and
@@ -8,19 +8,23 @@ here with PIL/numpy/torch, so no processor files are needed next to the weights:
 * the image is resized to ``S x S`` (no aspect-preserving padding, unlike SAM 1; ``S`` = 1024 for
   SAM 2.1, 1008 for SAM 3) with PIL bilinear and normalised (ImageNet mean/std for SAM 2,
   0.5/0.5 for SAM 3);
-* boxes are scaled per axis (``x * S / W``, ``y * S / H``);
+* boxes and points are scaled per axis (``x * S / W``, ``y * S / H``); points carry labels 1
+  (object) / 0 (background) and a previous prediction's low-resolution logits can be passed back
+  as ``mask_input`` (:meth:`PromptableStage.predict`, :meth:`PromptableStage.prompt_masks`);
 * the low-resolution logits (``S/4``) are upsampled straight to the original size (bilinear,
   ``align_corners=False``) and thresholded at 0.
 
 The processors resize with torch (antialiased); PIL's bilinear differs from it by small amounts at
 edges, which moves mask borders by well under a pixel at the low-resolution output.
 
-Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive.
+Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; points ``(x, y)``
+pixels of the original image.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +32,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dissam.boxes import validate_boxes
 from dissam.choices import MASK_SELECTIONS
 from dissam.errors import DisSamError
 from dissam.io import ImageLike, read_image
+from dissam.points import Prompt
 from dissam.runtime.runners import autocast_dtype, resolve_runtime
+from dissam.stages.base import PromptMasks
 from dissam.stages.hf import load_hf_model
+from dissam.stages.prompting import decode_prompts, prepare_batch, single_prompt
 from dissam.utils import resolve_device
 
 __all__ = ["PromptableStage", "PromptableImageState", "load_sam2", "load_stage", "square_input", "model_input_size"]
@@ -79,7 +85,7 @@ class PromptableImageState:
 
 
 class PromptableStage:
-    """Box-prompted SAM 2.1 (``Sam2Model``) or SAM 3 tracker (``Sam3TrackerModel``).
+    """SAM 2.1 (``Sam2Model``) or the SAM 3 tracker (``Sam3TrackerModel``), prompted by boxes and points.
 
     Attributes:
         model: the transformers model (eval, frozen, on ``device``).
@@ -136,31 +142,90 @@ class PromptableStage:
         self._embeddings = None if state is None else state.embeddings
         self.original_size = None if state is None else state.original_size
 
-    def predict_batch(self, boxes, multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Masks for ``N`` boxes in one decoder call.
+    def transform_coords(self, coords: np.ndarray) -> np.ndarray:
+        """Original-image ``(..., 2)`` ``(x, y)`` points -> the ``S x S`` input frame (``x * S / W``,
+        ``y * S / H``: the official predictor's normalised coordinates times ``S``)."""
+        h, w = self.original_size
+        out = np.asarray(coords, np.float64).copy()
+        out[..., 0] *= self.image_size / w
+        out[..., 1] *= self.image_size / h
+        return out
+
+    def transform_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """Original-image XYXY boxes ``(N, 4)`` -> the ``S x S`` input frame (corners as points)."""
+        return self.transform_coords(np.asarray(boxes, np.float64).reshape(-1, 2, 2)).reshape(-1, 4)
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the low-resolution logits the decoder returns and ``mask_input`` takes."""
+        return tuple(int(v) for v in self.model.prompt_encoder.mask_input_size)
+
+    def _decode(self, boxes, multimask_output: bool, point_coords=None, point_labels=None, mask_input=None,
+                return_logits: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``N`` prompts -> masks ``(N, C, H, W)`` (bool, or float32 logits), IoU ``(N, C)`` and the
+        low-resolution logits ``(N, C, h, w)`` clamped to [-32, 32] (as the official SAM 2 predictor
+        returns them for ``mask_input``). One decoder call; one per prompt with ``mask_input``
+        (``transformers`` takes a dense mask prompt per image). Box, points and mask go to the model
+        as ``input_boxes``, ``input_points``/``input_labels`` and ``input_masks``: the same prompt
+        tokens as the official predictor's (which passes the box as two corner points, labels 2 and 3,
+        ahead of the clicks), in another order, which the decoder's attention does not depend on."""
+        if self._embeddings is None:
+            raise DisSamError("no image is set: call set_image(image) before predicting")
+        n, box_t, pts_t, labels_t, mask_t = prepare_batch(self, boxes, point_coords, point_labels, mask_input,
+                                                          self.mask_input_size)
+        h, w = self.original_size
+        if n == 0:
+            c, (mh, mw) = (3 if multimask_output else 1), self.mask_input_size
+            return (np.zeros((0, c, h, w), np.float32 if return_logits else bool), np.zeros((0, c), np.float32),
+                    np.zeros((0, c, mh, mw), np.float32))
+
+        def call(sl: slice):
+            def take(t, dtype):
+                return None if t is None else t[sl].to(self.device, dtype)
+
+            points, labels, box = take(pts_t, torch.float32), take(labels_t, torch.int64), take(box_t, torch.float32)
+            out = self.model(image_embeddings=self._embeddings,
+                             input_points=None if points is None else points[None],
+                             input_labels=None if labels is None else labels[None],
+                             input_boxes=None if box is None else box[None],
+                             input_masks=take(mask_t, torch.float32), multimask_output=multimask_output)
+            return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+        with torch.inference_mode():
+            parts = [call(slice(None))] if mask_t is None else [call(slice(i, i + 1)) for i in range(n)]
+            low = torch.cat([p[0] for p in parts])  # (N, C, h, w) logits
+            iou = torch.cat([p[1] for p in parts])
+            masks = F.interpolate(low, (h, w), mode="bilinear", align_corners=False)
+            if not return_logits:
+                masks = masks > 0
+        return masks.cpu().numpy(), iou.cpu().numpy(), low.clamp(-32.0, 32.0).cpu().numpy()
+
+    def predict_batch(self, boxes=None, multimask_output: bool = True, *, point_coords=None, point_labels=None,
+                      mask_input=None) -> tuple[np.ndarray, np.ndarray]:
+        """Masks for ``N`` prompts in one decoder call.
 
         Args:
-            boxes: ``N x 4`` XYXY pixels of the original image (validated and clipped).
-            multimask_output: three masks per box (True) or the single-output token (False).
+            boxes: ``N x 4`` XYXY pixels of the original image (validated and clipped), or ``None``.
+            multimask_output: three masks per prompt (True) or the single-output token (False).
+            point_coords: ``N x P x 2`` ``(x, y)`` pixels of the original image, or ``None``.
+            point_labels: ``N x P``: 1 = object, 0 = background.
+            mask_input: ``N x 1 x h x w`` low-resolution logits of previous predictions
+                (:attr:`mask_input_size`), or ``None``.
         Returns:
             ``masks`` bool ``(N, C, H, W)`` and ``iou_predictions`` float32 ``(N, C)``, C = 3 or 1.
         """
-        if self._embeddings is None:
-            raise DisSamError("no image is set: call set_image(image) before coarse_masks")
-        h, w = self.original_size
-        valid = validate_boxes(boxes, (h, w))
-        scaled = valid.copy()
-        scaled[:, [0, 2]] *= self.image_size / w
-        scaled[:, [1, 3]] *= self.image_size / h
-        with torch.inference_mode():
-            out = self.model(
-                image_embeddings=self._embeddings,
-                input_boxes=torch.as_tensor(scaled, dtype=torch.float32, device=self.device)[None],
-                multimask_output=multimask_output,
-            )
-            low = out.pred_masks[0].float()  # (N, C, S/4, S/4) logits
-            masks = F.interpolate(low, (h, w), mode="bilinear", align_corners=False) > 0
-        return masks.cpu().numpy(), out.iou_scores[0].float().cpu().numpy()
+        masks, iou, _ = self._decode(boxes, multimask_output, point_coords, point_labels, mask_input)
+        return masks, iou
+
+    def predict(self, box=None, multimask_output: bool = True, return_logits: bool = False, *,
+                point_coords=None, point_labels=None, mask_input=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``SAM2ImagePredictor.predict`` for one object: a box and/or points (``P x 2`` ``(x, y)``
+        pixels, labels 1 object / 0 background) and/or ``mask_input`` (``1 x h x w``, a previous call's
+        low-resolution logits). Returns ``masks`` ``(C, H, W)`` (bool, or float32 logits),
+        ``iou_predictions`` ``(C,)`` and ``low_res_logits`` ``(C, h, w)`` clamped to [-32, 32]."""
+        boxes, coords, labels, masks_in = single_prompt(box, point_coords, point_labels, mask_input)
+        masks, iou, low = self._decode(boxes, multimask_output, coords, labels, masks_in, return_logits)
+        return masks[0], iou[0], low[0]
 
     def coarse_masks(self, boxes, selection: str = "first") -> np.ndarray:
         """``N x 4`` boxes -> ``N x H x W`` bool (``selection`` as in :class:`dissam.stages.sam.SamStage`)."""
@@ -169,6 +234,13 @@ class PromptableStage:
         masks, iou = self.predict_batch(boxes, multimask_output=selection != "single")
         idx = iou.argmax(axis=1) if selection == "best" else np.zeros(len(masks), dtype=np.int64)
         return masks[np.arange(len(masks)), idx]
+
+    def prompt_masks(self, prompts: Sequence[Prompt], selection: str | Sequence[str] = "first") -> PromptMasks:
+        """One coarse mask per :class:`~dissam.points.Prompt` (:class:`~dissam.stages.base.PointStage`),
+        with the chosen mask's low-resolution logits for the next ``mask_input``."""
+        if self._embeddings is None:
+            raise DisSamError("no image is set: call set_image(image) before predicting")
+        return decode_prompts(self._decode, prompts, selection, self.original_size)
 
     def __repr__(self) -> str:
         return f"PromptableStage({type(self.model).__name__}, S={self.image_size}, device={self.device}, source={self.source!r})"

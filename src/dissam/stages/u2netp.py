@@ -28,6 +28,12 @@ Per box:
    picked the wrong thing GrabCut moves to the colour-distinct object and the overlap falls a lot;
    where GrabCut only trims thin parts (legs, spokes, cables: few pixels of mixed colour) it hardly
    moves, and the network's mask is kept. ``last_grabcut_kept`` says which boxes took GrabCut's.
+8. with point prompts (:meth:`U2NetpStage.prompt_masks`), clicks are seeds (discs of
+   :func:`dissam.points.seed_radius`): steps 1-7 run on the working box
+   (:func:`dissam.points.working_box`); step 4 keeps every component a positive click touches, step
+   5's GrabCut holds the seeds fixed (``GC_FGD`` / ``GC_BGD``), steps 6-7's GrabCut edit runs without
+   them (so that a click cannot move the whole mask), and then
+   :func:`dissam.seeds.correct_with_seeds` applies each click to the region it is on.
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive; masks are
 ``N x H x W`` bool at the original size. Runs on ONNX Runtime (a dependency of dissam). This is the
@@ -37,6 +43,7 @@ stage 1 of ``dissam predict`` and ``dissam app`` when no SAM weights are given.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -44,6 +51,9 @@ import numpy as np
 
 from dissam.coarse import GRABCUT_MAX_SIDE, colour_overlap, grabcut_mask
 from dissam.errors import CheckpointError, DisSamError
+from dissam.points import Prompt
+from dissam.seeds import correct_with_seeds
+from dissam.stages.base import PromptMasks, seeded_prompts
 from dissam.stages.salient import SalientStage, onnxruntime_module
 from dissam.stages.salient import preprocess as salient_preprocess
 from dissam.stages.salient_models import U2NETP
@@ -121,6 +131,24 @@ class U2NetpStage(SalientStage):
         self.last_fallbacks: list[bool] = []
         self.last_grabcut_kept: list[bool] = []
 
+    def _box_mask(self, box: np.ndarray, seeds: np.ndarray | None = None) -> tuple[np.ndarray, bool, bool]:
+        """Steps 1-7 for one box -> the mask, whether it fell back to GrabCut, whether GrabCut's edit was
+        kept. With point seeds (``H x W`` int8, :func:`dissam.points.seed_labels`), step 8's part of them."""
+        h, w = self._image.shape[:2]
+        mask = self._mask(box, seeds)
+        near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(box, h, w)
+        if near_empty:
+            mask = grabcut_mask(self._image, box, max_side=GRABCUT_MAX_SIDE, seeds=seeds) > 127
+        kept = False
+        if not near_empty and self.grabcut:
+            moved = self._largest_components(
+                grabcut_mask(self._image, box, max_side=GRABCUT_MAX_SIDE, init=mask) > 127, seeds)
+            kept = self.grabcut_min_gain is None or (
+                colour_overlap(self._image, mask, box) - colour_overlap(self._image, moved, box) >= self.grabcut_min_gain)
+            if kept:
+                mask = moved
+        return mask, bool(near_empty), bool(kept)
+
     def coarse_masks(self, boxes: np.ndarray, selection: str = "first") -> np.ndarray:
         """``N x 4`` XYXY boxes -> ``N x H x W`` bool masks (``selection`` is ignored: one output)."""
         boxes, (h, w) = self._begin(boxes)
@@ -128,21 +156,27 @@ class U2NetpStage(SalientStage):
         if len(boxes) == 0:
             return np.zeros((0, h, w), dtype=bool)
         for b in boxes:
-            mask = self._mask(b)
-            near_empty = self.fallback is not None and mask.sum() < self.min_box_share * _box_area(b, h, w)
-            if near_empty:
-                mask = grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE) > 127
-            kept = False
-            if not near_empty and self.grabcut:
-                moved = self._largest_components(grabcut_mask(self._image, b, max_side=GRABCUT_MAX_SIDE, init=mask) > 127)
-                kept = self.grabcut_min_gain is None or (
-                    colour_overlap(self._image, mask, b) - colour_overlap(self._image, moved, b) >= self.grabcut_min_gain)
-                if kept:
-                    mask = moved
+            mask, near_empty, kept = self._box_mask(b)
             masks.append(mask)
-            self.last_fallbacks.append(bool(near_empty))
-            self.last_grabcut_kept.append(bool(kept))
+            self.last_fallbacks.append(near_empty)
+            self.last_grabcut_kept.append(kept)
         return np.stack(masks)
+
+    def prompt_masks(self, prompts: Sequence[Prompt], selection: str | Sequence[str] = "first") -> PromptMasks:
+        """One mask per :class:`~dissam.points.Prompt` (:class:`~dissam.stages.base.PointStage`): a box
+        alone as :meth:`coarse_masks`; with points, step 8 of the module docstring. No low-resolution
+        logits (``None``); ``selection`` is ignored."""
+        image = self._require_image()
+        self.last_maps = []
+        masks, self.last_fallbacks, self.last_grabcut_kept = [], [], []
+        for p, seeds, box, radius in seeded_prompts(prompts, image.shape[:2], self.seed_radius, self.name):
+            mask, near_empty, kept = self._box_mask(box, seeds)
+            if seeds is not None:
+                mask = correct_with_seeds(image, mask, box, seeds, p.point_coords, p.point_labels, radius)
+            masks.append(mask)
+            self.last_fallbacks.append(near_empty)
+            self.last_grabcut_kept.append(kept)
+        return PromptMasks(np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), bool), [None] * len(masks))
 
 
 def _box_area(box: np.ndarray, h: int, w: int) -> int:
