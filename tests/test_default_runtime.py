@@ -60,6 +60,26 @@ def test_default_runs_file_weights_on_onnx_runtime_and_matches_torch(default_env
         np.testing.assert_allclose(a.soft, b.soft, atol=1e-4, rtol=0)
 
 
+
+def test_clicks_on_the_default_build_the_torch_decoder_and_match_torch(default_env, weights, image, boxes):
+    """The exported decoder takes boxes only: a click (or a mask prompt) on the ONNX default builds
+    SAM's torch decoder on first use, and the result equals the torch backend's."""
+    from dissam.predictor import DisSamPredictor
+
+    sam, ref = weights
+    p = DisSamPredictor.from_pretrained(sam=str(sam), refiner=str(ref), device="cpu").set_image(image)
+    assert p.sam_stage._model is None
+    box = [float(v) for v in boxes[0]]
+    click = [[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]]
+    got = p.predict(box=box, point_coords=click, point_labels=[0])
+    assert p.sam_stage._model is not None  # built for the click, not before
+    want = DisSamPredictor.from_pretrained(sam=str(sam), refiner=str(ref), device="cpu", backend="torch")
+    exp = want.set_image(image).predict(box=box, point_coords=click, point_labels=[0])
+    assert (exp.coarse != got.coarse).mean() < 1e-4
+    np.testing.assert_allclose(exp.soft, got.soft, atol=1e-4, rtol=0)
+    boxes_only = p.predict(box=box)  # a box alone still goes through the exported decoder
+    np.testing.assert_allclose(boxes_only.soft, want.predict(box=box).soft, atol=1e-4, rtol=0)
+
 def test_default_keeps_torch_for_networks_built_in_python(default_env, tiny_refiner):
     from dissam.predictor import DisSamPredictor
 
