@@ -13,6 +13,10 @@ SAM mask. The refiner sees ``[R, G, B, coarse mask, box map]`` at ``size x size`
 paper's model); its side output d1 is resized back to the original image (bilinear).
 
 Coordinates: boxes are XYXY pixels of the original (EXIF-corrected) image, ``(x1, y1)`` inclusive.
+
+Size: one class, the public facade, over ~450 lines because its methods are the documented API
+(boxes, clicks, text, image states, runtimes); their work lives in :mod:`dissam.predictor_points`,
+:mod:`dissam.zoom`, the stages and the runtime runners.
 """
 
 from __future__ import annotations

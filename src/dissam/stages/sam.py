@@ -18,6 +18,10 @@ original size, thresholded at logit > 0.
 
 Coordinates: boxes are XYXY pixels of the original image, ``(x1, y1)`` inclusive (see
 :mod:`dissam.boxes`). Sizes are ``(H, W)``.
+
+Size: over ~450 lines because :class:`SamStage` keeps the official predictor's three layers (torch,
+numpy, prompts) in one class, as ``SamPredictor`` does, and :func:`load_sam` is imported from here by
+every caller; the checks that need no model are in :mod:`dissam.stages.sam_info`.
 """
 
 from __future__ import annotations
