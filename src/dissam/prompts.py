@@ -65,13 +65,9 @@ def _entry_to_box(entry, where: str) -> list[float]:
                    '{"box": [...]}')
 
 
-def load_prompts(path: str | os.PathLike) -> dict[str, list[list[float]]]:
-    """Read a prompts file (see module docstring) -> ``{key: [box, ...]}``.
-
-    Raises :class:`~dissam.errors.DisSamError` (:class:`~dissam.errors.BoxError` for an entry) naming
-    the file and the entry for anything unusable: not JSON, nested deeper than
-    :data:`dissam.json_input.MAX_DEPTH`, a number that is not finite or has more than
-    :data:`dissam.json_input.MAX_INT_DIGITS` digits, a value of the wrong type."""
+def _read_prompts_json(path: str | os.PathLike, what: str) -> tuple[Path, dict]:
+    """The file's top-level JSON object, read within :mod:`dissam.json_input`'s bounds; ``what`` names
+    the lists it maps image names to, for the error."""
     p = Path(path)
     if not p.is_file():
         raise DisSamError(f"prompts file not found: {p}")
@@ -82,8 +78,19 @@ def load_prompts(path: str | os.PathLike) -> dict[str, list[list[float]]]:
     except OSError as exc:
         raise DisSamError(f"cannot read prompts file {p}: {exc}") from exc
     if not isinstance(data, dict):
-        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of boxes, "
+        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of {what}, "
                           f"not {json_input.kind(data)}")
+    return p, data
+
+
+def load_prompts(path: str | os.PathLike) -> dict[str, list[list[float]]]:
+    """Read a prompts file (see module docstring) -> ``{key: [box, ...]}``.
+
+    Raises :class:`~dissam.errors.DisSamError` (:class:`~dissam.errors.BoxError` for an entry) naming
+    the file and the entry for anything unusable: not JSON, nested deeper than
+    :data:`dissam.json_input.MAX_DEPTH`, a number that is not finite or has more than
+    :data:`dissam.json_input.MAX_INT_DIGITS` digits, a value of the wrong type."""
+    p, data = _read_prompts_json(path, "boxes")
     out = {}
     for key, entries in data.items():
         where = f"prompts file {p}, entry [{json_input.shorten(key)}]"
@@ -240,18 +247,7 @@ def load_prompt_file(path: str | os.PathLike) -> dict[str, list[Prompt]]:
     Refuses what :func:`load_prompts` refuses (not JSON, too deep, numbers that are not finite or too
     long) and more than :data:`MAX_POINTS` clicks per object; errors name the file, the image key and
     the entry."""
-    p = Path(path)
-    if not p.is_file():
-        raise DisSamError(f"prompts file not found: {p}")
-    try:
-        data = json_input.loads(p.read_bytes(), what=f"prompts file {p}")
-    except json_input.JsonInputError as exc:
-        raise DisSamError(str(exc)) from None
-    except OSError as exc:
-        raise DisSamError(f"cannot read prompts file {p}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DisSamError(f"prompts file {p} must hold an object mapping image names to lists of prompts, "
-                          f"not {json_input.kind(data)}")
+    p, data = _read_prompts_json(path, "prompts")
     return {str(key): read_prompt_entries(entries, f"prompts file {p}, entry [{json_input.shorten(key)}]")
             for key, entries in data.items()}
 
