@@ -283,7 +283,8 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
     with caplog.at_level(logging.WARNING, logger="dissam.app"):
         rc = main(["app", "--sam", str(tiny_sam_path), "--refiner", str(ckpt), "--device", "cpu", "--host", "0.0.0.0",
                    "--port", "7999", "--examples", str(tmp_path / "ex"), "--queue-size", "3",
-                   "--allow-origin", "https://tools.example.org", "--max-megapixel-boxes", "2", "--body-timeout", "5"])
+                   "--allow-origin", "https://tools.example.org", "--max-megapixel-boxes", "2", "--body-timeout", "5",
+                   "--max-points", "5"])
     assert rc == 0 and served["host"] == "0.0.0.0" and served["port"] == 7999
     assert "listening on 0.0.0.0" in caplog.text and "no login" in caplog.text
     with TestClient(served["app"], base_url="http://127.0.0.1") as c:
@@ -292,6 +293,7 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
         assert not info["models"]["builtin"] and info["models"]["notice"] == ""
         assert info["limits"]["queue_size"] == 3 and info["examples"] == ["sample"]
         assert info["limits"]["max_cost"] == 2_000_000 and info["limits"]["body_timeout_s"] == 5
+        assert info["limits"]["max_points"] == 5
         # the listening address (0.0.0.0: any IP address) and the allowed origin pass; others do not
         assert c.get("/api/info", headers={"host": "evil.example"}).status_code == 400
         r = c.post("/api/image", data={"example": "nope"}, headers={"origin": "https://tools.example.org"})
@@ -302,7 +304,8 @@ def test_app_command_builds_on_given_weights_and_warns_on_a_public_bind(tmp_path
         r = c.post("/api/predict", json={"image_id": up["image_id"], "boxes": [BOXES[0]]})
         assert r.status_code == 200 and r.json()["results"][0]["box"] == [float(v) for v in BOXES[0]]
     for bad in (["--allow-origin", "tools.example.org"], ["--allow-origin", "https://x.org/page"],
-                ["--body-timeout", "nan"], ["--max-megapixel-boxes", "0"]):  # refused before any model loads
+                ["--body-timeout", "nan"], ["--max-megapixel-boxes", "0"], ["--max-points", "0"],
+                ["--queue-size", "0"]):  # refused before any model loads
         assert main(["app", *bad]) == 1
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "example.org", "::"))

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the most one predict request may cost, in megapixels x boxes (default 64: 5 boxes on a "
                         "12 MP photo); over it the answer is 413")
     p.add_argument("--queue-size", type=int, default=8, help="requests waiting before 'busy' answers (default 8)")
+    p.add_argument("--max-points", type=int, default=64,
+                   help="clicks (point prompts) one predict request may carry, all objects together (default 64)")
     p.add_argument("--body-timeout", type=float, default=60,
                    help="seconds a request body may take to arrive (default 60; slower uploads get 408)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
@@ -75,11 +77,14 @@ def build(args: argparse.Namespace):
                         ("--max-megapixel-boxes", args.max_megapixel_boxes), ("--body-timeout", args.body_timeout)):
         if not 0 < value < float("inf"):
             raise DisSamError(f"{flag} must be a positive number, not {value}")
+    for flag, count in (("--queue-size", args.queue_size), ("--max-points", args.max_points)):
+        if count < 1:
+            raise DisSamError(f"{flag} must be at least 1, not {count}")
     predictor = predictor_from_args(args, device=None if args.device == "auto" else args.device,
                                     backend=args.backend, precision=args.precision)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
                     max_cost=int(args.max_megapixel_boxes * 1e6), queue_size=args.queue_size,
-                    body_timeout_s=args.body_timeout)
+                    body_timeout_s=args.body_timeout, max_points=args.max_points)
     folder = Path(args.examples) if args.examples else EXAMPLES_DIR
     if args.examples and not folder.is_dir():
         raise DisSamError(f"--examples {folder}: not a folder")
