@@ -16,7 +16,7 @@ Coordinates: boxes are XYXY pixels of the original (EXIF-corrected) image, ``(x1
 
 Size: one class, the public facade, over ~450 lines because its methods are the documented API
 (boxes, clicks, text, image states, runtimes); their work lives in :mod:`dissam.predictor_points`,
-:mod:`dissam.zoom`, the stages and the runtime runners.
+:mod:`dissam.predictor_text`, :mod:`dissam.zoom`, the stages and the runtime runners.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from dissam.prediction import Prediction, TextPrediction
 from dissam.predictor_points import as_prompts, predict_prompts
 from dissam.predictor_points import prompt_masks as _prompt_masks
 from dissam.predictor_points import refiner_boxes as _refiner_boxes
+from dissam.predictor_text import load_text_stage, predict_text, text_stage_of
 from dissam.refiner import Refiner, merge_edits
 from dissam.runtime.runners import default_backend, make_refiner_runner, resolve_runtime
 from dissam.stages.base import PointStage, PromptMasks, Stage1, TextStage
@@ -58,7 +59,6 @@ from dissam.stages.registry import (
     resolve_stage,
     stage_specs,
 )
-from dissam.stages.sam3 import load_sam3_text
 from dissam.transforms import clean_inputs, postprocess, resize_image
 from dissam.utils import resolve_device
 from dissam.zoom import check_margin, refine_zoomed
@@ -257,7 +257,7 @@ class DisSamPredictor:
             # the pair is checked before any weights load; the constructor then configures it
             check_runtime(get_spec(kind), kwargs.get("backend"), kwargs.get("precision"))
             stage = load_stage1(kind, sam, dev)
-        text_stage = _load_text_stage(text_model, dev) if text_model is not None else None
+        text_stage = load_text_stage(text_model, dev) if text_model is not None else None
         return cls(stage, ref, device=dev, text_stage=text_stage, stage1_source=sam, **kwargs)
 
     # ------------------------------------------------------------------ image state
@@ -435,14 +435,7 @@ class DisSamPredictor:
     def get_text_stage(self) -> TextStage:
         """The text stage: the one set, else SAM 3's detector loaded once from the weights stage 1 (SAM
         3) came from. Raises :class:`DisSamError` when there is none."""
-        if self._text_stage is None and getattr(self.sam_stage, "name", "") == "sam3" and self.stage1_source:
-            self._text_stage = _load_text_stage(self.stage1_source, self.device)
-        if self._text_stage is None:
-            raise DisSamError(
-                "text prompts need SAM 3: build the predictor with stage1='sam3' and SAM 3 weights "
-                "(--stage1 sam3 --sam facebook/sam3, or a local copy of it), or text_model=..."
-            )
-        return self._text_stage
+        return text_stage_of(self)
 
     def predict_text(self, text: str, score_threshold: float = 0.5, max_instances: int | None = 10,
                      allow_empty: bool = False) -> list[TextPrediction]:
@@ -459,25 +452,7 @@ class DisSamPredictor:
         Raises:
             NoMatchError: no instance reaches ``score_threshold`` (and ``allow_empty`` is False).
         """
-        stage = self.get_text_stage()
-        if self._text_image is not self.image:  # one SAM 3 encoding per image, for every phrase
-            stage.set_image(self.image)
-            self._text_image = self.image
-        found = stage.find(text, score_threshold=score_threshold, max_instances=max_instances)
-        if len(found) == 0:
-            if allow_empty:
-                return []
-            raise NoMatchError(
-                f"the text prompt {text!r} matched nothing with score >= {score_threshold:g}; "
-                "try a lower --score-threshold or another phrase"
-            )
-        soft = self.refine(found.masks, found.boxes)
-        binary = self.binarize(soft)
-        return [
-            TextPrediction(soft[i], binary[i], found.masks[i], found.boxes[i], text=text, index=i,
-                           score=float(found.scores[i]))
-            for i in range(len(found))
-        ]
+        return predict_text(self, text, score_threshold, max_instances, allow_empty)
 
 
 def _stage_runs_on(stage: Stage1, backend: str) -> bool:
@@ -511,7 +486,3 @@ def _load_refiner_or_builtin(refiner: str | os.PathLike | None, device) -> Refin
         refiner = BUILTIN_REFINER
     return load_refiner(refiner, device=device)
 
-
-def _load_text_stage(source: str | os.PathLike, device) -> TextStage:
-    # SAM 3's detector needs transformers' Sam3Model: imported only when text prompts are used
-    return load_sam3_text(source, device)
