@@ -254,13 +254,6 @@ def load_prompt_file(path: str | os.PathLike) -> dict[str, list[Prompt]]:
 
 def prompts_for_image(image_path: Path, prompts: dict[str, list[Prompt]] | None,
                       cli_prompts: list[Prompt] | None) -> list[Prompt]:
-    """Prompts for one image: the prompts-file entry (by path, name or stem) plus the command line's."""
-    out: list = []
-    if prompts:
-        for key in (str(image_path), image_path.name, image_path.stem):
-            if key in prompts:
-                out.extend(prompts[key])
-                break
-    if cli_prompts:
-        out.extend(cli_prompts)
-    return out
+    """Prompts for one image: the prompts-file entry (by path, name or stem) plus the command line's
+    (the lookup of :func:`boxes_for_image`)."""
+    return boxes_for_image(image_path, prompts, cli_prompts)
